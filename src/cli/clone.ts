@@ -1,0 +1,207 @@
+import { Command, Option } from 'commander';
+import { clone } from '../clone/clone.js';
+import type { CloneSummary } from '../clone/clone.js';
+import { ReseedError } from '../errors.js';
+import { DEFAULT_READ_LOCK_POLICY } from '../mysql/read-lock.js';
+import type { SnapshotLockMode } from '../mysql/snapshot.js';
+import { fanOut } from '../progress.js';
+import { formatCoordinates } from '../replication/coordinates.js';
+import { METHODS } from '../methods/registry.js';
+import {
+  abortOnSignals,
+  logger,
+  parseDuration,
+  parseHostPort,
+  parseList,
+  parsePositiveInt,
+  replicationPassword,
+  reportError,
+  resolveSides,
+} from './common.js';
+import { formatBytes, formatMs, jsonSink, terminalSink } from './output.js';
+
+export interface CloneFlags {
+  from: string;
+  to: string;
+  method: string;
+  schemas?: string;
+  parallel: string;
+  chunkRows: string;
+  lockMode: SnapshotLockMode;
+  lockWaitTimeout: string;
+  maxLockTime: string;
+  longQuery: string;
+  users?: boolean;
+  force?: boolean;
+  replicate: boolean;
+  gtid: boolean;
+  replicateFrom: 'donor' | 'source';
+  replicationUser?: string;
+  replicationHost?: string;
+  replicationDefaultsFile?: string;
+  catchupTimeout: string;
+  writable?: boolean;
+  verify?: boolean;
+  json?: boolean;
+  verbose?: boolean;
+  defaultsFile?: string;
+  donorDefaultsFile?: string;
+  joinerDefaultsFile?: string;
+}
+
+export function addConnectionOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--from <uri>', 'the donor: mysql://user@host:port')
+    .requiredOption('--to <uri>', 'the joiner: mysql://user@host:port (its user schemas are replaced)')
+    .option(
+      '--defaults-file <file>',
+      'option file with [client] user/password for both sides (default ~/.my.cnf)',
+    )
+    .option('--donor-defaults-file <file>', 'option file for the donor only')
+    .option('--joiner-defaults-file <file>', 'option file for the joiner only');
+}
+
+export function cloneCommand(): Command {
+  const cmd = new Command('clone')
+    .summary('make the joiner a verified replica of the donor')
+    .description(
+      "Copies the donor's user schemas to the joiner from one consistent snapshot, records the\n" +
+        "donor's exact coordinates (GTID and binlog position) at that snapshot, points the joiner's\n" +
+        'replication at them, starts it, waits until it has caught up, and leaves it read-only.\n' +
+        'Every change is journaled and undone if anything fails or you press Ctrl-C.',
+    );
+  addConnectionOptions(cmd)
+    .addOption(
+      new Option('--method <name>', 'how data moves').choices([...METHODS.keys()]).default('logical'),
+    )
+    .option('--schemas <list>', 'comma-separated schemas to copy (default: all but the system schemas)')
+    .option('--parallel <n>', 'copy workers (donor and joiner sessions)', '4')
+    .option('--chunk-rows <n>', 'rows per chunk when a table is split along its key', '100000')
+    .addOption(
+      new Option(
+        '--lock-mode <mode>',
+        'how the snapshot sessions are lined up: auto tries without any lock first',
+      )
+        .choices(['auto', 'none', 'backup-stage', 'ftwrl'])
+        .default('auto'),
+    )
+    .option('--lock-wait-timeout <duration>', 'give up (and kill) our read-lock statement after this', '10s')
+    .option('--max-lock-time <duration>', 'a watchdog releases the read lock after this', '5s')
+    .option(
+      '--long-query <duration>',
+      'wait for queries running longer than this to end before locking',
+      '10s',
+    )
+    .option('--users', 'also copy accounts and their grants')
+    .option('--force', 'replace user data already on the joiner (moved aside, restored if the clone fails)')
+    .option('--no-replicate', 'copy only: do not configure replication')
+    .option('--no-gtid', 'replicate by binlog file/position instead of GTID')
+    .addOption(
+      new Option('--replicate-from <whom>', 'when the donor is a replica: follow the donor or its source')
+        .choices(['donor', 'source'])
+        .default('donor'),
+    )
+    .option(
+      '--replication-user <name>',
+      'account the joiner replicates with (password: RESEED_REPLICATION_PASSWORD)',
+    )
+    .option('--replication-host <host[:port]>', 'where the joiner reaches the donor, if not the --from host')
+    .option('--replication-defaults-file <file>', 'option file holding the replication password')
+    .option('--catchup-timeout <duration>', 'how long to wait for the replica to catch up', '10m')
+    .option('--writable', 'leave the joiner writable (default: read_only=ON)')
+    .option('--verify', 'compare every table and object afterwards (as `reseed verify`)')
+    .option('--json', 'one JSON event per line on stdout, then a summary object')
+    .option('-v, --verbose', 'log what happens to stderr')
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  RESEED_REPLICATION_PASSWORD=secret reseed clone --from mysql://root@db1 --to mysql://root@db2 --replication-user repl\n' +
+        '  reseed clone --from mysql://root@db1 --to mysql://root@db2 --schemas shop,crm --no-replicate --verify\n' +
+        '\nPasswords: MYSQL_PWD, RESEED_DONOR_PASSWORD / RESEED_JOINER_PASSWORD, option files; see docs/credentials.md.\n' +
+        'Exit codes: docs/exit-codes.md.',
+    )
+    .action(async (flags: CloneFlags) => {
+      process.exitCode = await runClone(flags);
+    });
+  return cmd;
+}
+
+async function runClone(flags: CloneFlags): Promise<number> {
+  const json = flags.json === true;
+  const term = json ? undefined : terminalSink();
+  const progress = fanOut(...(json ? [jsonSink()] : [term!]));
+  const warn = (message: string) => progress.emit({ type: 'warning', message });
+  const { signal, dispose } = abortOnSignals();
+  try {
+    const { donor, joiner } = resolveSides(flags.from, flags.to, flags, warn);
+    const summary = await clone({
+      donor,
+      joiner,
+      log: logger(flags.verbose),
+      progress,
+      signal,
+      options: {
+        method: flags.method,
+        schemas: parseList(flags.schemas),
+        parallel: parsePositiveInt('--parallel', flags.parallel, 64),
+        chunkRows: parsePositiveInt('--chunk-rows', flags.chunkRows),
+        lockMode: flags.lockMode,
+        readLock: {
+          ...DEFAULT_READ_LOCK_POLICY,
+          lockWaitTimeoutMs: parseDuration(flags.lockWaitTimeout),
+          maxLockTimeMs: parseDuration(flags.maxLockTime),
+          longQuerySeconds: Math.max(1, Math.round(parseDuration(flags.longQuery) / 1000)),
+        },
+        users: flags.users === true,
+        force: flags.force === true,
+        replicate: flags.replicate,
+        gtid: flags.gtid,
+        replicateFrom: flags.replicateFrom,
+        replicationUser: flags.replicationUser,
+        replicationPassword: replicationPassword(flags.replicationDefaultsFile),
+        replicationHost: flags.replicationHost ? parseHostPort(flags.replicationHost) : undefined,
+        catchupTimeoutMs: parseDuration(flags.catchupTimeout),
+        writable: flags.writable === true,
+        verify: flags.verify === true,
+      },
+    });
+    term?.stop();
+    if (json) process.stdout.write(JSON.stringify({ type: 'summary', ...summary }) + '\n');
+    else process.stderr.write(renderSummary(summary));
+    return 0;
+  } catch (err) {
+    term?.stop();
+    return reportError(
+      err instanceof ReseedError || err instanceof Error ? err : new Error(String(err)),
+      json,
+    );
+  } finally {
+    dispose();
+  }
+}
+
+export function renderSummary(s: CloneSummary): string {
+  const secs = Math.max(s.durationMs / 1000, 0.001);
+  const lines = [
+    '',
+    `Clone complete: ${s.donor} -> ${s.joiner} (${s.method})`,
+    `  duration      ${formatMs(s.durationMs)}`,
+    `  copied        ${s.tables} tables, ${s.rows} rows, ${formatBytes(s.bytes)} (${formatBytes(s.bytes / secs)}/s overall)`,
+    `  objects       ${s.objects} views/routines/triggers/events${s.users ? `, ${s.users} accounts` : ''}`,
+    `  donor lock    ${s.lockMode === 'none' ? 'none (snapshot lined up without a lock)' : `${s.lockMode}, held ${s.lockHeldMs} ms`}`,
+    `  coordinates   ${formatCoordinates(s.coordinates)}`,
+    `  replication   ${s.replication.state === 'running' ? `running from ${s.replication.from} (${s.replication.mode}), caught up in ${formatMs(s.replication.catchUpMs ?? 0)}` : 'not configured (--no-replicate)'}`,
+    `  joiner        ${s.readOnly ? 'read-only' : 'writable'}`,
+  ];
+  if (s.verify)
+    lines.push(
+      `  verify        ${s.verify.ok ? 'identical' : 'DIFFERENT'}: ${s.verify.tables} tables, ${s.verify.chunks} chunks, ${s.verify.rows} rows, ${s.verify.objects} objects at ${s.verify.position}`,
+    );
+  lines.push(
+    `  phases        ${Object.entries(s.phases)
+      .map(([k, v]) => `${k} ${formatMs(v)}`)
+      .join(', ')}`,
+  );
+  for (const w of s.warnings) lines.push(`  warning: ${w}`);
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,133 @@
+import { z } from 'zod';
+import { EXIT_CODES, ReseedError, errorMessage, isReseedError } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
+import { createLogger } from '../log.js';
+import type { Logger } from '../log.js';
+import { maskUri, readOptionFile, resolveEndpoint } from '../mysql/credentials.js';
+import type { Endpoint } from '../mysql/credentials.js';
+
+/** "10s", "500ms", "5m", "1h" or plain seconds, to milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new ReseedError('USAGE', `not a duration: "${text}" (examples: 500ms, 10s, 5m, 1h)`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!);
+}
+
+export function parsePositiveInt(name: string, text: string, max = 1_000_000_000): number {
+  const r = z.coerce.number().int().min(1).max(max).safeParse(text);
+  if (!r.success)
+    throw new ReseedError('USAGE', `${name} takes a whole number from 1 to ${max}, not "${text}"`);
+  return r.data;
+}
+
+export function parseList(text: string | undefined): string[] {
+  return (text ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+export function parseHostPort(text: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(text);
+  if (!m) throw new ReseedError('USAGE', `not host[:port]: "${text}"`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: m[2] ? Number(m[2]) : 3306 };
+}
+
+export interface SideOptions {
+  defaultsFile?: string;
+  donorDefaultsFile?: string;
+  joinerDefaultsFile?: string;
+}
+
+/** Resolves both endpoints and warns about a password in a URI (visible in the process list). */
+export function resolveSides(
+  from: string,
+  to: string,
+  o: SideOptions,
+  warn: (msg: string) => void,
+): { donor: Endpoint; joiner: Endpoint } {
+  const donor = resolveEndpoint(from, {
+    side: 'donor',
+    sideDefaultsFile: o.donorDefaultsFile,
+    defaultsFile: o.defaultsFile,
+  });
+  const joiner = resolveEndpoint(to, {
+    side: 'joiner',
+    sideDefaultsFile: o.joinerDefaultsFile,
+    defaultsFile: o.defaultsFile,
+  });
+  if (donor.uriHadPassword || joiner.uriHadPassword) {
+    warn(
+      'a password in a URI is visible in the process list: prefer MYSQL_PWD, RESEED_DONOR_PASSWORD/RESEED_JOINER_PASSWORD or an option file',
+    );
+    scrubProcessTitle();
+  }
+  return { donor: donor.endpoint, joiner: joiner.endpoint };
+}
+
+/** Rewrites our command line as `ps` shows it, with URI passwords masked. */
+export function scrubProcessTitle(): void {
+  try {
+    process.title = ['reseed', ...process.argv.slice(2).map((a) => maskUri(a))].join(' ');
+  } catch {
+    // not every platform lets a process rename itself
+  }
+}
+
+export function replicationPassword(defaultsFile: string | undefined): string | undefined {
+  if (process.env.RESEED_REPLICATION_PASSWORD !== undefined) return process.env.RESEED_REPLICATION_PASSWORD;
+  if (defaultsFile) return readOptionFile(defaultsFile).password;
+  return undefined;
+}
+
+export function logger(verbose: boolean | undefined): Logger {
+  return createLogger({ level: verbose ? 'info' : (process.env.RESEED_LOG_LEVEL ?? 'warn') });
+}
+
+/**
+ * Ctrl-C and SIGTERM abort the operation, which then rolls back through its journal. A second
+ * Ctrl-C exits at once, leaving the journal for `reseed recover`.
+ */
+export function abortOnSignals(): { signal: AbortSignal; dispose(): void } {
+  const controller = new AbortController();
+  let count = 0;
+  const handler = (name: NodeJS.Signals) => {
+    count++;
+    if (count === 1) {
+      process.stderr.write(
+        `\n${name}: stopping and undoing what was changed (press Ctrl-C again to exit at once)\n`,
+      );
+      controller.abort(new ReseedError('ABORTED', `interrupted by ${name}`));
+    } else {
+      process.stderr.write(`${name} again: exiting now; run \`reseed recover\` to finish the undo\n`);
+      process.exit(EXIT_CODES.ABORTED);
+    }
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return {
+    signal: controller.signal,
+    dispose() {
+      process.off('SIGINT', handler);
+      process.off('SIGTERM', handler);
+    },
+  };
+}
+
+/** Prints an error for the operator and returns the exit code. */
+export function reportError(err: unknown, json: boolean): number {
+  const code: ErrorCode = isReseedError(err) ? err.code : ((err as { code?: ErrorCode }).code ?? 'INTERNAL');
+  const exit = EXIT_CODES[code] ?? 1;
+  const hints: string[] = isReseedError(err) ? err.hints : ((err as { hints?: string[] }).hints ?? []);
+  const message = errorMessage(err);
+  if (json) {
+    process.stdout.write(JSON.stringify({ type: 'error', code, exitCode: exit, message, hints }) + '\n');
+  }
+  process.stderr.write(`reseed: ${message}\n`);
+  for (const h of hints) process.stderr.write(`  ${h}\n`);
+  if (code === 'INTERNAL' && err instanceof Error && err.stack && process.env.RESEED_DEBUG)
+    process.stderr.write(err.stack + '\n');
+  return exit;
+}

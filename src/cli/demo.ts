@@ -1,0 +1,98 @@
+import { Command } from 'commander';
+import { clone } from '../clone/clone.js';
+import { DEFAULT_READ_LOCK_POLICY } from '../mysql/read-lock.js';
+import { connect } from '../mysql/server.js';
+import { loadSampleData } from '../sandbox/sample-data.js';
+import { getSandbox, sandboxEndpoint, sandboxRemove, sandboxUp } from '../sandbox/sandbox.js';
+import { abortOnSignals, logger, reportError } from './common.js';
+import { renderSummary } from './clone.js';
+import { formatBytes, formatMs, terminalSink } from './output.js';
+import { renderReport } from './verify.js';
+
+function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i.exec(text.trim());
+  if (!m) throw new Error(`not a size: ${text} (examples: 50M, 300M, 2G)`);
+  return Math.round(
+    Number(m[1]) *
+      { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'],
+  );
+}
+
+export function demoCommand(): Command {
+  return new Command('demo')
+    .summary('two local MariaDB sandboxes, sample data, a clone, a verification, a summary')
+    .description(
+      'Starts sandboxes "demo-donor" and "demo-joiner" (fresh each time), loads a sample shop\nschema into the donor, clones it to the joiner as a replica, verifies it and prints a summary.',
+    )
+    .option('--size <size>', 'approximate sample data size', '300M')
+    .option('--parallel <n>', 'copy workers', '4')
+    .action(async (o: { size: string; parallel: string }) => {
+      const { signal, dispose } = abortOnSignals();
+      const term = terminalSink();
+      try {
+        const bytes = parseSize(o.size);
+        for (const name of ['demo-donor', 'demo-joiner']) if (getSandbox(name)) await sandboxRemove(name);
+        process.stderr.write('Starting two sandboxes...\n');
+        const donor = await sandboxUp('demo-donor', { signal });
+        const joiner = await sandboxUp('demo-joiner', { signal });
+        process.stderr.write(
+          `  donor  127.0.0.1:${donor.port} (server_id ${donor.serverId})\n  joiner 127.0.0.1:${joiner.port} (server_id ${joiner.serverId})\n`,
+        );
+        const t = Date.now();
+        process.stderr.write(`Loading about ${formatBytes(bytes)} of sample data into the donor...\n`);
+        const s = await connect(sandboxEndpoint(donor));
+        await loadSampleData(s, { bytes }, signal);
+        // The account the joiner replicates with; its password reaches reseed by environment.
+        await s.query("CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'demo-repl-password'");
+        await s.query("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'");
+        await s.close();
+        process.stderr.write(`  loaded in ${formatMs(Date.now() - t)}\nCloning donor -> joiner...\n`);
+        const summary = await clone({
+          donor: sandboxEndpoint(donor),
+          joiner: sandboxEndpoint(joiner),
+          log: logger(false),
+          progress: term,
+          signal,
+          options: {
+            method: 'logical',
+            schemas: [],
+            parallel: Number(o.parallel),
+            chunkRows: 100_000,
+            lockMode: 'auto',
+            readLock: DEFAULT_READ_LOCK_POLICY,
+            users: false,
+            force: false,
+            replicate: true,
+            gtid: true,
+            replicateFrom: 'donor',
+            replicationUser: 'repl',
+            replicationPassword: 'demo-repl-password',
+            replicationHost: undefined,
+            catchupTimeoutMs: 600_000,
+            writable: false,
+            verify: true,
+          },
+        });
+        term.stop();
+        process.stderr.write(renderSummary(summary));
+        if (summary.verify) process.stderr.write('Verification: ' + renderReport(summary.verify));
+        process.stderr.write(
+          [
+            '',
+            'Try it:',
+            `  mariadb -h127.0.0.1 -P${donor.port} -uroot shop     # the donor: write something`,
+            `  mariadb -h127.0.0.1 -P${joiner.port} -uroot shop    # the joiner: see it arrive (SHOW SLAVE STATUS\\G)`,
+            `  bin/reseed verify --from mysql://root@127.0.0.1:${donor.port} --to mysql://root@127.0.0.1:${joiner.port}`,
+            'Remove them:',
+            '  bin/reseed sandbox rm demo-donor && bin/reseed sandbox rm demo-joiner',
+            '',
+          ].join('\n'),
+        );
+      } catch (err) {
+        term.stop();
+        process.exitCode = reportError(err, false);
+      } finally {
+        dispose();
+      }
+    });
+}

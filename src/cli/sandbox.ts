@@ -1,0 +1,73 @@
+import { Command } from 'commander';
+import {
+  listSandboxes,
+  sandboxDown,
+  sandboxHome,
+  sandboxRemove,
+  sandboxUp,
+  sandboxUri,
+} from '../sandbox/sandbox.js';
+import type { SandboxInfo } from '../sandbox/sandbox.js';
+import { parsePositiveInt, reportError } from './common.js';
+
+function describe(s: SandboxInfo): string {
+  return `${s.name.padEnd(16)} ${s.running ? 'running' : 'stopped'}  port ${s.port}  server_id ${s.serverId}  ${sandboxUri(s)}  socket ${s.socket}`;
+}
+
+async function guarded(action: () => Promise<void>): Promise<void> {
+  try {
+    await action();
+  } catch (err) {
+    process.exitCode = reportError(err, false);
+  }
+}
+
+export function sandboxCommand(): Command {
+  const cmd = new Command('sandbox')
+    .summary('local MariaDB servers for trying reseed and for tests')
+    .description(
+      'A sandbox is a real mariadbd from the installed packages with its own datadir, socket, port\n' +
+        'and server_id, binary logging and GTIDs on, listening on 127.0.0.1 only; root has no\n' +
+        `password there. They live in ${sandboxHome()} (RESEED_SANDBOX_DIR to change).`,
+    );
+  cmd
+    .command('up <name>')
+    .description('create (if new) and start a sandbox')
+    .option('--port <port>', 'TCP port (default: a free one)')
+    .option('--buffer-pool <size>', 'innodb_buffer_pool_size', '256M')
+    .action((name: string, o: { port?: string; bufferPool: string }) =>
+      guarded(async () => {
+        const s = await sandboxUp(name, {
+          port: o.port ? parsePositiveInt('--port', o.port, 65535) : undefined,
+          bufferPool: o.bufferPool,
+        });
+        process.stdout.write(describe(s) + '\n');
+        process.stdout.write(`connect: mariadb -h127.0.0.1 -P${s.port} -uroot\n`);
+      }),
+    );
+  cmd
+    .command('down <name>')
+    .description('stop a sandbox (its data stays)')
+    .action((name: string) =>
+      guarded(async () => void process.stdout.write(describe(await sandboxDown(name)) + '\n')),
+    );
+  cmd
+    .command('list')
+    .description('list sandboxes')
+    .action(() =>
+      guarded(async () => {
+        const all = listSandboxes();
+        process.stdout.write(all.length ? all.map(describe).join('\n') + '\n' : 'no sandboxes\n');
+      }),
+    );
+  cmd
+    .command('rm <name>')
+    .description('stop a sandbox and delete its directory')
+    .action((name: string) =>
+      guarded(async () => {
+        await sandboxRemove(name);
+        process.stdout.write(`removed ${name}\n`);
+      }),
+    );
+  return cmd;
+}

@@ -1,0 +1,157 @@
+import { connect } from '../../mysql/server.js';
+import type { Server } from '../../mysql/server.js';
+import { listObjects } from '../../mysql/objects.js';
+import { openSnapshotGroup } from '../../mysql/snapshot.js';
+import type { SnapshotGroup } from '../../mysql/snapshot.js';
+import { listTables } from '../../mysql/tables.js';
+import type { Coordinates } from '../../replication/coordinates.js';
+import type { CloneContext, TransferMethod, TransferResult } from '../method.js';
+import { copyTables } from './copy.js';
+import { createObjects, createTables } from './schema.js';
+import { copyUsers } from './users.js';
+
+/** Donor sessions that read column bytes untouched, in UTC, without statement time limits. */
+export function rawReadSessionSql(unbounded: string[]): string[] {
+  return ["SET SESSION time_zone = '+00:00'", 'SET SESSION character_set_results = NULL', ...unbounded];
+}
+
+export const logical: TransferMethod = {
+  name: 'logical',
+  summary: 'one consistent snapshot, parallel chunked copy streamed into the joiner with LOAD DATA',
+  capabilities: {
+    donorLock: 'none-or-brief',
+    needsJoinerStopped: false,
+    needsAgents: false,
+    crossVersion: true,
+  },
+
+  async preflight(ctx) {
+    const problems: string[] = [];
+    if (!ctx.joiner.facts.localInfile) {
+      problems.push(
+        'the joiner has local_infile=OFF: run SET GLOBAL local_infile = ON there (logical clones load with LOAD DATA LOCAL)',
+      );
+    }
+    return problems;
+  },
+
+  async run(ctx: CloneContext): Promise<TransferResult> {
+    const { donor, joiner, options, journal, log, progress, signal } = ctx;
+    const phases: Record<string, number> = {};
+    const flavor = donor.facts.flavor;
+    const opened: Server[] = [];
+    let group: SnapshotGroup | undefined;
+    try {
+      // 1. The snapshot. A donor that replicates has its applier paused for the moment it takes,
+      //    so its position in its own source's stream is exact too.
+      let t = Date.now();
+      progress.emit({ type: 'phase', phase: 'snapshot' });
+      const pauseApplier = donor.facts.replica?.sqlRunning === true;
+      let pauseSeq: number | undefined;
+      if (pauseApplier) {
+        pauseSeq = journal.record("pause the donor's replication applier", {
+          target: 'donor',
+          statements: [flavor.startReplicaSqlThreadSql],
+        });
+        await donor.meta.query(flavor.stopReplicaSqlThreadSql, [], signal);
+      }
+      group = await openSnapshotGroup({
+        endpoint: donor.endpoint,
+        flavor,
+        sessions: options.parallel,
+        sessionInit: rawReadSessionSql(flavor.unboundedSessionSql),
+        lockMode: options.lockMode,
+        policy: options.readLock,
+        monitor: donor.meta,
+        log,
+        signal,
+      });
+      const coordinates: Coordinates = { ...group.coordinates };
+      const { lockMode, lockHeldMs } = group;
+      if (donor.facts.replica) {
+        const [row] = await donor.meta.query(flavor.replicaStatusSql, [], signal);
+        const [g] = await donor.meta.query(flavor.replicaGtidPositionSql, [], signal);
+        if (row) {
+          const s = flavor.parseReplicaStatus(row);
+          coordinates.source = {
+            host: s.sourceHost,
+            port: s.sourcePort,
+            gtid: String(g?.gtid ?? ''),
+            binlog: s.executed,
+          };
+        }
+      }
+      if (pauseSeq !== undefined) {
+        await donor.meta.query(flavor.startReplicaSqlThreadSql, [], signal);
+        journal.resolve(pauseSeq);
+      }
+      phases.snapshot = Date.now() - t;
+      log.info({ coordinates, lockMode: group.lockMode, lockHeldMs: group.lockHeldMs }, 'snapshot open');
+
+      // 2. Schemas and tables.
+      t = Date.now();
+      progress.emit({ type: 'phase', phase: 'schema' });
+      const tables = await listTables(donor.meta, options.schemas, signal);
+      const objects = await listObjects(donor.meta, options.schemas, signal);
+      await createTables({
+        donor: donor.meta,
+        joiner: joiner.meta,
+        schemas: options.schemas,
+        tables,
+        journal,
+        signal,
+      });
+      phases.schema = Date.now() - t;
+
+      // 3. Rows.
+      t = Date.now();
+      progress.emit({ type: 'phase', phase: 'copy' });
+      const planner = await connect(donor.endpoint, { init: rawReadSessionSql(flavor.unboundedSessionSql) });
+      opened.push(planner);
+      const joiners: Server[] = [];
+      for (let i = 0; i < options.parallel; i++) {
+        const s = await connect(joiner.endpoint, {
+          init: [...joiner.facts.flavor.bulkLoadSessionSql, ...joiner.facts.flavor.unboundedSessionSql],
+        });
+        opened.push(s);
+        joiners.push(s);
+      }
+      const copied = await copyTables({
+        donors: group.sessions,
+        joiners,
+        planner,
+        tables,
+        chunkRows: options.chunkRows,
+        progress,
+        signal,
+      });
+      phases.copy = Date.now() - t;
+      await group.close();
+      group = undefined;
+
+      // 4. Views, routines, triggers (after the rows, so loading fires none), events, accounts.
+      t = Date.now();
+      progress.emit({ type: 'phase', phase: 'objects' });
+      const ddl = await connect(joiner.endpoint, { init: ['SET SESSION sql_log_bin = 0'] });
+      opened.push(ddl);
+      await createObjects({ joiner: ddl, flavor: joiner.facts.flavor, objects, signal });
+      const users = options.users
+        ? await copyUsers({ donor: donor.meta, joiner: joiner.meta, journal, progress, signal })
+        : 0;
+      phases.objects = Date.now() - t;
+
+      return {
+        coordinates,
+        lockMode,
+        lockHeldMs,
+        tables: copied,
+        objects: objects.length,
+        users,
+        phases,
+      };
+    } finally {
+      group?.destroy();
+      await Promise.allSettled(opened.map((s) => s.close()));
+    }
+  },
+};

@@ -1,0 +1,89 @@
+import { ReseedError, errorMessage } from '../../errors.js';
+import type { Journal } from '../../journal/journal.js';
+import type { Flavor } from '../../mysql/flavor/index.js';
+import type { SchemaObject } from '../../mysql/objects.js';
+import { createObject, dropStatement, objectLabel } from '../../mysql/objects.js';
+import type { Server } from '../../mysql/server.js';
+import { quoteIdent, sqlErrno } from '../../mysql/server.js';
+import type { TableInfo } from '../../mysql/tables.js';
+import { tableName } from '../../mysql/tables.js';
+
+/** Creates the schemas and their tables on the joiner, as SHOW CREATE gives them on the donor. */
+export async function createTables(args: {
+  donor: Server;
+  joiner: Server;
+  schemas: string[];
+  tables: TableInfo[];
+  journal: Journal;
+  signal?: AbortSignal | undefined;
+}): Promise<void> {
+  const { donor, joiner, schemas, tables, journal, signal } = args;
+  for (const schema of schemas) {
+    const [row] = await donor.query(`SHOW CREATE DATABASE ${quoteIdent(schema)}`, [], signal);
+    const create = String(row?.['Create Database']);
+    await journal.apply(
+      `create schema ${schema} on the joiner`,
+      { target: 'joiner', statements: [`DROP DATABASE IF EXISTS ${quoteIdent(schema)}`] },
+      () => joiner.query(create, [], signal),
+    );
+  }
+  for (const t of tables) {
+    const [row] = await donor.query(`SHOW CREATE TABLE ${tableName(t)}`, [], signal);
+    await joiner.query(`USE ${quoteIdent(t.schema)}`, [], signal);
+    await joiner.query(String(row?.['Create Table']), [], signal);
+  }
+}
+
+/**
+ * Creates views, routines, triggers and events. Views may use other views, so they are created
+ * in rounds until none is left or a round makes no progress. Events are left disabled on the
+ * joiner ("DISABLE ON SLAVE"): a replica must not run them a second time.
+ */
+export async function createObjects(args: {
+  joiner: Server;
+  flavor: Flavor;
+  objects: SchemaObject[];
+  signal?: AbortSignal | undefined;
+}): Promise<void> {
+  const { joiner, flavor, objects, signal } = args;
+  let views = objects.filter((o) => o.kind === 'view');
+  while (views.length > 0) {
+    const failed: { view: SchemaObject; err: unknown }[] = [];
+    for (const v of views) {
+      try {
+        await createObject(joiner, v, signal);
+      } catch (err) {
+        // 1146: a view it reads from does not exist yet.
+        if (sqlErrno(err) !== 1146) throw describe(v, err);
+        failed.push({ view: v, err });
+      }
+    }
+    if (failed.length === views.length) throw describe(failed[0]!.view, failed[0]!.err);
+    views = failed.map((f) => f.view);
+  }
+  for (const o of objects.filter((o) => o.kind !== 'view')) {
+    try {
+      await createObject(joiner, o, signal);
+      if (o.kind === 'event' && flavor.name === 'mariadb' && !/\bDISABLE\b/i.test(o.create)) {
+        await joiner.query(
+          `ALTER EVENT ${quoteIdent(o.schema)}.${quoteIdent(o.name)} DISABLE ON SLAVE`,
+          [],
+          signal,
+        );
+      }
+    } catch (err) {
+      throw describe(o, err);
+    }
+  }
+}
+
+function describe(o: SchemaObject, err: unknown): ReseedError {
+  return new ReseedError(
+    'COPY_FAILED',
+    `could not create ${objectLabel(o)} on the joiner: ${errorMessage(err)}`,
+    {
+      cause: err,
+      hints: [`the statement was: ${o.create.slice(0, 200)}`, `it can be dropped with: ${dropStatement(o)}`],
+    },
+  );
+}

@@ -1,0 +1,80 @@
+import type { Journal } from '../journal/journal.js';
+import type { Logger } from '../log.js';
+import type { Endpoint } from '../mysql/credentials.js';
+import type { ServerFacts } from '../mysql/facts.js';
+import type { ReadLockPolicy } from '../mysql/read-lock.js';
+import type { Server } from '../mysql/server.js';
+import type { SnapshotLockMode } from '../mysql/snapshot.js';
+import type { ProgressSink } from '../progress.js';
+import type { Coordinates } from '../replication/coordinates.js';
+
+export interface CloneSide {
+  endpoint: Endpoint;
+  /** a session for metadata and control; on the joiner it writes no binlog */
+  meta: Server;
+  facts: ServerFacts;
+}
+
+export interface CloneOptions {
+  method: string;
+  /** schemas to copy; resolved by preflight when the user named none */
+  schemas: string[];
+  parallel: number;
+  chunkRows: number;
+  lockMode: SnapshotLockMode;
+  readLock: ReadLockPolicy;
+  users: boolean;
+  force: boolean;
+  replicate: boolean;
+  gtid: boolean;
+  replicateFrom: 'donor' | 'source';
+  replicationUser: string | undefined;
+  replicationPassword: string | undefined;
+  /** where the joiner reaches its source, when not the donor URI's host and port */
+  replicationHost: { host: string; port: number } | undefined;
+  catchupTimeoutMs: number;
+  writable: boolean;
+  verify: boolean;
+}
+
+/** One object handed to every step of a clone. */
+export interface CloneContext {
+  donor: CloneSide;
+  joiner: CloneSide;
+  options: CloneOptions;
+  journal: Journal;
+  log: Logger;
+  progress: ProgressSink;
+  signal: AbortSignal;
+}
+
+export interface TransferResult {
+  coordinates: Coordinates;
+  lockMode: string;
+  lockHeldMs: number;
+  tables: { table: string; rows: number; bytes: number; chunks: number }[];
+  objects: number;
+  users: number;
+  phases: Record<string, number>;
+}
+
+export interface MethodCapabilities {
+  /** how the donor is locked: not at all / for milliseconds / for the whole copy */
+  donorLock: 'none-or-brief' | 'for-copy';
+  needsJoinerStopped: boolean;
+  needsAgents: boolean;
+  crossVersion: boolean;
+}
+
+/**
+ * How data moves from donor to joiner. The clone operation branches on capabilities, never on a
+ * method's name.
+ */
+export interface TransferMethod {
+  readonly name: string;
+  readonly summary: string;
+  readonly capabilities: MethodCapabilities;
+  /** problems that forbid this method here, one line each; empty when all is well */
+  preflight(ctx: Omit<CloneContext, 'journal'>): Promise<string[]>;
+  run(ctx: CloneContext): Promise<TransferResult>;
+}

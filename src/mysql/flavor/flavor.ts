@@ -1,0 +1,82 @@
+import type { BinlogPosition, FlavorName } from '../../replication/coordinates.js';
+import type { Row } from '../server.js';
+
+/** A replica's state, in the same words whatever the flavor calls its columns. */
+export interface ReplicaStatus {
+  ioRunning: boolean;
+  sqlRunning: boolean;
+  secondsBehind: number | null;
+  sourceHost: string;
+  sourcePort: number;
+  sourceUser: string;
+  usingGtid: boolean;
+  /** position in the source's binlog of the last transaction the replica applied */
+  executed: BinlogPosition;
+  lastIoError: string;
+  lastSqlError: string;
+}
+
+export type ReadLockMode = 'backup-stage' | 'ftwrl';
+
+export interface ChangeSourceOptions {
+  host: string;
+  port: number;
+  user: string;
+  /** GTID auto-positioning; otherwise `binlog` gives the file/position */
+  gtid: boolean;
+  binlog?: BinlogPosition;
+}
+
+/** A statement with its parameters kept apart, so secrets never sit in the SQL text. */
+export interface Statement {
+  sql: string;
+  params: unknown[];
+}
+
+/**
+ * Everything that differs between MariaDB and MySQL SQL lives behind this interface; the rest
+ * of reseed knows no flavor. MariaDB 10.11 is tested against real servers; MySQL 8 only through
+ * unit tests of this layer (no MySQL server package is reachable where we test).
+ */
+export interface Flavor {
+  readonly name: FlavorName;
+  /** read-lock modes this server offers, preferred first */
+  readonly readLockModes: ReadLockMode[];
+  /** whether START TRANSACTION WITH CONSISTENT SNAPSHOT reports its binlog position */
+  readonly snapshotReportsBinlogPosition: boolean;
+  readonly currentGtidSql: string;
+  readonly binlogStatusSql: string;
+  readonly replicaStatusSql: string;
+  readonly stopReplicaSql: string;
+  readonly startReplicaSql: string;
+  readonly stopReplicaSqlThreadSql: string;
+  readonly startReplicaSqlThreadSql: string;
+  readonly resetReplicaAllSql: string;
+  /** the replica's own applied GTID position (what a replica "has") */
+  readonly replicaGtidPositionSql: string;
+  /** session settings that let a long streaming statement run without a server-side time limit */
+  readonly unboundedSessionSql: string[];
+  /** session settings of a joiner session that bulk-loads: no binlog, no checks, exact values */
+  readonly bulkLoadSessionSql: string[];
+  acquireReadLockSql(mode: ReadLockMode): string[];
+  releaseReadLockSql(mode: ReadLockMode): string[];
+  /** GTID position for a binlog position, when the server can compute it */
+  gtidAtBinlogSql(): string | undefined;
+  /** statements that make the joiner's GTID state equal `gtid` before replication starts */
+  setGtidPositionSql(gtid: string): string[];
+  changeSourceSql(options: ChangeSourceOptions, password: string): Statement;
+  /** a query returning one column `result`: -1 on timeout, 0 (or 1 on MySQL) when reached */
+  waitForGtidSql(gtid: string, timeoutSeconds: number): Statement;
+  /** like waitForGtidSql, for a file/position replica: -1 on timeout, >= 0 when reached */
+  waitForPositionSql(position: BinlogPosition, timeoutSeconds: number): Statement;
+  parseReplicaStatus(row: Row): ReplicaStatus;
+  /** SHOW MASTER STATUS / SHOW BINARY LOG STATUS row to a position */
+  parseBinlogStatus(row: Row): BinlogPosition;
+  /** a start-replica statement that stops the SQL thread once `gtid` is applied */
+  startReplicaUntilGtidSql(gtid: string): Statement;
+}
+
+export function str(row: Row, key: string): string {
+  const v = row[key];
+  return v === null || v === undefined ? '' : String(v);
+}

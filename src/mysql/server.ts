@@ -1,0 +1,194 @@
+import mysql from 'mysql2';
+import type { Connection, ConnectionOptions, FieldPacket, QueryOptions } from 'mysql2';
+import type { Readable } from 'node:stream';
+import { ReseedError, abortError, errorMessage } from '../errors.js';
+import type { Endpoint } from './credentials.js';
+import { describeEndpoint } from './credentials.js';
+
+/** A row from a metadata query: column name to value (numbers and dates as strings, never lossy). */
+export type Row = Record<string, unknown>;
+/** A row from a data query: raw column bytes as the server sent them, null for SQL NULL. */
+export type RawRow = (Buffer | null)[];
+
+/**
+ * One connected endpoint: the only place SQL is sent. Owning this boundary ("the subset of
+ * mysql2 we need") keeps the driver replaceable and lets tests record what logic would send.
+ */
+export interface Server {
+  readonly endpoint: Endpoint;
+  /** "donor 127.0.0.1:3306": for messages; never holds a password. */
+  readonly label: string;
+  readonly connectionId: number;
+  query(sql: string, params?: unknown[], signal?: AbortSignal): Promise<Row[]>;
+  /** Rows as raw bytes with backpressure: memory stays bounded whatever the result size. */
+  streamRaw(sql: string, signal?: AbortSignal): AsyncIterable<RawRow>;
+  /** Runs a LOAD DATA LOCAL INFILE statement whose file content is `source`. */
+  loadData(sql: string, source: Readable, signal?: AbortSignal): Promise<number>;
+  close(): Promise<void>;
+  /** Drops the socket at once (the server rolls back and releases this session's locks). */
+  destroy(): void;
+}
+
+export interface ConnectOptions {
+  /** Session statements run right after connecting (sql_log_bin=0, time_zone...). */
+  init?: string[];
+  connectTimeoutMs?: number;
+}
+
+export async function connect(endpoint: Endpoint, options: ConnectOptions = {}): Promise<Server> {
+  const config: ConnectionOptions = {
+    user: endpoint.user,
+    password: endpoint.password ?? '',
+    connectTimeout: options.connectTimeoutMs ?? 10_000,
+    supportBigNumbers: true,
+    bigNumberStrings: true,
+    dateStrings: true,
+    decimalNumbers: false,
+    multipleStatements: false,
+    charset: 'utf8mb4_general_ci',
+    infileStreamFactory: () => {
+      throw new ReseedError('INTERNAL', 'LOAD DATA LOCAL without a stream');
+    },
+  };
+  if (endpoint.socketPath) config.socketPath = endpoint.socketPath;
+  else {
+    config.host = endpoint.host;
+    config.port = endpoint.port;
+  }
+  const label = describeEndpoint(endpoint);
+  const connection = mysql.createConnection(config);
+  try {
+    await new Promise<void>((resolve, reject) =>
+      connection.connect((err) => (err ? reject(err) : resolve())),
+    );
+  } catch (err) {
+    connection.destroy();
+    throw new ReseedError('CONNECT_FAILED', `cannot connect to ${label}: ${errorMessage(err)}`, {
+      cause: err,
+      retryable: true,
+      hints: ['check the host, port, user and password (see docs/credentials.md)'],
+    });
+  }
+  const server = new Mysql2Server(endpoint, label, connection);
+  for (const statement of options.init ?? []) await server.query(statement);
+  return server;
+}
+
+class Mysql2Server implements Server {
+  readonly endpoint: Endpoint;
+  readonly label: string;
+  readonly #connection: Connection;
+  #fatal: Error | undefined;
+
+  constructor(endpoint: Endpoint, label: string, connection: Connection) {
+    this.endpoint = endpoint;
+    this.label = label;
+    this.#connection = connection;
+    // An idle connection that dies must not crash the process; the next call reports it.
+    connection.on('error', (err) => (this.#fatal = err));
+  }
+
+  get connectionId(): number {
+    return this.#connection.threadId ?? -1;
+  }
+
+  query(sql: string, params: unknown[] = [], signal?: AbortSignal): Promise<Row[]> {
+    if (this.#fatal) return Promise.reject(this.#wrap(this.#fatal, sql));
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    return new Promise<Row[]>((resolve, reject) => {
+      const onAbort = () => reject(abortError(signal!));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#connection.query({ sql, values: params }, (err, rows) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (err) return reject(this.#wrap(err, sql));
+        resolve(Array.isArray(rows) ? (rows as Row[]) : []);
+      });
+    });
+  }
+
+  async *streamRaw(sql: string, signal?: AbortSignal): AsyncIterable<RawRow> {
+    const options: QueryOptions = {
+      sql,
+      rowsAsArray: true,
+      typeCast: (field) => field.buffer(),
+    };
+    const query = this.#connection.query(options);
+    const stream = query.stream({ highWaterMark: 256 });
+    const onAbort = () => stream.destroy(abortError(signal!));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const row of stream as AsyncIterable<RawRow>) yield row;
+    } catch (err) {
+      throw this.#wrap(err, sql);
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  loadData(sql: string, source: Readable, signal?: AbortSignal): Promise<number> {
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    return new Promise<number>((resolve, reject) => {
+      let failed = false;
+      const fail = (err: unknown) => {
+        if (failed) return;
+        failed = true;
+        reject(err);
+      };
+      source.once('error', fail);
+      const onAbort = () => source.destroy(abortError(signal!));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#connection.query(
+        { sql, infileStreamFactory: () => source } as QueryOptions,
+        (err, result: unknown, _fields?: FieldPacket[]) => {
+          signal?.removeEventListener('abort', onAbort);
+          if (err) return fail(this.#wrap(err, sql));
+          if (source.errored) return fail(source.errored);
+          resolve((result as { affectedRows?: number }).affectedRows ?? 0);
+        },
+      );
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#connection.end(() => resolve());
+      // end() waits for the server's answer to COM_QUIT; a dead server must not hang us.
+      setTimeout(() => {
+        this.#connection.destroy();
+        resolve();
+      }, 2000).unref();
+    });
+  }
+
+  destroy(): void {
+    this.#connection.destroy();
+  }
+
+  #wrap(err: unknown, sql: string): Error {
+    if (err instanceof ReseedError) return err;
+    const e = err as { code?: string; errno?: number; sqlMessage?: string; message?: string };
+    // Statements are shortened and never include values a caller passed as parameters.
+    const short = /IDENTIFIED|PASSWORD/i.test(sql)
+      ? '(statement withheld: it may hold a secret)'
+      : sql.length > 160
+        ? `${sql.slice(0, 160)}...`
+        : sql;
+    const wrapped = new ReseedError('INTERNAL', `${this.label}: ${e.sqlMessage ?? e.message} [${short}]`, {
+      cause: err,
+    });
+    return Object.assign(wrapped, { sqlErrno: e.errno, sqlCode: e.code });
+  }
+}
+
+/** The server's error number behind a failure from Server, if it came from the server. */
+export function sqlErrno(err: unknown): number | undefined {
+  return (err as { sqlErrno?: number } | undefined)?.sqlErrno;
+}
+
+export function quoteIdent(name: string): string {
+  return '`' + name.replaceAll('`', '``') + '`';
+}
+
+export function quoteString(value: string): string {
+  return "'" + value.replaceAll('\\', '\\\\').replaceAll("'", "''").replaceAll('\0', '\\0') + "'";
+}

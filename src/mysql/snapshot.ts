@@ -1,0 +1,194 @@
+import { ReseedError, throwIfAborted } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { BinlogPosition, Coordinates } from '../replication/coordinates.js';
+import { compareBinlog } from '../replication/coordinates.js';
+import type { Endpoint } from './credentials.js';
+import type { Flavor, ReadLockMode } from './flavor/index.js';
+import { acquireReadLock } from './read-lock.js';
+import type { ReadLockPolicy } from './read-lock.js';
+import { connect } from './server.js';
+import type { Server } from './server.js';
+
+export type SnapshotLockMode = 'auto' | 'none' | ReadLockMode;
+
+/** N donor sessions that all read the same consistent snapshot, and that snapshot's position. */
+export interface SnapshotGroup {
+  readonly sessions: Server[];
+  readonly coordinates: Omit<Coordinates, 'source'>;
+  /** how the sessions were lined up: no lock at all, or which read lock */
+  readonly lockMode: 'none' | ReadLockMode;
+  readonly lockHeldMs: number;
+  /** ends the snapshot transactions and closes the sessions */
+  close(): Promise<void>;
+  /** drops the sessions at once (the server releases everything they held) */
+  destroy(): void;
+}
+
+export interface SnapshotOptions {
+  endpoint: Endpoint;
+  flavor: Flavor;
+  sessions: number;
+  /** statements each session runs before its snapshot (time zone, raw results...) */
+  sessionInit: string[];
+  lockMode: SnapshotLockMode;
+  policy: ReadLockPolicy;
+  /** an open connection to the donor, used to watch and kill */
+  monitor: Server;
+  log: Logger;
+  signal?: AbortSignal | undefined;
+  /** lock-free attempts before falling back to a read lock (auto mode) */
+  lockFreeAttempts?: number;
+}
+
+const START = 'START TRANSACTION WITH CONSISTENT SNAPSHOT';
+
+export async function openSnapshotGroup(o: SnapshotOptions): Promise<SnapshotGroup> {
+  const sessions: Server[] = [];
+  try {
+    for (let i = 0; i < o.sessions; i++) {
+      throwIfAborted(o.signal);
+      sessions.push(
+        await connect(o.endpoint, {
+          init: ['SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ', ...o.sessionInit],
+        }),
+      );
+    }
+    const lockFree = o.lockMode === 'auto' || o.lockMode === 'none';
+    if (lockFree && o.flavor.snapshotReportsBinlogPosition) {
+      const pos = await lineUpWithoutLock(sessions, o);
+      if (pos) return group(sessions, { ...pos, flavor: o.flavor.name }, 'none', 0);
+      if (o.lockMode === 'none') {
+        throw new ReseedError(
+          'SNAPSHOT_FAILED',
+          'could not line up the snapshot sessions without a lock (the donor commits too often)',
+          {
+            retryable: true,
+            hints: ['use --lock-mode auto to fall back to a brief read lock'],
+          },
+        );
+      }
+      o.log.info('lock-free snapshot did not line up; falling back to a read lock');
+    } else if (o.lockMode === 'none') {
+      throw new ReseedError(
+        'USAGE',
+        `--lock-mode none needs a server that reports a snapshot's binlog position (MariaDB)`,
+      );
+    }
+    const mode: ReadLockMode =
+      o.lockMode === 'auto' ? o.flavor.readLockModes[0]! : (o.lockMode as ReadLockMode);
+    if (!o.flavor.readLockModes.includes(mode)) {
+      throw new ReseedError('USAGE', `--lock-mode ${mode} is not offered by ${o.flavor.name}`);
+    }
+    return await lineUpUnderLock(sessions, mode, o);
+  } catch (err) {
+    for (const s of sessions) s.destroy();
+    throw err;
+  }
+}
+
+function group(
+  sessions: Server[],
+  coordinates: Omit<Coordinates, 'source'>,
+  lockMode: 'none' | ReadLockMode,
+  lockHeldMs: number,
+): SnapshotGroup {
+  return {
+    sessions,
+    coordinates,
+    lockMode,
+    lockHeldMs,
+    async close() {
+      await Promise.allSettled(
+        sessions.map(async (s) => {
+          await s.query('COMMIT').catch(() => undefined);
+          await s.close();
+        }),
+      );
+    },
+    destroy() {
+      for (const s of sessions) s.destroy();
+    },
+  };
+}
+
+async function snapshotPosition(session: Server): Promise<BinlogPosition> {
+  const rows = await session.query("SHOW SESSION STATUS LIKE 'binlog_snapshot_%'");
+  const get = (name: string) =>
+    String(rows.find((r) => String(r.Variable_name).toLowerCase() === name)?.Value ?? '');
+  return { file: get('binlog_snapshot_file'), position: Number(get('binlog_snapshot_position')) };
+}
+
+/**
+ * MariaDB makes a consistent snapshot consistent with the binary log: the snapshot holds exactly
+ * the transactions before its reported binlog position. So sessions whose snapshots report the
+ * same position see the same data, and no lock is needed. Sessions that land behind are
+ * restarted until all agree (or we give up and take a lock). Caveat: writes made on the donor
+ * with sql_log_bin=0 are outside the binlog order and could differ between sessions.
+ */
+async function lineUpWithoutLock(
+  sessions: Server[],
+  o: SnapshotOptions,
+): Promise<{ gtid: string; binlog: BinlogPosition } | undefined> {
+  const positions: (BinlogPosition | undefined)[] = sessions.map(() => undefined);
+  const attempts = o.lockFreeAttempts ?? 20;
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    throwIfAborted(o.signal);
+    const target = positions.reduce<BinlogPosition | undefined>(
+      (max, p) => (p && (!max || compareBinlog(p, max) > 0) ? p : max),
+      undefined,
+    );
+    await Promise.all(
+      sessions.map(async (s, i) => {
+        const p = positions[i];
+        if (p && target && compareBinlog(p, target) === 0) return;
+        if (p) await s.query('ROLLBACK');
+        await s.query(START);
+        positions[i] = await snapshotPosition(s);
+      }),
+    );
+    const first = positions[0]!;
+    if (positions.every((p) => p && compareBinlog(p, first) === 0)) {
+      const sql = o.flavor.gtidAtBinlogSql();
+      const [row] = sql ? await sessions[0]!.query(sql, [first.file, first.position]) : [];
+      o.log.debug({ attempt, binlog: first }, 'snapshot sessions lined up without a lock');
+      return { gtid: String(row?.gtid ?? ''), binlog: first };
+    }
+  }
+  for (const s of sessions) await s.query('ROLLBACK');
+  return undefined;
+}
+
+async function lineUpUnderLock(
+  sessions: Server[],
+  mode: ReadLockMode,
+  o: SnapshotOptions,
+): Promise<SnapshotGroup> {
+  const lockConnection = await connect(o.endpoint);
+  try {
+    const lock = await acquireReadLock({
+      lockConnection,
+      monitor: o.monitor,
+      flavor: o.flavor,
+      mode,
+      policy: o.policy,
+      log: o.log,
+      signal: o.signal,
+    });
+    let binlog: BinlogPosition;
+    let gtid: string;
+    try {
+      await Promise.all(sessions.map((s) => s.query(START)));
+      const [status] = await lockConnection.query(o.flavor.binlogStatusSql);
+      binlog = status ? o.flavor.parseBinlogStatus(status) : { file: '', position: 0 };
+      const [g] = await lockConnection.query(o.flavor.currentGtidSql);
+      gtid = String(g?.gtid ?? '');
+      lock.assertHeld();
+    } finally {
+      await lock.release().catch(() => undefined);
+    }
+    lock.assertHeld();
+    return group(sessions, { flavor: o.flavor.name, gtid, binlog }, mode, lock.heldMs);
+  } finally {
+    await lockConnection.close();
+  }
+}

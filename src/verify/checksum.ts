@@ -1,0 +1,46 @@
+import type { KeyRange } from '../mysql/chunking.js';
+import { rangePredicate } from '../mysql/chunking.js';
+import type { Server } from '../mysql/server.js';
+import type { ColumnInfo, TableInfo } from '../mysql/tables.js';
+import { readExpression, tableName } from '../mysql/tables.js';
+
+export interface ChunkChecksum {
+  rows: number;
+  /** 128-bit XOR of row MD5s plus a sum of CRC32s (so duplicate rows do not cancel out) */
+  hash: string;
+}
+
+/**
+ * Each value enters the row hash as length:bytes (NULL as "N"), so no two different rows
+ * serialize alike. Values are read as the copy reads them (FLOAT as DOUBLE...), so an exact copy
+ * hashes the same.
+ */
+function rowExpression(columns: ColumnInfo[]): string {
+  const parts = columns.map((c) => {
+    const e = `CAST(${readExpression(c)} AS BINARY)`;
+    return `IFNULL(CONCAT(LENGTH(${e}), ':', ${e}), 'N')`;
+  });
+  return `CONCAT_WS(',', ${parts.join(', ')})`;
+}
+
+export function checksumSql(table: TableInfo, range: KeyRange): string {
+  const where = rangePredicate(table.chunkKey, range);
+  const h = `MD5(${rowExpression(table.columns)})`;
+  return (
+    `SELECT COUNT(*) AS n, ` +
+    `IFNULL(BIT_XOR(CAST(CONV(LEFT(h, 16), 16, 10) AS UNSIGNED)), 0) AS a, ` +
+    `IFNULL(BIT_XOR(CAST(CONV(RIGHT(h, 16), 16, 10) AS UNSIGNED)), 0) AS b, ` +
+    `IFNULL(SUM(CRC32(h)), 0) AS c ` +
+    `FROM (SELECT ${h} AS h FROM ${tableName(table)}${where ? ` WHERE ${where}` : ''}) AS rows_of_chunk`
+  );
+}
+
+export async function chunkChecksum(
+  server: Server,
+  table: TableInfo,
+  range: KeyRange,
+  signal?: AbortSignal,
+): Promise<ChunkChecksum> {
+  const [row] = await server.query(checksumSql(table, range), [], signal);
+  return { rows: Number(row?.n ?? 0), hash: `${String(row?.a)}:${String(row?.b)}:${String(row?.c)}` };
+}
