@@ -74,7 +74,11 @@ export async function clone(req: CloneRequest): Promise<CloneSummary> {
   const donor = await openSide(req.donor, [], signal);
   let joiner: CloneSide;
   try {
-    joiner = await openSide(req.joiner, ['SET SESSION sql_log_bin = 0'], signal);
+    joiner = await openSide(
+      req.joiner,
+      ['SET SESSION sql_log_bin = 0', 'SET SESSION foreign_key_checks = 0'],
+      signal,
+    );
   } catch (err) {
     donor.meta.destroy();
     throw err;

@@ -4,6 +4,7 @@ import {
   mkdirSync,
   readFileSync,
   readdirSync,
+  renameSync,
   rmSync,
   writeFileSync,
   cpSync,
@@ -200,40 +201,65 @@ function config(dir: string, meta: SandboxMeta, extra: string[]): string {
  * The datadir of a fresh install is made once per MariaDB version and copied for each sandbox:
  * mariadb-install-db takes seconds, a copy a fraction of that.
  */
+let templatePromise: Promise<string> | undefined;
+
 async function template(signal?: AbortSignal): Promise<string> {
+  templatePromise ??= buildTemplate(signal).catch((err: unknown) => {
+    templatePromise = undefined;
+    throw err;
+  });
+  return templatePromise;
+}
+
+/**
+ * Built in a private directory and renamed into place, so concurrent processes (parallel test
+ * files) never see or share a half-made template; the loser of the race discards its copy.
+ */
+async function buildTemplate(signal?: AbortSignal): Promise<string> {
   const { stdout } = await run(binary('mariadbd'), ['--version'], signal ? { signal } : {});
   const version = /Ver\s+(\S+)/.exec(stdout)?.[1] ?? 'unknown';
   const dir = join(sandboxHome(), `.template-${version}`);
   if (existsSync(join(dir, 'ready'))) return join(dir, 'data');
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  const data = join(dir, 'data');
-  const user = process.getuid?.() === 0 ? ['--user=root'] : [];
-  await run(
-    binary('mariadb-install-db'),
-    ['--no-defaults', `--datadir=${data}`, '--auth-root-authentication-method=normal', ...user],
-    signal ? { signal } : {},
-  );
-  // Root from the loopback address, without a password: sandboxes listen on 127.0.0.1 only.
-  const bootstrap = [
-    'use mysql;',
-    'FLUSH PRIVILEGES;',
-    "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';",
-    "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;",
-    "CREATE USER IF NOT EXISTS 'root'@'%';",
-    "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;",
-    '',
-  ].join('\n');
-  await run(
-    binary('mariadbd'),
-    ['--no-defaults', `--datadir=${data}`, '--bootstrap', '--log-bin=0', ...user],
-    {
-      input: bootstrap,
-      ...(signal ? { signal } : {}),
-    },
-  );
-  writeFileSync(join(dir, 'ready'), version + '\n');
-  return data;
+  const work = `${dir}.tmp-${process.pid}-${Date.now()}`;
+  mkdirSync(work, { recursive: true });
+  try {
+    const data = join(work, 'data');
+    const user = process.getuid?.() === 0 ? ['--user=root'] : [];
+    await run(
+      binary('mariadb-install-db'),
+      ['--no-defaults', `--datadir=${data}`, '--auth-root-authentication-method=normal', ...user],
+      signal ? { signal } : {},
+    );
+    // Root from the loopback address, without a password: sandboxes listen on 127.0.0.1 only.
+    const bootstrap = [
+      'use mysql;',
+      'FLUSH PRIVILEGES;',
+      "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';",
+      "GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;",
+      "CREATE USER IF NOT EXISTS 'root'@'%';",
+      "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;",
+      '',
+    ].join('\n');
+    await run(
+      binary('mariadbd'),
+      ['--no-defaults', `--datadir=${data}`, '--bootstrap', '--log-bin=0', ...user],
+      {
+        input: bootstrap,
+        ...(signal ? { signal } : {}),
+      },
+    );
+    writeFileSync(join(work, 'ready'), version + '\n');
+    try {
+      renameSync(work, dir);
+    } catch {
+      // another process finished first; its template is as good as ours
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  if (!existsSync(join(dir, 'ready')))
+    throw new ReseedError('SANDBOX', `could not prepare the sandbox template in ${dir}`);
+  return join(dir, 'data');
 }
 
 export async function sandboxUp(name: string, options: SandboxUpOptions = {}): Promise<SandboxInfo> {

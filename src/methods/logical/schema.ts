@@ -30,7 +30,15 @@ export async function createTables(args: {
   for (const t of tables) {
     const [row] = await donor.query(`SHOW CREATE TABLE ${tableName(t)}`, [], signal);
     await joiner.query(`USE ${quoteIdent(t.schema)}`, [], signal);
-    await joiner.query(String(row?.['Create Table']), [], signal);
+    try {
+      await joiner.query(String(row?.['Create Table']), [], signal);
+    } catch (err) {
+      throw new ReseedError(
+        'COPY_FAILED',
+        `could not create table ${t.schema}.${t.name} on the joiner: ${errorMessage(err)}`,
+        { cause: err },
+      );
+    }
   }
 }
 
@@ -63,18 +71,26 @@ export async function createObjects(args: {
   }
   for (const o of objects.filter((o) => o.kind !== 'view')) {
     try {
-      await createObject(joiner, o, signal);
-      if (o.kind === 'event' && flavor.name === 'mariadb' && !/\bDISABLE\b/i.test(o.create)) {
-        await joiner.query(
-          `ALTER EVENT ${quoteIdent(o.schema)}.${quoteIdent(o.name)} DISABLE ON SLAVE`,
-          [],
-          signal,
-        );
-      }
+      await createObject(
+        joiner,
+        o.kind === 'event' && flavor.name === 'mariadb' ? disabledOnReplica(o) : o,
+        signal,
+      );
     } catch (err) {
       throw describe(o, err);
     }
   }
+}
+
+/**
+ * The event as the replica should hold it: DISABLE ON SLAVE instead of ENABLE, written into the
+ * CREATE statement itself (ALTER EVENT afterwards would make us its definer).
+ */
+export function disabledOnReplica(o: SchemaObject): SchemaObject {
+  return {
+    ...o,
+    create: o.create.replace(/\b(ON COMPLETION (?:NOT )?PRESERVE) ENABLE\b/i, '$1 DISABLE ON SLAVE'),
+  };
 }
 
 function describe(o: SchemaObject, err: unknown): ReseedError {

@@ -1,0 +1,99 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connect } from '../../src/mysql/server.js';
+import type { Server } from '../../src/mysql/server.js';
+import { sandboxEndpoint, sandboxRemove, sandboxUp, sandboxUri } from '../../src/sandbox/sandbox.js';
+import type { SandboxInfo } from '../../src/sandbox/sandbox.js';
+
+const base = process.env.RESEED_TEST_DIR ?? '/tmp/reseed-test';
+process.env.RESEED_SANDBOX_DIR = join(base, 'sandboxes');
+process.env.RESEED_STATE_DIR = join(base, 'state');
+mkdirSync(process.env.RESEED_SANDBOX_DIR, { recursive: true });
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface TestServer {
+  info: SandboxInfo;
+  uri: string;
+  sql(statement: string, params?: unknown[]): Promise<Record<string, unknown>[]>;
+  session(): Promise<Server>;
+}
+
+const started: string[] = [];
+
+export async function startServer(name: string, extraConfig: string[] = []): Promise<TestServer> {
+  const unique = `${name}-${process.pid}`;
+  const info = await sandboxUp(unique, { extraConfig, bufferPool: '128M' });
+  started.push(unique);
+  const session = () => connect(sandboxEndpoint(info));
+  return {
+    info,
+    uri: sandboxUri(info),
+    session,
+    async sql(statement, params = []) {
+      const s = await session();
+      try {
+        return await s.query(statement, params);
+      } finally {
+        await s.close();
+      }
+    },
+  };
+}
+
+export async function stopAll(): Promise<void> {
+  for (const name of started.splice(0)) await sandboxRemove(name).catch(() => undefined);
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs bin/reseed as a user would; `onStderr` sees output as it arrives (to send a signal). */
+export function reseed(
+  args: string[],
+  options: { env?: Record<string, string>; onStderr?: (text: string, pid: number) => void } = {},
+): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'reseed'), ...args], {
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+      options.onStderr?.(stderr, child.pid!);
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Sessions on a server other than the caller's own, for "nothing of ours is left" checks. */
+export async function otherSessions(server: TestServer): Promise<Record<string, unknown>[]> {
+  return server.sql(
+    `SELECT ID, USER, COMMAND, STATE, INFO FROM information_schema.PROCESSLIST
+      WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID')
+        AND USER <> 'system user'`,
+  );
+}
+
+export async function schemas(server: TestServer): Promise<string[]> {
+  const rows = await server.sql(
+    "SELECT SCHEMA_NAME AS s FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN ('mysql','information_schema','performance_schema','sys') ORDER BY 1",
+  );
+  return rows.map((r) => String(r.s));
+}
+
+export async function createReplUser(server: TestServer): Promise<void> {
+  await server.sql("CREATE USER IF NOT EXISTS 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-secret'");
+  await server.sql("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'");
+}
+
+export const REPL_ENV = { RESEED_REPLICATION_PASSWORD: 'repl-secret' };
