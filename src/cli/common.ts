@@ -83,7 +83,8 @@ export function replicationPassword(defaultsFile: string | undefined): string | 
 }
 
 export function logger(verbose: boolean | undefined): Logger {
-  return createLogger({ level: verbose ? 'info' : (process.env.RESEED_LOG_LEVEL ?? 'warn') });
+  // What the operator must see travels as progress events and errors; the log is for --verbose.
+  return createLogger({ level: verbose ? 'info' : (process.env.RESEED_LOG_LEVEL ?? 'silent') });
 }
 
 /**

@@ -18,9 +18,11 @@ const program = new Command('reseed')
   .addCommand(demoCommand())
   .addHelpText('after', '\nStart with `reseed demo`, or `reseed clone --help`. Docs: README.md and docs/.');
 
-program.exitOverride((err) => {
-  // commander's own usage errors: exit 2, as documented
-  process.exit(err.exitCode === 0 ? 0 : 2);
-});
+// commander's own usage errors (unknown option, bad choice...) exit 2, as documented.
+function usageExits(cmd: Command): void {
+  cmd.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+  for (const sub of cmd.commands) usageExits(sub);
+}
+usageExits(program);
 
 await program.parseAsync(process.argv);

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ReseedError, throwIfAborted } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BinlogPosition, Coordinates } from '../replication/coordinates.js';
@@ -158,6 +159,15 @@ async function lineUpWithoutLock(
   return undefined;
 }
 
+/**
+ * Fault injection for tests only: RESEED_FAULT_HOLD_LOCK_MS keeps the read lock that much longer,
+ * so the --max-lock-time watchdog can be seen to work (the real hold is well under a millisecond).
+ */
+async function faultHoldLock(): Promise<void> {
+  const ms = Number(process.env.RESEED_FAULT_HOLD_LOCK_MS ?? 0);
+  if (ms > 0) await sleep(ms);
+}
+
 async function lineUpUnderLock(
   sessions: Server[],
   mode: ReadLockMode,
@@ -178,11 +188,15 @@ async function lineUpUnderLock(
     let gtid: string;
     try {
       await Promise.all(sessions.map((s) => s.query(START)));
+      await faultHoldLock();
       const [status] = await lockConnection.query(o.flavor.binlogStatusSql);
       binlog = status ? o.flavor.parseBinlogStatus(status) : { file: '', position: 0 };
       const [g] = await lockConnection.query(o.flavor.currentGtidSql);
       gtid = String(g?.gtid ?? '');
+    } catch (err) {
+      // A session the watchdog killed fails here first: report the watchdog, not the symptom.
       lock.assertHeld();
+      throw err;
     } finally {
       await lock.release().catch(() => undefined);
     }

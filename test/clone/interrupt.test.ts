@@ -1,0 +1,92 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  REPL_ENV,
+  createReplUser,
+  otherSessions,
+  reseed,
+  schemas,
+  startServer,
+  stopAll,
+} from '../helpers/sandboxes.js';
+import type { TestServer } from '../helpers/sandboxes.js';
+import { loadSampleData } from '../../src/sandbox/sample-data.js';
+
+let donor: TestServer;
+let joiner: TestServer;
+
+/** Runs a slow clone and sends `signal` once the copy has started. */
+function interruptedClone(signal: NodeJS.Signals) {
+  let sent = false;
+  return reseed(
+    [
+      'clone',
+      '--from',
+      donor.uri,
+      '--to',
+      joiner.uri,
+      '--replication-user',
+      'repl',
+      '--parallel',
+      '1',
+      '--chunk-rows',
+      '2000',
+    ],
+    {
+      env: REPL_ENV,
+      onStderr: (text, pid) => {
+        if (!sent && text.includes('- copy')) {
+          sent = true;
+          setTimeout(() => process.kill(pid, signal), 300);
+        }
+      },
+    },
+  );
+}
+
+async function assertDonorClean(): Promise<void> {
+  // Our sessions are gone (a killed client's sessions end when the server notices the socket).
+  for (let i = 0; i < 50; i++) {
+    if ((await otherSessions(donor)).length === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual(await otherSessions(donor), []);
+  const [v] = await donor.sql('SELECT @@read_only AS ro');
+  assert.equal(Number(v!.ro), 0);
+}
+
+describe('interrupting a clone', () => {
+  before(async () => {
+    [donor, joiner] = await Promise.all([startServer('intr-donor'), startServer('intr-joiner')]);
+    const s = await donor.session();
+    await loadSampleData(s, { bytes: 40 << 20 });
+    await s.close();
+    await createReplUser(donor);
+  });
+  after(stopAll);
+
+  it('Ctrl-C undoes everything and says so', async () => {
+    const r = await interruptedClone('SIGINT');
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /interrupted by SIGINT/);
+    assert.match(r.stderr, /every change was undone \(\d+ step\(s\)\): donor and joiner are as they were/);
+    assert.deepEqual(await schemas(joiner), ['test']);
+    await assertDonorClean();
+    const list = await reseed(['recover', '--list']);
+    assert.equal(list.stdout.trim(), 'nothing to recover');
+  });
+
+  it('after kill -9, `reseed recover` finishes the undo', async () => {
+    const r = await interruptedClone('SIGKILL');
+    assert.equal(r.code, null);
+    assert.ok((await schemas(joiner)).includes('shop'), 'the killed clone left its schema behind');
+    const list = await reseed(['recover', '--list']);
+    assert.match(list.stdout, /owed: create schema shop on the joiner \(on the joiner\)/);
+    const rec = await reseed(['recover']);
+    assert.equal(rec.code, 0, rec.stderr);
+    assert.match(rec.stdout, /undone: create schema shop on the joiner/);
+    assert.deepEqual(await schemas(joiner), ['test']);
+    await assertDonorClean();
+    assert.equal((await reseed(['recover'])).stdout.trim(), 'nothing to recover');
+  });
+});

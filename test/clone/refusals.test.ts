@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { REPL_ENV, createReplUser, reseed, schemas, startServer, stopAll } from '../helpers/sandboxes.js';
+import type { TestServer } from '../helpers/sandboxes.js';
+
+let donor: TestServer;
+let joiner: TestServer;
+
+async function gtidOf(s: TestServer): Promise<string> {
+  return String((await s.sql('SELECT @@gtid_binlog_pos AS g'))[0]!.g);
+}
+
+/** A refusal exits with `code`, says `message`, and changes nothing on either server. */
+async function refuses(
+  args: string[],
+  code: number,
+  message: RegExp,
+  servers: TestServer[] = [donor, joiner],
+) {
+  const before = await Promise.all(
+    servers.map(async (s) => ({ schemas: await schemas(s), gtid: await gtidOf(s) })),
+  );
+  const r = await reseed(args, { env: REPL_ENV });
+  assert.equal(r.code, code, r.stderr);
+  assert.match(r.stderr, message);
+  const after = await Promise.all(
+    servers.map(async (s) => ({ schemas: await schemas(s), gtid: await gtidOf(s) })),
+  );
+  assert.deepEqual(after, before, 'nothing changed');
+  return r;
+}
+
+describe('refusals', () => {
+  before(async () => {
+    [donor, joiner] = await Promise.all([startServer('refuse-donor'), startServer('refuse-joiner')]);
+    await donor.sql('CREATE DATABASE app');
+    await donor.sql('CREATE TABLE app.t (id INT PRIMARY KEY)');
+    await createReplUser(donor);
+    await donor.sql("CREATE USER 'weak'@'127.0.0.1'");
+    await donor.sql("GRANT SELECT ON *.* TO 'weak'@'127.0.0.1'");
+  });
+  after(stopAll);
+
+  const base = () => ['clone', '--from', donor.uri, '--to', joiner.uri, '--replication-user', 'repl'];
+
+  it('refuses to clone a server onto itself', async () => {
+    await refuses(
+      ['clone', '--from', donor.uri, '--to', donor.uri, '--replication-user', 'repl'],
+      4,
+      /donor and joiner are the same server/,
+    );
+  });
+
+  it('refuses a donor without the privileges it needs', async () => {
+    const weak = donor.uri.replace('root@', 'weak@');
+    await refuses(
+      ['clone', '--from', weak, '--to', joiner.uri, '--replication-user', 'repl'],
+      4,
+      /the donor account weak@127\.0\.0\.1 lacks RELOAD, SHOW VIEW, EVENT, TRIGGER, PROCESS, BINLOG MONITOR/,
+    );
+  });
+
+  it('refuses a joiner that holds user data, unless --force', async () => {
+    await joiner.sql('CREATE DATABASE keepme');
+    await joiner.sql('CREATE TABLE keepme.t (id INT)');
+    try {
+      const r = await refuses(base(), 4, /the joiner already holds user data in keepme: use --force/);
+      assert.match(r.stderr, /nothing was changed/);
+    } finally {
+      await joiner.sql('DROP DATABASE keepme');
+    }
+  });
+
+  it('refuses without a replication account, or with bad input', async () => {
+    await refuses(
+      ['clone', '--from', donor.uri, '--to', joiner.uri],
+      4,
+      /no replication account: pass --replication-user/,
+    );
+    await refuses([...base(), '--parallel', '0'], 2, /--parallel takes a whole number from 1 to 64/);
+    await refuses(
+      [...base(), '--schemas', 'nope,mysql'],
+      4,
+      /--schemas names schemas the donor does not have: nope[\s\S]*system schemas/,
+    );
+    await refuses(['clone', '--from', 'postgres://x@y', '--to', joiner.uri], 2, /unsupported URI scheme/);
+    await refuses([...base(), '--lock-wait-timeout', 'soon'], 2, /not a duration: "soon"/);
+    await refuses([...base(), '--method', 'carrier-pigeon'], 2, /argument 'carrier-pigeon' is invalid/);
+  });
+
+  it("refuses a donor without a binary log, and a joiner with the donor's server_id", async () => {
+    const noBinlog = await startServer('refuse-nobinlog', ['skip-log-bin']);
+    await noBinlog.sql('CREATE DATABASE app');
+    await refuses(
+      ['clone', '--from', noBinlog.uri, '--to', joiner.uri, '--replication-user', 'repl'],
+      4,
+      /binary logging is off on the donor/,
+      [joiner],
+    );
+    const twin = await startServer('refuse-twin', [`server_id = ${donor.info.serverId}`]);
+    await refuses(
+      ['clone', '--from', donor.uri, '--to', twin.uri, '--replication-user', 'repl'],
+      4,
+      /donor and joiner have the same server_id/,
+      [donor, twin],
+    );
+  });
+});
