@@ -6,6 +6,7 @@ import {
   openSync,
   readFileSync,
   readdirSync,
+  truncateSync,
   writeSync,
 } from 'node:fs';
 import { homedir } from 'node:os';
@@ -93,21 +94,19 @@ export class Journal {
   }
 
   static open(path: string): Journal {
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = readFileSync(path, 'utf8');
+      bytes = readFileSync(path);
     } catch (err) {
       throw new ReseedError('JOURNAL', `cannot read journal ${path}: ${errorMessage(err)}`, { cause: err });
     }
+    // A crash can leave a torn last line (no newline yet); everything before it was fsynced. The
+    // torn tail is cut off, so what is appended next starts on a line of its own.
+    const complete = bytes.lastIndexOf(0x0a) + 1;
+    if (complete < bytes.length) truncateSync(path, complete);
     const entries: Entry[] = [];
-    for (const line of text.split('\n')) {
-      if (line.trim() === '') continue;
-      try {
-        entries.push(JSON.parse(line) as Entry);
-      } catch {
-        // A crash can leave a torn last line; everything before it was fsynced.
-        break;
-      }
+    for (const line of bytes.subarray(0, complete).toString('utf8').split('\n')) {
+      if (line.trim() !== '') entries.push(JSON.parse(line) as Entry);
     }
     return new Journal(path, entries, openSync(path, 'a', 0o600));
   }

@@ -117,8 +117,11 @@ export async function waitForCatchUp(args: {
     throwIfAborted(signal);
     const wait = useGtid ? flavor.waitForGtidSql(gtid, 1) : flavor.waitForPositionSql(position, 1);
     const [r] = await replica.query(wait.sql, wait.params, signal);
-    if (Number(r?.result ?? -1) >= 0) return { gtid, waitedMs: Date.now() - started };
+    const reached = Number(r?.result ?? -1) >= 0;
     const status = await replicaStatus(replica, flavor, signal);
+    // Having the position is not enough: a replica whose I/O thread cannot connect also "has"
+    // it when the source was idle. Both threads must run.
+    if (reached && status?.ioRunning && status.sqlRunning) return { gtid, waitedMs: Date.now() - started };
     progress.emit({ type: 'lag', secondsBehind: status?.secondsBehind ?? null, gtid });
     if (status && (!status.ioRunning || !status.sqlRunning) && (status.lastIoError || status.lastSqlError)) {
       throw new ReseedError(

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { REPL_ENV, createReplUser, reseed, schemas, startServer, stopAll } from '../helpers/sandboxes.js';
+import type { TestServer } from '../helpers/sandboxes.js';
+
+let donor: TestServer;
+let joiner: TestServer;
+
+async function joinerOld(): Promise<string[]> {
+  return (await joiner.sql('SELECT v FROM old.keep ORDER BY v')).map((r) => String(r.v));
+}
+
+describe('--force and --users', () => {
+  before(async () => {
+    [donor, joiner] = await Promise.all([startServer('force-donor'), startServer('force-joiner')]);
+    await donor.sql('CREATE DATABASE shop');
+    await donor.sql('CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(10))');
+    await donor.sql("INSERT INTO shop.t VALUES (1, 'donor')");
+    await donor.sql("CREATE USER 'app'@'%' IDENTIFIED BY 'app-pw'");
+    await donor.sql("GRANT SELECT, INSERT ON shop.* TO 'app'@'%'");
+    await createReplUser(donor);
+    // The joiner's own data, with a view, a trigger and a routine that must come back intact.
+    await joiner.sql('CREATE DATABASE old');
+    await joiner.sql('CREATE TABLE old.keep (v VARCHAR(10))');
+    await joiner.sql("INSERT INTO old.keep VALUES ('a'), ('b')");
+    await joiner.sql('CREATE VIEW old.v AS SELECT v FROM old.keep');
+    await joiner.sql('CREATE TRIGGER old.tr BEFORE INSERT ON old.keep FOR EACH ROW SET NEW.v = UPPER(NEW.v)');
+    await joiner.sql('CREATE FUNCTION old.f() RETURNS INT DETERMINISTIC RETURN 7');
+    await joiner.sql('CREATE DATABASE shop');
+    await joiner.sql('CREATE TABLE shop.t (id INT PRIMARY KEY, v VARCHAR(10))');
+    await joiner.sql("INSERT INTO shop.t VALUES (1, 'joiner')");
+  });
+  after(stopAll);
+
+  it("a failed --force clone puts the joiner's data back as it was", async () => {
+    // A wrong replication password: the copy succeeds, replication cannot connect, all is undone.
+    const r = await reseed(
+      ['clone', '--from', donor.uri, '--to', joiner.uri, '--replication-user', 'repl', '--force', '--users'],
+      {
+        env: { RESEED_REPLICATION_PASSWORD: 'wrong' },
+      },
+    );
+    assert.equal(r.code, 7, r.stderr);
+    assert.match(r.stderr, /replication stopped with an error: .*Access denied/);
+    assert.match(r.stderr, /every change was undone/);
+    assert.deepEqual(await schemas(joiner), ['old', 'shop', 'test']);
+    assert.deepEqual(await joinerOld(), ['a', 'b']);
+    const [t] = await joiner.sql('SELECT v FROM shop.t');
+    assert.equal(t!.v, 'joiner');
+    await joiner.sql("INSERT INTO old.keep VALUES ('c')");
+    assert.deepEqual(await joinerOld(), ['a', 'b', 'C'], 'the trigger is back');
+    assert.equal(Number((await joiner.sql('SELECT old.f() AS f'))[0]!.f), 7);
+    assert.equal((await joiner.sql('SELECT COUNT(*) AS n FROM old.v'))[0]!.n, '3');
+    assert.deepEqual(
+      await joiner.sql("SELECT User FROM mysql.user WHERE User = 'app'"),
+      [],
+      'the copied account was dropped',
+    );
+    const [st] = await joiner.sql('SHOW SLAVE STATUS');
+    assert.equal(st, undefined, 'no replication left configured');
+  });
+
+  it("--force replaces the joiner's data and --users copies accounts", async () => {
+    const r = await reseed(
+      ['clone', '--from', donor.uri, '--to', joiner.uri, '--replication-user', 'repl', '--force', '--users'],
+      { env: REPL_ENV },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(
+      await schemas(joiner),
+      ['shop', 'test'],
+      "the joiner holds the donor's data only; nothing left aside",
+    );
+    const [t] = await joiner.sql('SELECT v FROM shop.t');
+    assert.equal(t!.v, 'donor');
+    const grants = await joiner.sql("SHOW GRANTS FOR 'app'@'%'");
+    assert.match(String(Object.values(grants[1]!)[0]), /GRANT SELECT, INSERT ON `shop`\.\* TO `app`@`%`/);
+    const [a] = await donor.sql("SELECT authentication_string AS h FROM mysql.user WHERE User = 'app'");
+    const [b] = await joiner.sql("SELECT authentication_string AS h FROM mysql.user WHERE User = 'app'");
+    assert.equal(b!.h, a!.h, 'same password hash');
+  });
+});
