@@ -2,6 +2,10 @@
 # Installs what reseed needs on Debian 12 (as root) and builds it. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null; then
+  echo "setup: reseed needs Node.js 20 or newer (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
 need=()
 for pkg in mariadb-server mariadb-client mariadb-backup; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
