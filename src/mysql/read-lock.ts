@@ -75,15 +75,19 @@ async function longQueries(
   }));
 }
 
-export async function acquireReadLock(args: {
+export interface ReadLockArgs {
+  /** the session that takes and holds the lock */
   lockConnection: Server;
+  /** another session, that watches the processlist and kills */
   monitor: Server;
   flavor: Flavor;
   mode: ReadLockMode;
   policy: ReadLockPolicy;
   log: Logger;
   signal?: AbortSignal | undefined;
-}): Promise<HeldReadLock> {
+}
+
+export async function acquireReadLock(args: ReadLockArgs): Promise<HeldReadLock> {
   const { lockConnection, monitor, flavor, mode, policy, log, signal } = args;
   let lastBlocker: BlockingQuery | undefined;
   for (let attempt = 1; attempt <= policy.retries; attempt++) {
@@ -120,7 +124,7 @@ export async function acquireReadLock(args: {
       for (const sql of flavor.acquireReadLockSql(mode)) await lockConnection.query(sql, [], signal);
       clearTimeout(killer);
       if (killed) throw new ReseedError('DONOR_LOCK_TIMEOUT', 'read lock statement was killed');
-      return holdWithWatchdog({ lockConnection, monitor, flavor, mode, policy, log, acquiredAt: Date.now() });
+      return holdWithWatchdog({ ...args, acquiredAt: Date.now() });
     } catch (err) {
       clearTimeout(killer);
       // A half-taken BACKUP STAGE must be ended before the next attempt; harmless otherwise.
@@ -152,15 +156,7 @@ export async function acquireReadLock(args: {
   );
 }
 
-function holdWithWatchdog(args: {
-  lockConnection: Server;
-  monitor: Server;
-  flavor: Flavor;
-  mode: ReadLockMode;
-  policy: ReadLockPolicy;
-  log: Logger;
-  acquiredAt: number;
-}): HeldReadLock {
+function holdWithWatchdog(args: ReadLockArgs & { acquiredAt: number }): HeldReadLock {
   const { lockConnection, monitor, flavor, mode, policy, log, acquiredAt } = args;
   let releasedAt: number | undefined;
   let expired = false;

@@ -10,6 +10,7 @@ import {
   reseed,
   startServer,
   stopAll,
+  cloneArgs,
 } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
 
@@ -38,21 +39,7 @@ describe('logical clone of every type and shape', () => {
   it('clones, replicates, verifies, and leaves the donor clean', async () => {
     const gtidBefore = String((await donor.sql('SELECT @@gtid_binlog_pos AS g'))[0]!.g);
     const r = await reseed(
-      [
-        'clone',
-        '--from',
-        donor.uri,
-        '--to',
-        joiner.uri,
-        '--replication-user',
-        'repl',
-        '--chunk-rows',
-        '300',
-        '--parallel',
-        '3',
-        '--verify',
-        '--json',
-      ],
+      cloneArgs(donor, joiner, '--chunk-rows', '300', '--parallel', '3', '--verify', '--json'),
       { env: REPL_ENV },
     );
     assert.equal(r.code, 0, r.stderr + r.stdout);

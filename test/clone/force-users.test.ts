@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { REPL_ENV, createReplUser, reseed, schemas, startServer, stopAll } from '../helpers/sandboxes.js';
+import {
+  REPL_ENV,
+  createReplUser,
+  reseed,
+  schemas,
+  startServer,
+  stopAll,
+  cloneArgs,
+} from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
 
 let donor: TestServer;
@@ -34,12 +42,9 @@ describe('--force and --users', () => {
 
   it("a failed --force clone puts the joiner's data back as it was", async () => {
     // A wrong replication password: the copy succeeds, replication cannot connect, all is undone.
-    const r = await reseed(
-      ['clone', '--from', donor.uri, '--to', joiner.uri, '--replication-user', 'repl', '--force', '--users'],
-      {
-        env: { RESEED_REPLICATION_PASSWORD: 'wrong' },
-      },
-    );
+    const r = await reseed(cloneArgs(donor, joiner, '--force', '--users'), {
+      env: { RESEED_REPLICATION_PASSWORD: 'wrong' },
+    });
     assert.equal(r.code, 7, r.stderr);
     assert.match(r.stderr, /replication stopped with an error: .*Access denied/);
     assert.match(r.stderr, /every change was undone/);
@@ -61,10 +66,7 @@ describe('--force and --users', () => {
   });
 
   it("--force replaces the joiner's data and --users copies accounts", async () => {
-    const r = await reseed(
-      ['clone', '--from', donor.uri, '--to', joiner.uri, '--replication-user', 'repl', '--force', '--users'],
-      { env: REPL_ENV },
-    );
+    const r = await reseed(cloneArgs(donor, joiner, '--force', '--users'), { env: REPL_ENV });
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(
       await schemas(joiner),

@@ -8,6 +8,7 @@ import {
   schemas,
   startServer,
   stopAll,
+  cloneArgs,
 } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
 import { loadSampleData } from '../../src/sandbox/sample-data.js';
@@ -18,30 +19,15 @@ let joiner: TestServer;
 /** Runs a slow clone and sends `signal` once the copy has started. */
 function interruptedClone(signal: NodeJS.Signals) {
   let sent = false;
-  return reseed(
-    [
-      'clone',
-      '--from',
-      donor.uri,
-      '--to',
-      joiner.uri,
-      '--replication-user',
-      'repl',
-      '--parallel',
-      '1',
-      '--chunk-rows',
-      '2000',
-    ],
-    {
-      env: REPL_ENV,
-      onStderr: (text, pid) => {
-        if (!sent && text.includes('- copy')) {
-          sent = true;
-          setTimeout(() => process.kill(pid, signal), 300);
-        }
-      },
+  return reseed(cloneArgs(donor, joiner, '--parallel', '1', '--chunk-rows', '2000'), {
+    env: REPL_ENV,
+    onStderr: (text, pid) => {
+      if (!sent && text.includes('- copy')) {
+        sent = true;
+        setTimeout(() => process.kill(pid, signal), 300);
+      }
     },
-  );
+  });
 }
 
 async function assertDonorClean(): Promise<void> {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { REPL_ENV, createReplUser, reseed, startServer, stopAll } from '../helpers/sandboxes.js';
+import { REPL_ENV, createReplUser, reseed, startServer, stopAll, cloneArgs } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
 
 let donor: TestServer;
@@ -36,23 +36,9 @@ describe('clone while the donor takes writes', () => {
       }
     })();
     await new Promise((r) => setTimeout(r, 300));
-    const r = await reseed(
-      [
-        'clone',
-        '--from',
-        donor.uri,
-        '--to',
-        joiner.uri,
-        '--replication-user',
-        'repl',
-        '--chunk-rows',
-        '2000',
-        '--parallel',
-        '3',
-        '--json',
-      ],
-      { env: REPL_ENV },
-    );
+    const r = await reseed(cloneArgs(donor, joiner, '--chunk-rows', '2000', '--parallel', '3', '--json'), {
+      env: REPL_ENV,
+    });
     await new Promise((r) => setTimeout(r, 300));
     stop = true;
     await writer;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { REPL_ENV, createReplUser, reseed, startServer, stopAll } from '../helpers/sandboxes.js';
+import { REPL_ENV, createReplUser, reseed, startServer, stopAll, cloneArgs } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
 
 let primary: TestServer;
@@ -31,23 +31,9 @@ describe('a donor that is itself a replica', () => {
   for (const whom of ['donor', 'source'] as const) {
     it(`records the source position too, and the joiner follows the ${whom}`, async () => {
       const joiner = await startServer(`chain-joiner-${whom}`);
-      const r = await reseed(
-        [
-          'clone',
-          '--from',
-          donor.uri,
-          '--to',
-          joiner.uri,
-          '--replication-user',
-          'repl',
-          '--replicate-from',
-          whom,
-          '--json',
-        ],
-        {
-          env: REPL_ENV,
-        },
-      );
+      const r = await reseed(cloneArgs(donor, joiner, '--replicate-from', whom, '--json'), {
+        env: REPL_ENV,
+      });
       assert.equal(r.code, 0, r.stderr);
       const s = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
         coordinates: { gtid: string; source?: { port: number; gtid: string } };

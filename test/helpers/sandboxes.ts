@@ -97,3 +97,8 @@ export async function createReplUser(server: TestServer): Promise<void> {
 }
 
 export const REPL_ENV = { RESEED_REPLICATION_PASSWORD: 'repl-secret' };
+
+/** `clone --from donor --to joiner --replication-user repl`, then `extra`. */
+export function cloneArgs(donor: TestServer, joiner: TestServer, ...extra: string[]): string[] {
+  return ['clone', '--from', donor.uri, '--to', joiner.uri, '--replication-user', 'repl', ...extra];
+}

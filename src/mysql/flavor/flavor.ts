@@ -80,3 +80,33 @@ export function str(row: Row, key: string): string {
   const v = row[key];
   return v === null || v === undefined ? '' : String(v);
 }
+
+/** The columns of SHOW SLAVE/REPLICA STATUS, by what they mean. */
+export interface ReplicaStatusColumns {
+  io: string;
+  sql: string;
+  behind: string;
+  host: string;
+  port: string;
+  user: string;
+  gtid: string;
+  gtidOn: (value: string) => boolean;
+  file: string;
+  position: string;
+}
+
+export function parseReplicaStatusRow(row: Row, c: ReplicaStatusColumns): ReplicaStatus {
+  const behind = row[c.behind];
+  return {
+    ioRunning: str(row, c.io) === 'Yes',
+    sqlRunning: str(row, c.sql) === 'Yes',
+    secondsBehind: behind === null || behind === undefined || behind === '' ? null : Number(behind),
+    sourceHost: str(row, c.host),
+    sourcePort: Number(row[c.port] ?? 0),
+    sourceUser: str(row, c.user),
+    usingGtid: c.gtidOn(str(row, c.gtid)),
+    executed: { file: str(row, c.file), position: Number(row[c.position] ?? 0) },
+    lastIoError: str(row, 'Last_IO_Error'),
+    lastSqlError: str(row, 'Last_SQL_Error'),
+  };
+}

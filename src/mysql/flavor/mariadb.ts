@@ -1,5 +1,5 @@
 import type { ChangeSourceOptions, Flavor, ReadLockMode, ReplicaStatus, Statement } from './flavor.js';
-import { str } from './flavor.js';
+import { parseReplicaStatusRow, str } from './flavor.js';
 import type { Row } from '../server.js';
 import type { BinlogPosition } from '../../replication/coordinates.js';
 
@@ -67,19 +67,18 @@ export const mariadb: Flavor = {
     };
   },
   parseReplicaStatus(row: Row): ReplicaStatus {
-    const behind = row.Seconds_Behind_Master;
-    return {
-      ioRunning: str(row, 'Slave_IO_Running') === 'Yes',
-      sqlRunning: str(row, 'Slave_SQL_Running') === 'Yes',
-      secondsBehind: behind === null || behind === undefined || behind === '' ? null : Number(behind),
-      sourceHost: str(row, 'Master_Host'),
-      sourcePort: Number(row.Master_Port ?? 0),
-      sourceUser: str(row, 'Master_User'),
-      usingGtid: !['', 'No'].includes(str(row, 'Using_Gtid')),
-      executed: { file: str(row, 'Relay_Master_Log_File'), position: Number(row.Exec_Master_Log_Pos ?? 0) },
-      lastIoError: str(row, 'Last_IO_Error'),
-      lastSqlError: str(row, 'Last_SQL_Error'),
-    };
+    return parseReplicaStatusRow(row, {
+      io: 'Slave_IO_Running',
+      sql: 'Slave_SQL_Running',
+      behind: 'Seconds_Behind_Master',
+      host: 'Master_Host',
+      port: 'Master_Port',
+      user: 'Master_User',
+      gtid: 'Using_Gtid',
+      gtidOn: (v) => !['', 'No'].includes(v),
+      file: 'Relay_Master_Log_File',
+      position: 'Exec_Master_Log_Pos',
+    });
   },
   parseBinlogStatus(row: Row): BinlogPosition {
     return { file: str(row, 'File'), position: Number(row.Position) };

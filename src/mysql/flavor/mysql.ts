@@ -1,5 +1,5 @@
 import type { ChangeSourceOptions, Flavor, ReadLockMode, ReplicaStatus, Statement } from './flavor.js';
-import { str } from './flavor.js';
+import { parseReplicaStatusRow, str } from './flavor.js';
 import type { Row } from '../server.js';
 import type { BinlogPosition } from '../../replication/coordinates.js';
 
@@ -77,19 +77,18 @@ export function mysqlFlavor(version: { major: number; minor: number; patch: numb
       };
     },
     parseReplicaStatus(row: Row): ReplicaStatus {
-      const behind = row.Seconds_Behind_Source;
-      return {
-        ioRunning: str(row, 'Replica_IO_Running') === 'Yes',
-        sqlRunning: str(row, 'Replica_SQL_Running') === 'Yes',
-        secondsBehind: behind === null || behind === undefined || behind === '' ? null : Number(behind),
-        sourceHost: str(row, 'Source_Host'),
-        sourcePort: Number(row.Source_Port ?? 0),
-        sourceUser: str(row, 'Source_User'),
-        usingGtid: str(row, 'Auto_Position') === '1',
-        executed: { file: str(row, 'Relay_Source_Log_File'), position: Number(row.Exec_Source_Log_Pos ?? 0) },
-        lastIoError: str(row, 'Last_IO_Error'),
-        lastSqlError: str(row, 'Last_SQL_Error'),
-      };
+      return parseReplicaStatusRow(row, {
+        io: 'Replica_IO_Running',
+        sql: 'Replica_SQL_Running',
+        behind: 'Seconds_Behind_Source',
+        host: 'Source_Host',
+        port: 'Source_Port',
+        user: 'Source_User',
+        gtid: 'Auto_Position',
+        gtidOn: (v) => v === '1',
+        file: 'Relay_Source_Log_File',
+        position: 'Exec_Source_Log_Pos',
+      });
     },
     parseBinlogStatus(row: Row): BinlogPosition {
       return { file: str(row, 'File'), position: Number(row.Position) };
