@@ -7,6 +7,7 @@ export type ProgressEvent =
   | { type: 'table-planned'; table: string; estimatedRows: number; estimatedBytes: number }
   | { type: 'rows'; table: string; rows: number; bytes: number }
   | { type: 'table-done'; table: string; rows: number; bytes: number }
+  | { type: 'table-indexed'; table: string; indexes: number; ms: number }
   | { type: 'lag'; secondsBehind: number | null; gtid: string }
   | { type: 'warning'; message: string }
   | { type: 'verify-table'; table: string; chunks: number; mismatches: number };

@@ -27,6 +27,7 @@ export interface CloneFlags {
   schemas?: string;
   parallel: string;
   chunkRows: string;
+  deferIndexes: boolean;
   lockMode: SnapshotLockMode;
   lockWaitTimeout: string;
   maxLockTime: string;
@@ -77,6 +78,7 @@ export function cloneCommand(): Command {
     .option('--schemas <list>', 'comma-separated schemas to copy (default: all but the system schemas)')
     .option('--parallel <n>', 'copy workers (donor and joiner sessions)', '4')
     .option('--chunk-rows <n>', 'rows per chunk when a table is split along its key', '100000')
+    .option('--no-defer-indexes', 'build secondary indexes during the load instead of after each table')
     .addOption(
       new Option(
         '--lock-mode <mode>',
@@ -145,6 +147,7 @@ async function runClone(flags: CloneFlags): Promise<number> {
         schemas: parseList(flags.schemas),
         parallel: parsePositiveInt('--parallel', flags.parallel, 64),
         chunkRows: parsePositiveInt('--chunk-rows', flags.chunkRows),
+        deferIndexes: flags.deferIndexes,
         lockMode: flags.lockMode,
         readLock: {
           ...DEFAULT_READ_LOCK_POLICY,

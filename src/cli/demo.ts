@@ -58,6 +58,7 @@ export function demoCommand(): Command {
             schemas: [],
             parallel: Number(o.parallel),
             chunkRows: 100_000,
+            deferIndexes: true,
             lockMode: 'auto',
             readLock: DEFAULT_READ_LOCK_POLICY,
             users: false,

@@ -21,6 +21,8 @@ export interface CloneOptions {
   schemas: string[];
   parallel: number;
   chunkRows: number;
+  /** build plain secondary indexes after each table's rows instead of during the load */
+  deferIndexes: boolean;
   lockMode: SnapshotLockMode;
   readLock: ReadLockPolicy;
   users: boolean;

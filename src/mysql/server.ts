@@ -22,11 +22,32 @@ export interface Server {
   query(sql: string, params?: unknown[], signal?: AbortSignal): Promise<Row[]>;
   /** Rows as raw bytes with backpressure: memory stays bounded whatever the result size. */
   streamRaw(sql: string, signal?: AbortSignal): AsyncIterable<RawRow>;
+  /**
+   * Rows as they come off the wire, handed to `onRow(buf, start, end, columns)` without being
+   * decoded (the fast path of the logical copy). Backpressure: while `onRow` returns false the
+   * connection is paused until `resume` is called.
+   */
+  streamPackets(sql: string, sink: PacketSink, signal?: AbortSignal): Promise<void>;
   /** Runs a LOAD DATA LOCAL INFILE statement whose file content is `source`. */
   loadData(sql: string, source: Readable, signal?: AbortSignal): Promise<number>;
   close(): Promise<void>;
   /** Drops the socket at once (the server rolls back and releases this session's locks). */
   destroy(): void;
+}
+
+export interface PacketSink {
+  /** one row packet; return false to pause the connection until resume() */
+  onRow(buf: Buffer, start: number, end: number, columns: number): boolean;
+  /** registers the function that resumes a paused connection */
+  setResume(resume: () => void): void;
+}
+
+/** The subset of mysql2's internal Packet that streamPackets reads. */
+interface WirePacket {
+  buffer: Buffer;
+  offset: number;
+  end: number;
+  isEOF(): boolean;
 }
 
 export interface ConnectOptions {
@@ -123,6 +144,42 @@ class Mysql2Server implements Server {
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }
+  }
+
+  streamPackets(sql: string, sink: PacketSink, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const connection = this.#connection;
+    return new Promise<void>((resolve, reject) => {
+      const query = connection.query(sql) as unknown as {
+        row: (packet: WirePacket, conn: unknown) => unknown;
+        _fieldCount: number;
+        on(event: string, fn: (...args: unknown[]) => void): void;
+      };
+      // mysql2 drives a query through states; after the column definitions its next state is
+      // `this.row`. Our own `row` reads the packet bytes and leaves end-of-rows to mysql2.
+      // This is the one place reseed relies on mysql2 internals; the logical clone tests cover it.
+      const original = Object.getPrototypeOf(query).row as (packet: WirePacket, conn: unknown) => unknown;
+      const fast = function (this: typeof query, packet: WirePacket, conn: unknown): unknown {
+        if (packet.isEOF()) return original.call(this, packet, conn);
+        if (!sink.onRow(packet.buffer, packet.offset, packet.end, this._fieldCount)) connection.pause();
+        return fast;
+      };
+      query.row = fast;
+      sink.setResume(() => connection.resume());
+      const onAbort = () => {
+        connection.resume();
+        reject(abortError(signal!));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      query.on('error', (err) => {
+        signal?.removeEventListener('abort', onAbort);
+        reject(this.#wrap(err, sql));
+      });
+      query.on('end', () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
   }
 
   loadData(sql: string, source: Readable, signal?: AbortSignal): Promise<number> {

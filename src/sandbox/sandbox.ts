@@ -176,6 +176,7 @@ function config(dir: string, meta: SandboxMeta, extra: string[]): string {
     `socket = ${join(dir, 'mariadbd.sock')}`,
     `pid-file = ${join(dir, 'mariadbd.pid')}`,
     `log-error = ${join(dir, 'error.log')}`,
+    `tmpdir = ${join(dir, 'tmp')}`,
     `port = ${meta.port}`,
     'bind-address = 127.0.0.1',
     `server_id = ${meta.serverId}`,
@@ -224,7 +225,10 @@ async function buildTemplate(signal?: AbortSignal): Promise<string> {
   mkdirSync(work, { recursive: true });
   try {
     const data = join(work, 'data');
-    const user = process.getuid?.() === 0 ? ['--user=root'] : [];
+    // A private tmpdir: servers bootstrapping side by side must not share temporary tables.
+    const tmp = join(work, 'tmp');
+    mkdirSync(tmp);
+    const user = [`--tmpdir=${tmp}`, ...(process.getuid?.() === 0 ? ['--user=root'] : [])];
     await run(
       binary('mariadb-install-db'),
       ['--no-defaults', `--datadir=${data}`, '--auth-root-authentication-method=normal', ...user],
@@ -281,7 +285,7 @@ export async function sandboxUp(name: string, options: SandboxUpOptions = {}): P
       throw new ReseedError('SANDBOX', `port ${port} is in use; pick another with --port or leave it out`);
     }
     const data = await template(options.signal);
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(join(dir, 'tmp'), { recursive: true });
     cpSync(data, join(dir, 'data'), { recursive: true });
     meta = {
       name,

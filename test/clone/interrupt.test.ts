@@ -30,13 +30,25 @@ function interruptedClone(signal: NodeJS.Signals) {
   });
 }
 
-async function assertDonorClean(): Promise<void> {
+async function assertDonorClean(options: { allowIdle?: boolean } = {}): Promise<void> {
   // Our sessions are gone (a killed client's sessions end when the server notices the socket).
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < 150; i++) {
     if ((await otherSessions(donor)).length === 0) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  assert.deepEqual(await otherSessions(donor), []);
+  const left = await otherSessions(donor);
+  // Once (under a loaded machine) an idle session of a kill -9'd client outlived 5 s; it holds
+  // nothing. Nothing may run or hold a lock, though.
+  assert.deepEqual(options.allowIdle ? left.filter((s) => s.COMMAND !== 'Sleep') : left, []);
+  // No read lock: a write goes through at once.
+  const s = await donor.session();
+  try {
+    await s.query('SET SESSION lock_wait_timeout = 2');
+    await s.query('CREATE TABLE IF NOT EXISTS test.lock_probe (n INT)');
+    await s.query('INSERT INTO test.lock_probe VALUES (1)');
+  } finally {
+    await s.close();
+  }
   const [v] = await donor.sql('SELECT @@read_only AS ro');
   assert.equal(Number(v!.ro), 0);
 }
@@ -72,7 +84,7 @@ describe('interrupting a clone', () => {
     assert.equal(rec.code, 0, rec.stderr);
     assert.match(rec.stdout, /undone: create schema shop on the joiner/);
     assert.deepEqual(await schemas(joiner), ['test']);
-    await assertDonorClean();
+    await assertDonorClean({ allowIdle: true });
     assert.equal((await reseed(['recover'])).stdout.trim(), 'nothing to recover');
   });
 });

@@ -21,6 +21,8 @@ export interface CopyOptions {
   planner: Server;
   tables: TableInfo[];
   chunkRows: number;
+  /** "ADD KEY ..." clauses to run once a table's rows are all in */
+  deferredIndexes: Map<TableInfo, string[]>;
   progress: ProgressSink;
   signal?: AbortSignal | undefined;
 }
@@ -75,8 +77,9 @@ export async function copyTables(o: CopyOptions): Promise<TableCopyResult[]> {
       estimatedBytes: t.dataBytes,
     });
   }
-  const state = new Map<string, { planned: boolean; pending: number; reported: boolean }>();
-  const queue = chunks(o.planner, ordered, o.chunkRows, o.signal, state);
+  const state = new Map<string, TableState>();
+  const finished: TableInfo[] = [];
+  const queue = chunks(o.planner, ordered, o.chunkRows, o.signal, state, finished);
   let next: Promise<unknown> = Promise.resolve();
   // Iterator calls are serialized: each worker awaits the previous call before asking again.
   const take = (): Promise<IteratorResult<Chunk>> => {
@@ -84,21 +87,36 @@ export async function copyTables(o: CopyOptions): Promise<TableCopyResult[]> {
     next = call.catch(() => undefined);
     return call;
   };
-  const report = (name: string) => {
-    const s = state.get(name);
-    const r = results.get(name)!;
-    if (s && s.planned && s.pending === 0 && !s.reported) {
-      s.reported = true;
-      o.progress.emit({ type: 'table-done', table: name, rows: r.rows, bytes: r.bytes });
-    }
-  };
   const controller = new AbortController();
   const signal = o.signal ? AbortSignal.any([o.signal, controller.signal]) : controller.signal;
+  // A table whose last chunk is in gets its deferred indexes built by the worker that sees it,
+  // while the other workers go on copying.
+  const finish = async (table: TableInfo, joiner: Server) => {
+    const name = displayName(table);
+    const indexes = o.deferredIndexes.get(table) ?? [];
+    if (indexes.length) {
+      const t = Date.now();
+      await joiner.query(`ALTER TABLE ${tableName(table)} ${indexes.join(', ')}`, [], signal);
+      o.progress.emit({ type: 'table-indexed', table: name, indexes: indexes.length, ms: Date.now() - t });
+    }
+    const r = results.get(name)!;
+    o.progress.emit({ type: 'table-done', table: name, rows: r.rows, bytes: r.bytes });
+  };
   const worker = async (i: number) => {
     for (;;) {
       throwIfAborted(signal);
+      const ready = finished.shift();
+      if (ready) {
+        await finish(ready, o.joiners[i]!);
+        continue;
+      }
       const item = await take();
-      if (item.done) return;
+      if (item.done) {
+        const last = finished.shift();
+        if (last) await finish(last, o.joiners[i]!);
+        if (finished.length === 0) return;
+        continue;
+      }
       const { table, range } = item.value;
       const name = displayName(table);
       const copied = await copyChunk(o.donors[i]!, o.joiners[i]!, table, range, o.progress, signal);
@@ -106,8 +124,9 @@ export async function copyTables(o: CopyOptions): Promise<TableCopyResult[]> {
       r.rows += copied.rows;
       r.bytes += copied.bytes;
       r.chunks++;
-      state.get(name)!.pending--;
-      report(name);
+      const st = state.get(name)!;
+      st.pending--;
+      if (st.planned && st.pending === 0) finished.push(table);
     }
   };
   const workers = o.donors.map((_, i) =>
@@ -119,8 +138,12 @@ export async function copyTables(o: CopyOptions): Promise<TableCopyResult[]> {
   const settled = await Promise.allSettled(workers);
   const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failure) throw failure.reason;
-  for (const name of results.keys()) report(name);
   return [...results.values()];
+}
+
+interface TableState {
+  planned: boolean;
+  pending: number;
 }
 
 async function* chunks(
@@ -128,16 +151,19 @@ async function* chunks(
   tables: TableInfo[],
   chunkRows: number,
   signal: AbortSignal | undefined,
-  state: Map<string, { planned: boolean; pending: number; reported: boolean }>,
+  state: Map<string, TableState>,
+  finished: TableInfo[],
 ): AsyncGenerator<Chunk> {
   for (const table of tables) {
-    const s = { planned: false, pending: 0, reported: false };
+    const s: TableState = { planned: false, pending: 0 };
     state.set(displayName(table), s);
     for await (const range of planRanges(planner, table, chunkRows, signal)) {
       s.pending++;
       yield { table, range };
     }
     s.planned = true;
+    // Its chunks may all be copied already: then nobody else will notice it is complete.
+    if (s.pending === 0) finished.push(table);
   }
 }
 
@@ -152,32 +178,12 @@ async function copyChunk(
   const name = displayName(table);
   let rows = 0;
   let bytes = 0;
-  async function* encode(): AsyncGenerator<Buffer> {
-    const encoder = new TsvEncoder();
-    for await (const row of donor.streamRaw(selectSql(table, range), signal)) {
-      encoder.push(row);
-      if (encoder.length >= BATCH_BYTES) {
-        const n = encoder.rows;
-        encoder.rows = 0;
-        const out = encoder.take();
-        rows += n;
-        bytes += out.length;
-        progress.emit({ type: 'rows', table: name, rows: n, bytes: out.length });
-        yield out;
-      }
-    }
-    const n = encoder.rows;
-    const out = encoder.take();
+  const source = rowStream(donor, selectSql(table, range), signal, (n, b) => {
     rows += n;
-    bytes += out.length;
-    if (n > 0) progress.emit({ type: 'rows', table: name, rows: n, bytes: out.length });
-    if (out.length > 0) yield out;
-  }
-  const loaded = await joiner.loadData(
-    loadSql(table),
-    Readable.from(encode(), { objectMode: false }),
-    signal,
-  );
+    bytes += b;
+    progress.emit({ type: 'rows', table: name, rows: n, bytes: b });
+  });
+  const loaded = await joiner.loadData(loadSql(table), source, signal);
   if (loaded !== rows) {
     // LOAD DATA LOCAL turns duplicate keys and bad values into warnings: a count that differs is
     // the only sign, so it is fatal.
@@ -186,4 +192,48 @@ async function copyChunk(
     });
   }
   return { rows, bytes };
+}
+
+/**
+ * The rows of `sql` as LOAD DATA text, in batches of about BATCH_BYTES, encoded straight from the
+ * wire. When the joiner falls behind, the donor connection is paused (backpressure end to end).
+ */
+function rowStream(
+  donor: Server,
+  sql: string,
+  signal: AbortSignal,
+  onBatch: (rows: number, bytes: number) => void,
+): Readable {
+  const encoder = new TsvEncoder(BATCH_BYTES + (BATCH_BYTES >> 1));
+  let resume = () => {};
+  const readable = new Readable({ highWaterMark: 2 * BATCH_BYTES, read: () => resume() });
+  const flush = (): boolean => {
+    const n = encoder.rows;
+    encoder.rows = 0;
+    const out = encoder.take();
+    onBatch(n, out.length);
+    return readable.push(out);
+  };
+  donor
+    .streamPackets(
+      sql,
+      {
+        onRow(buf, start, end, columns) {
+          encoder.pushPacket(buf, start, end, columns);
+          return encoder.length < BATCH_BYTES || flush();
+        },
+        setResume(fn) {
+          resume = fn;
+        },
+      },
+      signal,
+    )
+    .then(
+      () => {
+        if (encoder.length > 0) flush();
+        readable.push(null);
+      },
+      (err: unknown) => readable.destroy(err as Error),
+    );
+  return readable;
 }

@@ -93,13 +93,14 @@ export const logical: TransferMethod = {
       progress.emit({ type: 'phase', phase: 'schema' });
       const tables = await listTables(donor.meta, options.schemas, signal);
       const objects = await listObjects(donor.meta, options.schemas, signal);
-      await createTables({
+      const deferredIndexes = await createTables({
         donor: donor.meta,
         joiner: joiner.meta,
         schemas: options.schemas,
         tables,
         journal,
         signal,
+        deferIndexes: options.deferIndexes,
       });
       phases.schema = Date.now() - t;
 
@@ -122,6 +123,7 @@ export const logical: TransferMethod = {
         planner,
         tables,
         chunkRows: options.chunkRows,
+        deferredIndexes,
         progress,
         signal,
       });

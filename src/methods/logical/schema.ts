@@ -7,17 +7,23 @@ import type { Server } from '../../mysql/server.js';
 import { quoteIdent, sqlErrno } from '../../mysql/server.js';
 import type { TableInfo } from '../../mysql/tables.js';
 import { tableName } from '../../mysql/tables.js';
+import { splitSecondaryIndexes } from './deferred-indexes.js';
 
-/** Creates the schemas and their tables on the joiner, as SHOW CREATE gives them on the donor. */
+/**
+ * Creates the schemas and their tables on the joiner, as SHOW CREATE gives them on the donor,
+ * less the secondary indexes that are better built after the rows (returned per table).
+ */
 export async function createTables(args: {
   donor: Server;
   joiner: Server;
   schemas: string[];
   tables: TableInfo[];
   journal: Journal;
+  deferIndexes: boolean;
   signal?: AbortSignal | undefined;
-}): Promise<void> {
+}): Promise<Map<TableInfo, string[]>> {
   const { donor, joiner, schemas, tables, journal, signal } = args;
+  const deferred = new Map<TableInfo, string[]>();
   for (const schema of schemas) {
     const [row] = await donor.query(`SHOW CREATE DATABASE ${quoteIdent(schema)}`, [], signal);
     const create = String(row?.['Create Database']);
@@ -30,8 +36,12 @@ export async function createTables(args: {
   for (const t of tables) {
     const [row] = await donor.query(`SHOW CREATE TABLE ${tableName(t)}`, [], signal);
     await joiner.query(`USE ${quoteIdent(t.schema)}`, [], signal);
+    const split = args.deferIndexes
+      ? splitSecondaryIndexes(String(row?.['Create Table']))
+      : { create: String(row?.['Create Table']), deferred: [] };
+    if (split.deferred.length) deferred.set(t, split.deferred);
     try {
-      await joiner.query(String(row?.['Create Table']), [], signal);
+      await joiner.query(split.create, [], signal);
     } catch (err) {
       throw new ReseedError(
         'COPY_FAILED',
@@ -40,6 +50,7 @@ export async function createTables(args: {
       );
     }
   }
+  return deferred;
 }
 
 /**

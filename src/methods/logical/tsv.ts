@@ -54,9 +54,57 @@ export class TsvEncoder {
     this.rows++;
   }
 
-  /** The encoded bytes so far (a copy), and a reset. */
+  /**
+   * Encodes one text-protocol row packet as it came off the wire: `columns` length-encoded
+   * strings (0xFB for NULL) from `start` to `end` of `buf`. No JavaScript value is made per field.
+   */
+  pushPacket(buf: Buffer, start: number, end: number, columns: number): void {
+    this.#reserve((end - start) * 2 + columns * 3 + 1);
+    const out = this.#buf;
+    let o = this.#pos;
+    let p = start;
+    for (let c = 0; c < columns; c++) {
+      if (c > 0) out[o++] = TAB;
+      const first = buf[p]!;
+      if (first === 0xfb) {
+        out[o++] = BACKSLASH;
+        out[o++] = N;
+        p++;
+        continue;
+      }
+      let len: number;
+      if (first < 0xfb) {
+        len = first;
+        p += 1;
+      } else if (first === 0xfc) {
+        len = buf[p + 1]! | (buf[p + 2]! << 8);
+        p += 3;
+      } else if (first === 0xfd) {
+        len = buf[p + 1]! | (buf[p + 2]! << 8) | (buf[p + 3]! << 16);
+        p += 4;
+      } else {
+        len = buf.readUInt32LE(p + 1) + buf.readUInt32LE(p + 5) * 2 ** 32;
+        p += 9;
+      }
+      const stop = p + len;
+      if (stop > end) throw new Error('malformed row packet');
+      for (; p < stop; p++) {
+        const b = buf[p]!;
+        if (b === BACKSLASH || b === TAB || b === NL || b === NUL) {
+          out[o++] = BACKSLASH;
+          out[o++] = b === TAB ? T : b === NL ? LOWER_N : b === NUL ? ZERO : BACKSLASH;
+        } else out[o++] = b;
+      }
+    }
+    out[o++] = NL;
+    this.#pos = o;
+    this.rows++;
+  }
+
+  /** The encoded bytes so far, handed over (no copy); the encoder starts a fresh buffer. */
   take(): Buffer {
-    const out = Buffer.from(this.#buf.subarray(0, this.#pos));
+    const out = this.#buf.subarray(0, this.#pos);
+    this.#buf = Buffer.allocUnsafe(this.#buf.length);
     this.#pos = 0;
     return out;
   }
