@@ -1,0 +1,159 @@
+// npm run bench -- [--size 2G] [--runs 3] [--parallel 4] [--no-rss-2x] [--out docs/benchmarks.md]
+// Measures, on one generated dataset, each method into a fresh empty joiner sandbox, rounds
+// interleaved, the OS page cache dropped before each run; reports medians and ratios to reseed.
+import { writeFileSync, existsSync, rmSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { connect } from '../src/mysql/server.js';
+import { sandboxEndpoint, sandboxRemove, sandboxUp } from '../src/sandbox/sandbox.js';
+import type { SandboxInfo } from '../src/sandbox/sandbox.js';
+import { createDataset, shape } from './dataset.js';
+import type { BenchContext, RunResult } from './methods.js';
+import {
+  ingestLimit,
+  mariabackupStream,
+  mydumperMyloader,
+  mysqldumpPipe,
+  prepareCsv,
+  reseedClone,
+  sh,
+} from './methods.js';
+import { renderChart, renderReport } from './report.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const { values: args } = parseArgs({
+  options: {
+    size: { type: 'string', default: '2G' },
+    runs: { type: 'string', default: '3' },
+    parallel: { type: 'string', default: '4' },
+    'rss-2x': { type: 'boolean', default: true },
+    'no-rss-2x': { type: 'boolean', default: false },
+    out: { type: 'string', default: join(root, 'docs', 'benchmarks.md') },
+    methods: { type: 'string', default: 'reseed,mysqldump,mydumper,ingest,mariabackup' },
+  },
+});
+
+const FULL = 2.2e9;
+function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)([MG])$/i.exec(text);
+  if (!m) throw new Error(`--size takes e.g. 200M or 2G, not ${text}`);
+  return Number(m[1]) * (m[2]!.toUpperCase() === 'G' ? 1e9 : 1e6);
+}
+
+export const METHODS: Record<
+  string,
+  { label: string; run: (ctx: BenchContext, joiner: SandboxInfo) => Promise<RunResult> }
+> = {
+  reseed: { label: 'reseed logical clone', run: reseedClone },
+  mysqldump: { label: 'mariadb-dump \\| mariadb', run: mysqldumpPipe },
+  mydumper: { label: 'mydumper + myloader', run: mydumperMyloader },
+  ingest: { label: 'ingest limit (LOAD DATA INFILE)', run: ingestLimit },
+  mariabackup: { label: 'mariabackup stream + prepare', run: mariabackupStream },
+};
+
+process.env.RESEED_SANDBOX_DIR ??= '/var/tmp/reseed-bench/sandboxes';
+process.env.RESEED_STATE_DIR ??= '/var/tmp/reseed-bench/state';
+const work = '/var/tmp/reseed-bench/work';
+
+async function dropCaches(): Promise<boolean> {
+  try {
+    await sh('sync; echo 3 > /proc/sys/vm/drop_caches');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function makeDonor(
+  name: string,
+  scale: number,
+): Promise<{ donor: SandboxInfo; bytes: number; tables: string[] }> {
+  const donor = await sandboxUp(name, { bufferPool: '2G' });
+  const s = await connect(sandboxEndpoint(donor));
+  try {
+    const [exists] = await s.query(
+      "SELECT COUNT(*) AS n FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'bench'",
+    );
+    if (Number(exists!.n) === 0) {
+      const t = Date.now();
+      await createDataset(s, shape(scale));
+      await s.query("CREATE USER IF NOT EXISTS 'repl'@'127.0.0.1' IDENTIFIED BY 'repl'");
+      await s.query("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'");
+      console.error(`dataset at scale ${scale} made in ${((Date.now() - t) / 1000).toFixed(0)} s`);
+    }
+    const rows = await s.query(
+      "SELECT TABLE_NAME AS t, DATA_LENGTH AS d FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'bench' ORDER BY 1",
+    );
+    return { donor, bytes: rows.reduce((a, r) => a + Number(r.d), 0), tables: rows.map((r) => String(r.t)) };
+  } finally {
+    await s.close();
+  }
+}
+
+async function runOnce(ctx: BenchContext, method: string, round: number): Promise<RunResult> {
+  const name = `bench-joiner-${method}-${round}`;
+  await sandboxRemove(name).catch(() => undefined);
+  const joiner = await sandboxUp(name, { bufferPool: '2G' });
+  try {
+    await dropCaches();
+    const r = await METHODS[method]!.run(ctx, joiner);
+    console.error(`  round ${round} ${method}: ${(r.wallMs / 1000).toFixed(1)} s`);
+    return r;
+  } finally {
+    await sandboxRemove(name).catch(() => undefined);
+  }
+}
+
+async function main(): Promise<void> {
+  const scale = parseSize(args.size!) / FULL;
+  const runs = Number(args.runs);
+  const parallel = Number(args.parallel);
+  const methods = args.methods!.split(',');
+  const { donor, bytes, tables } = await makeDonor(`bench-donor-${args.size}`, scale);
+  const ctx: BenchContext = { root, donor, parallel, work, tables, csvDir: join(work, 'csv') };
+  if (methods.includes('ingest')) await prepareCsv(ctx);
+  const cacheDropped = await dropCaches();
+  const results: Record<string, RunResult[]> = Object.fromEntries(methods.map((m) => [m, []]));
+  for (let round = 1; round <= runs; round++) {
+    // Interleaved, and each round starts with another method, so drift hits all alike.
+    const order = methods.map((_, i) => methods[(i + round - 1) % methods.length]!);
+    for (const m of order) results[m]!.push(await runOnce(ctx, m, round));
+  }
+  let rss2x: { bytes: number; result: RunResult } | undefined;
+  if (args['rss-2x'] && !args['no-rss-2x']) {
+    const big = await makeDonor(`bench-donor-2x-${args.size}`, scale * 2);
+    const r = await runOnce({ ...ctx, donor: big.donor, tables: big.tables }, 'reseed', 0);
+    rss2x = { bytes: big.bytes, result: r };
+    await sandboxRemove(big.donor.name);
+  }
+  if (existsSync(ctx.csvDir)) rmSync(ctx.csvDir, { recursive: true, force: true });
+  const versions = {
+    machine: `${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
+    mariadb: (await sh('mariadbd --version')).stdout.trim(),
+    mydumper: (await sh('mydumper --version')).stdout.trim(),
+    node: process.version,
+    cacheDropped,
+  };
+  const report = renderReport({
+    size: args.size!,
+    bytes,
+    runs,
+    parallel,
+    methods,
+    labels: Object.fromEntries(methods.map((m) => [m, METHODS[m]!.label])),
+    results,
+    rss2x,
+    versions,
+    command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
+  });
+  writeFileSync(args.out!, report);
+  writeFileSync(
+    join(root, 'docs', 'benchmarks.svg'),
+    renderChart(methods.map((m) => ({ label: METHODS[m]!.label, results: results[m]! }))),
+  );
+  console.error(`wrote ${args.out} and docs/benchmarks.svg`);
+}
+
+await main();
