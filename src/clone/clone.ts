@@ -127,10 +127,20 @@ export async function clone(req: CloneRequest): Promise<CloneSummary> {
     }
 
     const result = await method.run(ctx);
-    const summary = await finish(ctx, result, started);
-    // Success: what was moved aside is no longer needed.
-    for (const aside of asides)
-      await joiner.meta.query(`DROP DATABASE IF EXISTS ${quoteIdent(aside)}`, [], signal);
+    // Once the clone stands, what was moved aside is no longer needed.
+    const dropAsides = async () => {
+      for (const aside of asides)
+        await joiner.meta.query(`DROP DATABASE IF EXISTS ${quoteIdent(aside)}`, [], signal);
+    };
+    let summary: CloneSummary;
+    try {
+      summary = await finish(ctx, result, started);
+    } catch (err) {
+      // A catch-up timeout keeps the (complete) clone and commits the journal: drop them too.
+      if (journal.finished) await dropAsides();
+      throw err;
+    }
+    await dropAsides();
     journal.commit();
     summary.warnings.push(...plan.warnings);
     return summary;

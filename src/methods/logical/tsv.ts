@@ -9,6 +9,13 @@ const N = 0x4e;
 const T = 0x74;
 const LOWER_N = 0x6e;
 
+/** For each byte: 0 when it passes as it is, else the letter that follows the backslash. */
+const ESCAPE = new Uint8Array(256);
+ESCAPE[BACKSLASH] = BACKSLASH;
+ESCAPE[TAB] = T;
+ESCAPE[NL] = LOWER_N;
+ESCAPE[NUL] = ZERO;
+
 /**
  * Encodes raw rows as LOAD DATA text: fields separated by TAB, rows ended by LF, escape "\",
  * NULL as \N. Bytes pass through untouched otherwise (the load uses CHARACTER SET binary), so
@@ -90,10 +97,12 @@ export class TsvEncoder {
       if (stop > end) throw new Error('malformed row packet');
       for (; p < stop; p++) {
         const b = buf[p]!;
-        if (b === BACKSLASH || b === TAB || b === NL || b === NUL) {
+        const e = ESCAPE[b]!;
+        if (e === 0) out[o++] = b;
+        else {
           out[o++] = BACKSLASH;
-          out[o++] = b === TAB ? T : b === NL ? LOWER_N : b === NUL ? ZERO : BACKSLASH;
-        } else out[o++] = b;
+          out[o++] = e;
+        }
       }
     }
     out[o++] = NL;
