@@ -3,6 +3,7 @@ import { ReseedError, throwIfAborted } from '../../errors.js';
 import type { KeyRange } from '../../mysql/chunking.js';
 import { planRanges, rangePredicate } from '../../mysql/chunking.js';
 import type { Server } from '../../mysql/server.js';
+import { sqlErrno } from '../../mysql/server.js';
 import { quoteIdent } from '../../mysql/server.js';
 import type { TableInfo } from '../../mysql/tables.js';
 import { displayName, readExpression, tableName } from '../../mysql/tables.js';
@@ -79,7 +80,7 @@ export async function copyTables(o: CopyOptions): Promise<TableCopyResult[]> {
   }
   const state = new Map<string, TableState>();
   const finished: TableInfo[] = [];
-  const queue = chunks(o.planner, ordered, o.chunkRows, o.signal, state, finished);
+  const queue = chunks(o.planner, ordered, o.chunkRows, o.signal, state, finished, o.donors.length);
   let next: Promise<unknown> = Promise.resolve();
   // Iterator calls are serialized: each worker awaits the previous call before asking again.
   const take = (): Promise<IteratorResult<Chunk>> => {
@@ -146,6 +147,10 @@ interface TableState {
   pending: number;
 }
 
+/**
+ * Chunks of up to `lanes` tables at a time, taken in turn: concurrent workers then mostly load
+ * different tables (several writers on one B-tree contend for its latches and can deadlock).
+ */
 async function* chunks(
   planner: Server,
   tables: TableInfo[],
@@ -153,17 +158,38 @@ async function* chunks(
   signal: AbortSignal | undefined,
   state: Map<string, TableState>,
   finished: TableInfo[],
+  lanes: number,
 ): AsyncGenerator<Chunk> {
-  for (const table of tables) {
-    const s: TableState = { planned: false, pending: 0 };
-    state.set(displayName(table), s);
-    for await (const range of planRanges(planner, table, chunkRows, signal)) {
-      s.pending++;
-      yield { table, range };
+  const waiting = [...tables];
+  const open: { table: TableInfo; ranges: AsyncIterator<KeyRange>; state: TableState }[] = [];
+  const fill = () => {
+    while (open.length < lanes && waiting.length > 0) {
+      const table = waiting.shift()!;
+      const st: TableState = { planned: false, pending: 0 };
+      state.set(displayName(table), st);
+      open.push({
+        table,
+        ranges: planRanges(planner, table, chunkRows, signal)[Symbol.asyncIterator](),
+        state: st,
+      });
     }
-    s.planned = true;
-    // Its chunks may all be copied already: then nobody else will notice it is complete.
-    if (s.pending === 0) finished.push(table);
+  };
+  fill();
+  for (let i = 0; open.length > 0;) {
+    i %= open.length;
+    const lane = open[i]!;
+    const next = await lane.ranges.next();
+    if (next.done) {
+      lane.state.planned = true;
+      // Its chunks may all be copied already: then nobody else will notice it is complete.
+      if (lane.state.pending === 0) finished.push(lane.table);
+      open.splice(i, 1);
+      fill();
+      continue;
+    }
+    lane.state.pending++;
+    yield { table: lane.table, range: next.value };
+    i++;
   }
 }
 
@@ -176,22 +202,49 @@ async function copyChunk(
   signal: AbortSignal,
 ): Promise<{ rows: number; bytes: number }> {
   const name = displayName(table);
-  let rows = 0;
-  let bytes = 0;
-  const source = rowStream(donor, selectSql(table, range), signal, (n, b) => {
-    rows += n;
-    bytes += b;
-    progress.emit({ type: 'rows', table: name, rows: n, bytes: b });
-  });
-  const loaded = await joiner.loadData(loadSql(table), source, signal);
-  if (loaded !== rows) {
-    // LOAD DATA LOCAL turns duplicate keys and bad values into warnings: a count that differs is
-    // the only sign, so it is fatal.
-    throw new ReseedError('COPY_FAILED', `${name}: sent ${rows} rows but the joiner stored ${loaded}`, {
-      hints: ["check the joiner's table definition and SHOW WARNINGS after a manual LOAD DATA"],
+  for (let attempt = 1; ; attempt++) {
+    let rows = 0;
+    let bytes = 0;
+    const source = rowStream(donor, selectSql(table, range), signal, (n, b) => {
+      rows += n;
+      bytes += b;
+      progress.emit({ type: 'rows', table: name, rows: n, bytes: b });
     });
+    let loaded: number;
+    try {
+      loaded = await joiner.loadData(loadSql(table), source, signal);
+    } catch (err) {
+      // A deadlock victim's statement is rolled back whole, and the snapshot reads the same rows
+      // again: the chunk is simply copied once more. Its rows are then counted twice in progress.
+      const errno = sqlErrno(err);
+      if ((errno === 1213 || errno === 1205) && attempt < 5) {
+        source.destroy();
+        await drain(source);
+        progress.emit({
+          type: 'warning',
+          message: `${name}: chunk retried after a lock conflict on the joiner (${errno})`,
+        });
+        continue;
+      }
+      throw err;
+    }
+    if (loaded !== rows) {
+      // LOAD DATA LOCAL turns duplicate keys and bad values into warnings: a count that differs is
+      // the only sign, so it is fatal.
+      throw new ReseedError('COPY_FAILED', `${name}: sent ${rows} rows but the joiner stored ${loaded}`, {
+        hints: ["check the joiner's table definition and SHOW WARNINGS after a manual LOAD DATA"],
+      });
+    }
+    return { rows, bytes };
   }
-  return { rows, bytes };
+}
+
+/** Waits until a destroyed stream has closed (its donor query ended or failed). */
+function drain(stream: Readable): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.closed) resolve();
+    else stream.once('close', () => resolve());
+  });
 }
 
 /**
@@ -206,7 +259,18 @@ function rowStream(
 ): Readable {
   const encoder = new TsvEncoder(BATCH_BYTES + (BATCH_BYTES >> 1));
   let resume = () => {};
-  const readable = new Readable({ highWaterMark: 2 * BATCH_BYTES, read: () => resume() });
+  let discard = false;
+  const readable = new Readable({
+    highWaterMark: 2 * BATCH_BYTES,
+    read: () => resume(),
+    // Given up on (the load failed): the donor's query still runs to its end, unread, so that
+    // the session is free for the next statement.
+    destroy: (err, callback) => {
+      discard = true;
+      resume();
+      callback(err);
+    },
+  });
   const flush = (): boolean => {
     const n = encoder.rows;
     encoder.rows = 0;
@@ -219,6 +283,7 @@ function rowStream(
       sql,
       {
         onRow(buf, start, end, columns) {
+          if (discard) return true;
           encoder.pushPacket(buf, start, end, columns);
           return encoder.length < BATCH_BYTES || flush();
         },
@@ -230,6 +295,7 @@ function rowStream(
     )
     .then(
       () => {
+        if (discard) return;
         if (encoder.length > 0) flush();
         readable.push(null);
       },
