@@ -34,6 +34,7 @@ export function terminalSink(stream: NodeJS.WriteStream = process.stderr): Progr
   let rows = 0;
   let bytes = 0;
   let started = 0;
+  let lagShown = false;
   const line = (text: string) => {
     if (bar) bar.stop();
     stream.write(text + '\n');
@@ -49,6 +50,10 @@ export function terminalSink(stream: NodeJS.WriteStream = process.stderr): Progr
     emit(e: ProgressEvent) {
       switch (e.type) {
         case 'phase':
+          if (lagShown) {
+            stream.write('\n');
+            lagShown = false;
+          }
           if (e.phase === 'copy') {
             started = Date.now();
             if (tty) {
@@ -86,7 +91,10 @@ export function terminalSink(stream: NodeJS.WriteStream = process.stderr): Progr
           if (!tty) line(`  ${e.table}: ${e.rows} rows, ${formatBytes(e.bytes)}`);
           break;
         case 'lag':
-          if (tty) stream.write(`\r  catching up: ${e.secondsBehind ?? '?'} s behind   `);
+          if (tty) {
+            stream.write(`\r  catching up: ${e.secondsBehind ?? '?'} s behind   `);
+            lagShown = true;
+          }
           break;
         case 'warning':
           line(`  warning: ${e.message}`);
@@ -96,6 +104,8 @@ export function terminalSink(stream: NodeJS.WriteStream = process.stderr): Progr
       }
     },
     stop() {
+      if (lagShown) stream.write('\n');
+      lagShown = false;
       bar?.stop();
       bar = undefined;
     },
