@@ -103,6 +103,8 @@ export function renderReport(r: ReportInput): string {
     '',
     '![median times](benchmarks.svg)',
     '',
+    'The levers tried, one by one, with their measurements: [performance.md](performance.md).',
+    '',
   );
   return lines.join('\n');
 }
