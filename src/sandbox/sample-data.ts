@@ -10,8 +10,8 @@ export async function loadSampleData(
   signal?: AbortSignal,
 ): Promise<void> {
   const db = options.schema ?? 'shop';
-  // About 420 bytes of table data per order with its customer share and items.
-  const orders = Math.max(1000, Math.round(options.bytes / 420));
+  // About 320 bytes of table data and indexes per order with its customer share and items.
+  const orders = Math.max(1000, Math.round(options.bytes / 320));
   const customers = Math.max(100, Math.round(orders / 10));
   const run = (sql: string) => server.query(sql, [], signal);
   await run(`CREATE DATABASE IF NOT EXISTS \`${db}\` CHARACTER SET utf8mb4`);
