@@ -9,7 +9,8 @@ import type { SandboxInfo } from '../../src/sandbox/sandbox.js';
 
 const base = process.env.RESEED_TEST_DIR ?? '/tmp/reseed-test';
 process.env.RESEED_SANDBOX_DIR = join(base, 'sandboxes');
-process.env.RESEED_STATE_DIR = join(base, 'state');
+// Per test file (each runs in its own process): `recover` must see only this file's journals.
+process.env.RESEED_STATE_DIR = join(base, 'state', String(process.pid));
 mkdirSync(process.env.RESEED_SANDBOX_DIR, { recursive: true });
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
