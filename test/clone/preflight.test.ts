@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { preflight } from '../../src/clone/preflight.js';
+import { silentLogger } from '../../src/log.js';
+import { detectFlavor, parseVersion } from '../../src/mysql/flavor/index.js';
+import type { ServerFacts } from '../../src/mysql/facts.js';
+import type { Row, Server } from '../../src/mysql/server.js';
+import { logical } from '../../src/methods/logical/index.js';
+import type { CloneOptions } from '../../src/methods/method.js';
+import { DEFAULT_READ_LOCK_POLICY } from '../../src/mysql/read-lock.js';
+import { nullProgress } from '../../src/progress.js';
+
+/**
+ * Refusals that need servers this machine cannot run (an older joiner, a MySQL joiner) are
+ * checked against a recording fake Server: preflight's logic, not the SQL, is under test.
+ */
+function fake(schemas: string[]): Server {
+  return {
+    endpoint: { host: 'h', port: 1, user: 'u' },
+    label: 'fake',
+    connectionId: 1,
+    async query(sql: string): Promise<Row[]> {
+      if (/FROM information_schema\.SCHEMATA/.test(sql)) return schemas.map((s) => ({ s }));
+      if (/AS n$/.test(sql.trim())) return [{ n: 0 }];
+      return [];
+    },
+    streamRaw: () => (async function* () {})(),
+    streamPackets: async () => undefined,
+    loadData: async () => 0,
+    close: async () => undefined,
+    destroy: () => undefined,
+  };
+}
+
+function facts(version: string, over: Partial<ServerFacts> = {}): ServerFacts {
+  return {
+    flavor: detectFlavor(version),
+    version: parseVersion(version),
+    serverId: Math.floor(Math.random() * 1e9),
+    serverUuid: undefined,
+    hostname: `host-${Math.random()}`,
+    port: 3306,
+    datadir: '/var/lib/mysql/',
+    logBin: true,
+    logSlaveUpdates: true,
+    binlogFormat: 'ROW',
+    readOnly: false,
+    localInfile: true,
+    replica: undefined,
+    privileges: new Set(['ALL PRIVILEGES']),
+    user: 'root@%',
+    ...over,
+  };
+}
+
+const options: CloneOptions = {
+  method: 'logical',
+  schemas: [],
+  parallel: 4,
+  chunkRows: 100000,
+  deferIndexes: true,
+  lockMode: 'auto',
+  readLock: DEFAULT_READ_LOCK_POLICY,
+  users: false,
+  force: false,
+  replicate: true,
+  gtid: true,
+  replicateFrom: 'donor',
+  replicationUser: 'repl',
+  replicationPassword: 'x',
+  replicationHost: undefined,
+  catchupTimeoutMs: 1000,
+  writable: false,
+  verify: false,
+};
+
+async function problems(donor: ServerFacts, joiner: ServerFacts): Promise<string[]> {
+  try {
+    await preflight(
+      {
+        donor: { endpoint: { host: 'd', port: 1, user: 'u' }, meta: fake(['app']), facts: donor },
+        joiner: { endpoint: { host: 'j', port: 2, user: 'u' }, meta: fake([]), facts: joiner },
+        options: { ...options },
+        log: silentLogger(),
+        progress: nullProgress,
+        signal: new AbortController().signal,
+      },
+      logical,
+    );
+    return [];
+  } catch (err) {
+    return (err as { hints: string[] }).hints;
+  }
+}
+
+describe('preflight refusals that need other server versions', () => {
+  it('accepts a joiner of the same or a newer version', async () => {
+    assert.deepEqual(await problems(facts('10.11.6-MariaDB'), facts('10.11.2-MariaDB')), []);
+    assert.deepEqual(await problems(facts('10.6.20-MariaDB'), facts('10.11.6-MariaDB')), []);
+  });
+
+  it('refuses a joiner older than the donor', async () => {
+    const p = await problems(facts('10.11.6-MariaDB'), facts('10.6.20-MariaDB'));
+    assert.deepEqual(p, [
+      'the joiner (10.6.20-MariaDB) is older than the donor (10.11.6-MariaDB): replication from a newer server is not supported',
+    ]);
+  });
+
+  it("refuses replication between flavors, and names a MySQL account's missing privileges", async () => {
+    const p = await problems(
+      facts('10.11.6-MariaDB'),
+      facts('8.0.36', { privileges: new Set(['SELECT', 'INSERT']) }),
+    );
+    assert.ok(
+      p.includes('donor is mariadb and joiner is mysql: replication between flavors is not supported'),
+      p.join('\n'),
+    );
+    assert.ok(
+      p.some((l) => /^the joiner account root@% lacks CREATE, DROP, ALTER/.test(l)),
+      p.join('\n'),
+    );
+  });
+
+  it('refuses a joiner with local_infile off, with the statement that fixes it', async () => {
+    const p = await problems(facts('10.11.6-MariaDB'), facts('10.11.6-MariaDB', { localInfile: false }));
+    assert.deepEqual(p, [
+      'the joiner has local_infile=OFF: run SET GLOBAL local_infile = ON there (logical clones load with LOAD DATA LOCAL)',
+    ]);
+  });
+});
