@@ -2,22 +2,64 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TsvEncoder } from '../../src/methods/logical/tsv.js';
 
-describe('LOAD DATA encoding', () => {
+/** A text-protocol row packet body: each field length-encoded, NULL as 0xFB. */
+function packet(fields: (Buffer | null)[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const f of fields) {
+    if (f === null) parts.push(Buffer.from([0xfb]));
+    else if (f.length < 251) parts.push(Buffer.from([f.length]), f);
+    else if (f.length < 1 << 16) parts.push(Buffer.from([0xfc, f.length & 0xff, f.length >> 8]), f);
+    else if (f.length < 1 << 24)
+      parts.push(Buffer.from([0xfd, f.length & 0xff, (f.length >> 8) & 0xff, f.length >> 16]), f);
+    else {
+      const len = Buffer.alloc(9);
+      len[0] = 0xfe;
+      len.writeUInt32LE(f.length, 1);
+      parts.push(len, f);
+    }
+  }
+  return Buffer.concat(parts);
+}
+
+function encode(...rows: (Buffer | null)[][]): Buffer {
+  const e = new TsvEncoder(4);
+  for (const r of rows) {
+    // Framed by unrelated bytes, as rows sit inside the driver's larger buffers.
+    const body = packet(r);
+    const framed = Buffer.concat([Buffer.from('xyz'), body, Buffer.from('!!')]);
+    e.pushPacket(framed, 3, 3 + body.length, r.length);
+  }
+  assert.equal(e.rows, rows.length);
+  return e.take();
+}
+
+describe('LOAD DATA encoding from row packets', () => {
   it('escapes the four special bytes and writes NULL as \\N', () => {
-    const e = new TsvEncoder(4);
-    e.push([Buffer.from('a\tb\nc\\d\0e'), null, Buffer.from('NULL'), Buffer.from('\\N'), Buffer.alloc(0)]);
-    e.push([Buffer.from('x')]);
-    assert.equal(e.take().toString('latin1'), 'a\\tb\\nc\\\\d\\0e\t\\N\tNULL\t\\\\N\t\nx\n');
-    assert.equal(e.rows, 2);
-    assert.equal(e.length, 0);
+    const out = encode(
+      [Buffer.from('a\tb\nc\\d\0e'), null, Buffer.from('NULL'), Buffer.from('\\N'), Buffer.alloc(0)],
+      [Buffer.from('x')],
+    );
+    assert.equal(out.toString('latin1'), 'a\\tb\\nc\\\\d\\0e\t\\N\tNULL\t\\\\N\t\nx\n');
   });
 
   it('passes every other byte through', () => {
     const all = Buffer.from(
       Array.from({ length: 256 }, (_, i) => i).filter((b) => ![0, 9, 10, 92].includes(b)),
     );
+    assert.deepEqual(encode([all]), Buffer.concat([all, Buffer.from('\n')]));
+  });
+
+  it('reads every length encoding (1, 3, 4 and 9 bytes)', () => {
+    for (const n of [250, 251, 70_000, 17_000_000]) {
+      const v = Buffer.alloc(n, 0x41);
+      const out = encode([v, Buffer.from('z')]);
+      assert.equal(out.length, n + 3, `field of ${n} bytes`);
+      assert.equal(out.subarray(n).toString(), '\tz\n');
+    }
+  });
+
+  it('refuses a packet whose field runs past its end', () => {
     const e = new TsvEncoder();
-    e.push([all]);
-    assert.deepEqual(e.take(), Buffer.concat([all, Buffer.from('\n')]));
+    assert.throws(() => e.pushPacket(Buffer.from([5, 0x41, 0x42]), 0, 3, 1), /malformed row packet/);
   });
 });

@@ -1,5 +1,3 @@
-import type { RawRow } from '../../mysql/server.js';
-
 const TAB = 0x09;
 const NL = 0x0a;
 const BACKSLASH = 0x5c;
@@ -32,33 +30,6 @@ export class TsvEncoder {
 
   get length(): number {
     return this.#pos;
-  }
-
-  push(row: RawRow): void {
-    let need = 1;
-    for (const v of row) need += v === null ? 3 : v.length * 2 + 1;
-    this.#reserve(need);
-    const buf = this.#buf;
-    let pos = this.#pos;
-    for (let i = 0; i < row.length; i++) {
-      if (i > 0) buf[pos++] = TAB;
-      const v = row[i];
-      if (v === null || v === undefined) {
-        buf[pos++] = BACKSLASH;
-        buf[pos++] = N;
-        continue;
-      }
-      for (let j = 0; j < v.length; j++) {
-        const b = v[j]!;
-        if (b === BACKSLASH || b === TAB || b === NL || b === NUL) {
-          buf[pos++] = BACKSLASH;
-          buf[pos++] = b === TAB ? T : b === NL ? LOWER_N : b === NUL ? ZERO : BACKSLASH;
-        } else buf[pos++] = b;
-      }
-    }
-    buf[pos++] = NL;
-    this.#pos = pos;
-    this.rows++;
   }
 
   /**
