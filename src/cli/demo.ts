@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { clone } from '../clone/clone.js';
-import { DEFAULT_READ_LOCK_POLICY } from '../mysql/read-lock.js';
+import { defaultCloneOptions } from '../clone/defaults.js';
 import { connect } from '../mysql/server.js';
 import { loadSampleData } from '../sandbox/sample-data.js';
 import { getSandbox, sandboxEndpoint, sandboxRemove, sandboxUp } from '../sandbox/sandbox.js';
@@ -53,26 +53,12 @@ export function demoCommand(): Command {
           log: logger(false),
           progress: term,
           signal,
-          options: {
-            method: 'logical',
-            schemas: [],
+          options: defaultCloneOptions({
             parallel: Number(o.parallel),
-            chunkRows: 100_000,
-            deferIndexes: true,
-            lockMode: 'auto',
-            readLock: DEFAULT_READ_LOCK_POLICY,
-            users: false,
-            force: false,
-            replicate: true,
-            gtid: true,
-            replicateFrom: 'donor',
             replicationUser: 'repl',
             replicationPassword: 'demo-repl-password',
-            replicationHost: undefined,
-            catchupTimeoutMs: 600_000,
-            writable: false,
             verify: true,
-          },
+          }),
         });
         term.stop();
         process.stderr.write(renderSummary(summary));

@@ -7,7 +7,7 @@ import type { ServerFacts } from '../../src/mysql/facts.js';
 import type { Row, Server } from '../../src/mysql/server.js';
 import { logical } from '../../src/methods/logical/index.js';
 import type { CloneOptions } from '../../src/methods/method.js';
-import { DEFAULT_READ_LOCK_POLICY } from '../../src/mysql/read-lock.js';
+import { defaultCloneOptions } from '../../src/clone/defaults.js';
 import { nullProgress } from '../../src/progress.js';
 
 /**
@@ -53,26 +53,7 @@ function facts(version: string, over: Partial<ServerFacts> = {}): ServerFacts {
   };
 }
 
-const options: CloneOptions = {
-  method: 'logical',
-  schemas: [],
-  parallel: 4,
-  chunkRows: 100000,
-  deferIndexes: true,
-  lockMode: 'auto',
-  readLock: DEFAULT_READ_LOCK_POLICY,
-  users: false,
-  force: false,
-  replicate: true,
-  gtid: true,
-  replicateFrom: 'donor',
-  replicationUser: 'repl',
-  replicationPassword: 'x',
-  replicationHost: undefined,
-  catchupTimeoutMs: 1000,
-  writable: false,
-  verify: false,
-};
+const options: CloneOptions = defaultCloneOptions({ replicationUser: 'repl', replicationPassword: 'x' });
 
 async function problems(donor: ServerFacts, joiner: ServerFacts): Promise<string[]> {
   try {
