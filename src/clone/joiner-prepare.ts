@@ -1,6 +1,6 @@
 import type { Journal } from '../journal/journal.js';
 import type { Server } from '../mysql/server.js';
-import { quoteIdent } from '../mysql/server.js';
+import { quoteIdent, quoteString } from '../mysql/server.js';
 import { dropStatement, listObjects } from '../mysql/objects.js';
 import { listTables } from '../mysql/tables.js';
 
@@ -65,7 +65,7 @@ export async function moveAside(args: {
   for (const o of objects) {
     // Replayed with the object's sql_mode; a definer that is gone makes a warning, not an error.
     undo.push(`USE ${quoteIdent(schema)}`);
-    if (o.sqlMode !== undefined) undo.push(`SET SESSION sql_mode = '${o.sqlMode}'`);
+    if (o.sqlMode !== undefined) undo.push(`SET SESSION sql_mode = ${quoteString(o.sqlMode)}`);
     undo.push(o.create);
   }
   await journal.apply(

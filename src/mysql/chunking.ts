@@ -5,6 +5,14 @@ import type { ColumnInfo, TableInfo } from './tables.js';
 import { isInteger, keyLiteral, keyReadExpression, tableName } from './tables.js';
 
 /**
+ * Session settings of a donor session that reads column bytes untouched (key boundaries, rows)
+ * in UTC: planRanges needs its planner started with them.
+ */
+export function rawReadSessionSql(unbounded: string[] = []): string[] {
+  return ["SET SESSION time_zone = '+00:00'", 'SET SESSION character_set_results = NULL', ...unbounded];
+}
+
+/**
  * A slice of a table along its chunk key: rows with key > lower (exclusive) and <= upper
  * (inclusive); an absent bound is open. Consecutive ranges share a bound, so together they cover
  * every key exactly once whatever the key's values: no row is missed or read twice.

@@ -2,7 +2,7 @@ import { ReseedError, throwIfAborted } from '../errors.js';
 import type { Journal } from '../journal/journal.js';
 import type { Logger } from '../log.js';
 import type { KeyRange } from '../mysql/chunking.js';
-import { planRanges } from '../mysql/chunking.js';
+import { planRanges, rawReadSessionSql } from '../mysql/chunking.js';
 import type { Endpoint } from '../mysql/credentials.js';
 import { inspect } from '../mysql/facts.js';
 import { listObjects, objectLabel } from '../mysql/objects.js';
@@ -29,7 +29,9 @@ export interface VerifyReport {
   /** the donor position both sides were compared at */
   position: string;
   /** how the replica was held at that position, or why it was not */
-  method: 'replica stopped at the donor snapshot' | 'direct (joiner is not a replica)';
+  method:
+    | 'replica stopped at the donor snapshot'
+    | 'live (joiner is not a GTID replica: quiesce both for an exact result)';
   tables: number;
   chunks: number;
   rows: number;
@@ -119,7 +121,7 @@ export async function verify(req: VerifyRequest): Promise<VerifyReport> {
           differences.push({ what: `table ${displayName(t)}`, detail: 'missing on the joiner' });
       const present = tables.filter((t) => joinerTables.has(displayName(t)));
       const planner = await connect(req.donor, {
-        init: ["SET SESSION time_zone = '+00:00'", 'SET SESSION character_set_results = NULL'],
+        init: rawReadSessionSql(),
       });
       opened.push(planner);
       const joinerSessions: Server[] = [];
@@ -145,7 +147,9 @@ export async function verify(req: VerifyRequest): Promise<VerifyReport> {
       return {
         ok: differences.length === 0,
         position,
-        method: holdReplica ? 'replica stopped at the donor snapshot' : 'direct (joiner is not a replica)',
+        method: holdReplica
+          ? 'replica stopped at the donor snapshot'
+          : 'live (joiner is not a GTID replica: quiesce both for an exact result)',
         tables: tables.length,
         chunks: counts.chunks,
         rows: counts.rows,

@@ -8,6 +8,18 @@ import type { TestServer } from '../helpers/sandboxes.js';
 let donor: TestServer;
 let joiner: TestServer;
 
+const WITH_URI_PASSWORD = () => [
+  'clone',
+  '--from',
+  donor.uri.replace('root@', 'admin:donor-Secret-1@'),
+  '--to',
+  joiner.uri,
+  '--replication-user',
+  'repl',
+  '--parallel',
+  '1',
+];
+
 describe('secrets', () => {
   before(async () => {
     [donor, joiner] = await Promise.all([startServer('secret-donor'), startServer('secret-joiner')]);
@@ -21,26 +33,9 @@ describe('secrets', () => {
   after(stopAll);
 
   it('a URI password leaves the process list, and no password reaches output or journal', async () => {
-    const from = donor.uri.replace('root@', 'admin:donor-Secret-1@');
-    const r = await reseed(
-      [
-        'clone',
-        '--from',
-        from,
-        '--to',
-        joiner.uri,
-        '--replication-user',
-        'repl',
-        '--json',
-        '--chunk-rows',
-        '20000',
-        '--parallel',
-        '1',
-      ],
-      {
-        env: { RESEED_REPLICATION_PASSWORD: 'repl-secret' },
-      },
-    );
+    const r = await reseed([...WITH_URI_PASSWORD(), '--json', '--chunk-rows', '20000'], {
+      env: { RESEED_REPLICATION_PASSWORD: 'repl-secret' },
+    });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /a password in a URI is visible in the process list/);
     for (const secret of ['donor-Secret-1', 'repl-secret']) {
@@ -58,31 +53,14 @@ describe('secrets', () => {
   });
 
   it('rewrites its process title with the URI password masked', async () => {
-    const from = donor.uri.replace('root@', 'admin:donor-Secret-1@');
     let seen = '';
-    const r = await reseed(
-      [
-        'clone',
-        '--from',
-        from,
-        '--to',
-        joiner.uri,
-        '--replication-user',
-        'repl',
-        '--force',
-        '--parallel',
-        '1',
-        '--chunk-rows',
-        '5000',
-      ],
-      {
-        env: { RESEED_REPLICATION_PASSWORD: 'repl-secret' },
-        onStderr: (text, pid) => {
-          if (!seen && text.includes('- copy'))
-            seen = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-        },
+    const r = await reseed([...WITH_URI_PASSWORD(), '--force', '--chunk-rows', '5000'], {
+      env: { RESEED_REPLICATION_PASSWORD: 'repl-secret' },
+      onStderr: (text, pid) => {
+        if (!seen && text.includes('- copy'))
+          seen = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
       },
-    );
+    });
     assert.equal(r.code, 0, r.stderr);
     assert.ok(seen.length > 0, 'the command line was read during the copy');
     assert.ok(!seen.includes('donor-Secret-1'), `ps shows: ${seen}`);

@@ -8,7 +8,11 @@ let donor: TestServer;
 let joiner: TestServer;
 
 function clone(...extra: string[]) {
-  return reseed([
+  return reseed(cloneArgs(extra));
+}
+
+function cloneArgs(extra: string[]): string[] {
+  return [
     'clone',
     '--from',
     donor.uri,
@@ -19,7 +23,7 @@ function clone(...extra: string[]) {
     '--force',
     '--json',
     ...extra,
-  ]);
+  ];
 }
 
 function summaryOf(stdout: string): Record<string, unknown> {
@@ -94,24 +98,9 @@ describe('the donor read lock', () => {
 
   it('never holds the lock past --max-lock-time', async () => {
     // The lock is held for well under a millisecond here; a fault hook makes it last longer.
-    const r = await reseed(
-      [
-        'clone',
-        '--from',
-        donor.uri,
-        '--to',
-        joiner.uri,
-        '--no-replicate',
-        '--force',
-        '--lock-mode',
-        'ftwrl',
-        '--max-lock-time',
-        '200ms',
-      ],
-      {
-        env: { RESEED_FAULT_HOLD_LOCK_MS: '1000' },
-      },
-    );
+    const r = await reseed(cloneArgs(['--lock-mode', 'ftwrl', '--max-lock-time', '200ms']), {
+      env: { RESEED_FAULT_HOLD_LOCK_MS: '1000' },
+    });
     assert.equal(r.code, 5, r.stderr);
     assert.match(r.stderr, /reached --max-lock-time \(200 ms\) and was released by the watchdog/);
     await new Promise((r) => setTimeout(r, 300));

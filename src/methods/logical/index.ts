@@ -1,3 +1,4 @@
+import { rawReadSessionSql } from '../../mysql/chunking.js';
 import { connect } from '../../mysql/server.js';
 import type { Server } from '../../mysql/server.js';
 import { listObjects } from '../../mysql/objects.js';
@@ -9,11 +10,6 @@ import type { CloneContext, TransferMethod, TransferResult } from '../method.js'
 import { copyTables } from './copy.js';
 import { createObjects, createTables } from './schema.js';
 import { copyUsers } from './users.js';
-
-/** Donor sessions that read column bytes untouched, in UTC, without statement time limits. */
-export function rawReadSessionSql(unbounded: string[]): string[] {
-  return ["SET SESSION time_zone = '+00:00'", 'SET SESSION character_set_results = NULL', ...unbounded];
-}
 
 export const logical: TransferMethod = {
   name: 'logical',
