@@ -28,6 +28,7 @@ export interface CloneFlags {
   parallel: string;
   chunkRows: string;
   deferIndexes: boolean;
+  loadMode: 'auto' | 'load-data';
   lockMode: SnapshotLockMode;
   lockWaitTimeout: string;
   maxLockTime: string;
@@ -79,6 +80,14 @@ export function cloneCommand(): Command {
     .option('--parallel <n>', 'copy workers (donor and joiner sessions)', '4')
     .option('--chunk-rows <n>', 'rows per chunk when a table is split along its key', '100000')
     .option('--no-defer-indexes', 'build secondary indexes during the load instead of after each table')
+    .addOption(
+      new Option(
+        '--load-mode <mode>',
+        'how rows enter the joiner: auto = MariaDB bulk prepared INSERTs when the joiner has them, else LOAD DATA LOCAL',
+      )
+        .choices(['auto', 'load-data'])
+        .default('auto'),
+    )
     .addOption(
       new Option(
         '--lock-mode <mode>',
@@ -148,6 +157,7 @@ async function runClone(flags: CloneFlags): Promise<number> {
         parallel: parsePositiveInt('--parallel', flags.parallel, 64),
         chunkRows: parsePositiveInt('--chunk-rows', flags.chunkRows),
         deferIndexes: flags.deferIndexes,
+        loadMode: flags.loadMode,
         lockMode: flags.lockMode,
         readLock: {
           ...DEFAULT_READ_LOCK_POLICY,
@@ -189,7 +199,7 @@ export function renderSummary(s: CloneSummary): string {
     '',
     `Clone complete: ${s.donor} -> ${s.joiner} (${s.method})`,
     `  duration      ${formatMs(s.durationMs)}`,
-    `  copied        ${s.tables} tables, ${s.rows} rows, ${formatBytes(s.bytes)} (${formatBytes(s.bytes / secs)}/s overall)`,
+    `  copied        ${s.tables} tables, ${s.rows} rows, ${formatBytes(s.bytes)} (${formatBytes(s.bytes / secs)}/s overall)${s.loadedWith ? `, loaded with ${s.loadedWith === 'bulk-insert' ? 'bulk INSERT' : 'LOAD DATA LOCAL'}` : ''}`,
     `  objects       ${s.objects} views/routines/triggers/events${s.users ? `, ${s.users} accounts` : ''}`,
     `  donor lock    ${s.lockMode === 'none' ? 'none (snapshot lined up without a lock)' : `${s.lockMode}, held ${s.lockHeldMs} ms`}`,
     `  coordinates   ${formatCoordinates(s.coordinates)}`,

@@ -39,6 +39,8 @@ export interface CloneSummary {
   readOnly: boolean;
   verify: VerifyReport | undefined;
   phases: Record<string, number>;
+  /** how rows entered the joiner (logical method): 'bulk-insert' or 'load-data' */
+  loadedWith: string | undefined;
   warnings: string[];
   journal: string;
 }
@@ -174,6 +176,7 @@ async function finish(ctx: CloneContext, result: TransferResult, started: number
     readOnly: joiner.facts.readOnly,
     verify: undefined,
     phases,
+    loadedWith: result.loadedWith,
     warnings: [],
     journal: journal.path,
   };

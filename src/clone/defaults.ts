@@ -9,6 +9,7 @@ export function defaultCloneOptions(over: Partial<CloneOptions> = {}): CloneOpti
     parallel: 4,
     chunkRows: 100_000,
     deferIndexes: true,
+    loadMode: 'auto',
     lockMode: 'auto',
     readLock: DEFAULT_READ_LOCK_POLICY,
     users: false,

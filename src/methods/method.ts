@@ -23,6 +23,11 @@ export interface CloneOptions {
   chunkRows: number;
   /** build plain secondary indexes after each table's rows instead of during the load */
   deferIndexes: boolean;
+  /**
+   * How rows enter the joiner: 'auto' sends prepared-INSERT bulk packets where the joiner has
+   * them (MariaDB), else LOAD DATA LOCAL; 'load-data' always uses LOAD DATA LOCAL.
+   */
+  loadMode: 'auto' | 'load-data';
   lockMode: SnapshotLockMode;
   readLock: ReadLockPolicy;
   users: boolean;
@@ -58,6 +63,8 @@ export interface TransferResult {
   objects: number;
   users: number;
   phases: Record<string, number>;
+  /** how rows entered the joiner, for methods that load rows */
+  loadedWith?: string | undefined;
 }
 
 export interface MethodCapabilities {

@@ -1,5 +1,7 @@
 import mysql from 'mysql2';
 import type { Connection, ConnectionOptions, FieldPacket, QueryOptions } from 'mysql2';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ReseedError, abortError, errorMessage } from '../errors.js';
 import type { Endpoint } from './credentials.js';
@@ -30,6 +32,19 @@ export interface Server {
   streamPackets(sql: string, sink: PacketSink, signal?: AbortSignal): Promise<void>;
   /** Runs a LOAD DATA LOCAL INFILE statement whose file content is `source`. */
   loadData(sql: string, source: Readable, signal?: AbortSignal): Promise<number>;
+  /**
+   * True when this session may send COM_STMT_BULK_EXECUTE (MariaDB array binding: one prepared
+   * INSERT, many rows, no SQL text to parse per row).
+   */
+  readonly bulkExecute: boolean;
+  /** Prepares a statement; its id goes into the packets given to executeBulk. */
+  prepare(sql: string, signal?: AbortSignal): Promise<PreparedStatement>;
+  /**
+   * Sends one COM_STMT_BULK_EXECUTE command, `packet` being the whole packet with 4 bytes
+   * reserved in front for the header (see BulkEncoder), and resolves with the rows it affected.
+   * Calls queue up on the connection and run in order.
+   */
+  executeBulk(packet: Buffer): Promise<number>;
   close(): Promise<void>;
   /** Drops the socket at once (the server rolls back and releases this session's locks). */
   destroy(): void;
@@ -40,6 +55,12 @@ export interface PacketSink {
   onRow(buf: Buffer, start: number, end: number, columns: number): boolean;
   /** registers the function that resumes a paused connection */
   setResume(resume: () => void): void;
+}
+
+export interface PreparedStatement {
+  readonly id: number;
+  readonly parameters: number;
+  close(): void;
 }
 
 /** The subset of mysql2's internal Packet that streamPackets reads. */
@@ -54,6 +75,79 @@ export interface ConnectOptions {
   /** Session statements run right after connecting (sql_log_bin=0, time_zone...). */
   init?: string[];
   connectTimeoutMs?: number;
+}
+
+// mysql2 internals, reached by file path (its package exports do not list them). Two things
+// mysql2 lacks: asking a MariaDB server for bulk operations at the handshake, and sending a
+// prepared-statement command whose parameters the caller has already encoded.
+const mysql2Lib = join(dirname(createRequire(import.meta.url).resolve('mysql2')), 'lib');
+const requireLib = createRequire(join(mysql2Lib, 'index.js'));
+type CommandClass = new () => {
+  on(event: string, fn: (...args: unknown[]) => void): void;
+  onResult?: (err: Error | null, result?: unknown) => void;
+};
+const Command = requireLib('./commands/command.js') as CommandClass;
+const ClientHandshake = requireLib('./commands/client_handshake.js') as {
+  prototype: Record<string, unknown>;
+};
+/** MARIADB_CLIENT_STMT_BULK_OPERATIONS, in the extended (upper 32 bits) capability word */
+const MARIADB_BULK_OPERATIONS = 0x4;
+for (const method of ['sendSSLRequest', 'sendCredentials']) {
+  const original = ClientHandshake.prototype[method] as (this: HandshakeState, c: unknown) => unknown;
+  ClientHandshake.prototype[method] = function (this: HandshakeState, connection: { reseedBulk?: boolean }) {
+    // mysql2 leaves the extended word at 0 unless it negotiated MariaDB's extended metadata;
+    // when it did, the server reads the word and bulk operations can be asked for too.
+    if (
+      this.mariadbExtendedClientFlags &&
+      this.handshake.mariadbExtendedCapabilityFlags & MARIADB_BULK_OPERATIONS
+    ) {
+      this.mariadbExtendedClientFlags |= MARIADB_BULK_OPERATIONS;
+      connection.reseedBulk = true;
+    }
+    return original.call(this, connection);
+  };
+}
+interface HandshakeState {
+  mariadbExtendedClientFlags: number;
+  handshake: { mariadbExtendedCapabilityFlags: number };
+}
+
+/** A mysql2 command that writes one ready-made packet and reads an OK (or ERR) packet back. */
+class RawCommand extends Command {
+  readonly #packet: Buffer;
+  constructor(packet: Buffer, onResult: (err: Error | null, affected?: number) => void) {
+    super();
+    this.#packet = packet;
+    this.onResult = onResult as (err: Error | null, result?: unknown) => void;
+  }
+  start(_packet: unknown, connection: { writePacket(p: unknown): void }): unknown {
+    const buffer = this.#packet;
+    connection.writePacket({
+      buffer,
+      length: () => buffer.length - 4,
+      writeHeader(sequenceId: number) {
+        buffer.writeUIntLE(Math.min(buffer.length - 4, 0xffffff), 0, 3);
+        buffer[3] = sequenceId;
+      },
+    });
+    return this.response;
+  }
+  response(packet: WirePacket): null {
+    // OK packet: 0x00, then the affected rows as a length-encoded integer.
+    const b = packet.buffer;
+    const p = packet.offset + 1;
+    const first = b[p]!;
+    const affected =
+      first < 0xfb
+        ? first
+        : first === 0xfc
+          ? b.readUInt16LE(p + 1)
+          : first === 0xfd
+            ? b.readUIntLE(p + 1, 3)
+            : Number(b.readBigUInt64LE(p + 1));
+    this.onResult!(null, affected);
+    return null;
+  }
 }
 
 export async function connect(endpoint: Endpoint, options: ConnectOptions = {}): Promise<Server> {
@@ -107,6 +201,36 @@ class Mysql2Server implements Server {
     this.#connection = connection;
     // An idle connection that dies must not crash the process; the next call reports it.
     connection.on('error', (err) => (this.#fatal = err));
+  }
+
+  get bulkExecute(): boolean {
+    return (this.#connection as unknown as { reseedBulk?: boolean }).reseedBulk === true;
+  }
+
+  prepare(sql: string, signal?: AbortSignal): Promise<PreparedStatement> {
+    if (this.#fatal) return Promise.reject(this.#wrap(this.#fatal, sql));
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    return new Promise((resolve, reject) => {
+      this.#connection.prepare(sql, (err, info) => {
+        if (err) return reject(this.#wrap(err, sql));
+        const statement = info as unknown as { id: number; parameters: unknown[] };
+        resolve({
+          id: statement.id,
+          parameters: statement.parameters.length,
+          close: () => this.#connection.unprepare(sql),
+        });
+      });
+    });
+  }
+
+  executeBulk(packet: Buffer): Promise<number> {
+    if (this.#fatal) return Promise.reject(this.#wrap(this.#fatal, 'COM_STMT_BULK_EXECUTE'));
+    return new Promise((resolve, reject) => {
+      const command = new RawCommand(packet, (err, affected) =>
+        err ? reject(this.#wrap(err, 'COM_STMT_BULK_EXECUTE')) : resolve(affected ?? 0),
+      );
+      (this.#connection as unknown as { addCommand(c: unknown): void }).addCommand(command);
+    });
   }
 
   get connectionId(): number {

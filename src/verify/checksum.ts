@@ -10,13 +10,25 @@ export interface ChunkChecksum {
   hash: string;
 }
 
+/** Types whose values are short: they enter the row hash as they are. */
+const SHORT_TYPES = new Set([
+  ...['tinyint', 'smallint', 'mediumint', 'int', 'bigint', 'decimal', 'float', 'double', 'bit', 'year'],
+  ...['date', 'time', 'datetime', 'timestamp', 'enum', 'set'],
+]);
+
 /**
  * Each value enters the row hash as length:bytes (NULL as "N"), so no two different rows
- * serialize alike. Values are read as the copy reads them (FLOAT as DOUBLE...), so an exact copy
- * hashes the same.
+ * serialize alike; a string or blob enters as length:MD5 of its bytes, so that a row's
+ * serialization stays short (a CONCAT or CAST longer than the server's max_allowed_packet would
+ * be NULL). Values are read as the copy reads them (FLOAT as DOUBLE...), so an exact copy hashes
+ * the same.
  */
 function rowExpression(columns: ColumnInfo[]): string {
   const parts = columns.map((c) => {
+    if (!SHORT_TYPES.has(c.dataType)) {
+      const e = readExpression(c);
+      return `IFNULL(CONCAT(LENGTH(${e}), ':', MD5(${e})), 'N')`;
+    }
     const e = `CAST(${readExpression(c)} AS BINARY)`;
     return `IFNULL(CONCAT(LENGTH(${e}), ':', ${e}), 'N')`;
   });

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
-  ROOT,
+  EVERY_TYPE_TABLES,
   REPL_ENV,
+  assertSameTables,
+  loadFixture,
   createReplUser,
   otherSessions,
   reseed,
@@ -16,17 +16,6 @@ import type { TestServer } from '../helpers/sandboxes.js';
 
 let donor: TestServer;
 let joiner: TestServer;
-
-async function loadFixture(server: TestServer, file: string): Promise<void> {
-  const s = await server.session();
-  try {
-    // The fixture has one statement per line-terminated ';' (none has a ';' inside).
-    const text = readFileSync(join(ROOT, 'test', 'fixtures', file), 'utf8').replace(/^--.*$/gm, '');
-    for (const stmt of text.split(/;\s*\n/)) if (stmt.trim()) await s.query(stmt);
-  } finally {
-    await s.close();
-  }
-}
 
 describe('logical clone of every type and shape', () => {
   before(async () => {
@@ -68,28 +57,7 @@ describe('logical clone of every type and shape', () => {
     assert.equal(vars!.pos, gtidBefore);
 
     // Exact values, checked independently of reseed's own verify.
-    for (const t of [
-      'ints',
-      'nums',
-      'strs',
-      'times',
-      'geo',
-      'sparse',
-      'composite',
-      'ci_keys',
-      'bin_keys',
-      'latin_keys',
-      'enum_keys',
-      'no_key',
-      'auto',
-      'parts',
-      'child',
-      'docs',
-    ]) {
-      const [a] = await donor.sql(`CHECKSUM TABLE types.${t} EXTENDED`);
-      const [b] = await joiner.sql(`CHECKSUM TABLE types.${t} EXTENDED`);
-      assert.equal(String(b!.Checksum), String(a!.Checksum), `CHECKSUM TABLE types.${t}`);
-    }
+    await assertSameTables(donor, joiner, EVERY_TYPE_TABLES);
     const [f] = await joiner.sql('SELECT CAST(f AS DOUBLE) AS f, HEX(b64) AS b FROM types.nums WHERE id = 1');
     assert.equal(Number(f!.f), 16777216);
     assert.equal(f!.b, 'FFFFFFFFFFFFFFFF');

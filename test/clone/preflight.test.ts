@@ -14,7 +14,7 @@ import { nullProgress } from '../../src/progress.js';
  * Refusals that need servers this machine cannot run (an older joiner, a MySQL joiner) are
  * checked against a recording fake Server: preflight's logic, not the SQL, is under test.
  */
-function fake(schemas: string[]): Server {
+function fake(schemas: string[], bulkExecute = false): Server {
   return {
     endpoint: { host: 'h', port: 1, user: 'u' },
     label: 'fake',
@@ -27,6 +27,9 @@ function fake(schemas: string[]): Server {
     streamRaw: () => (async function* () {})(),
     streamPackets: async () => undefined,
     loadData: async () => 0,
+    bulkExecute,
+    prepare: () => Promise.reject(new Error('not in the fake')),
+    executeBulk: async () => 0,
     close: async () => undefined,
     destroy: () => undefined,
   };
@@ -55,12 +58,12 @@ function facts(version: string, over: Partial<ServerFacts> = {}): ServerFacts {
 
 const options: CloneOptions = defaultCloneOptions({ replicationUser: 'repl', replicationPassword: 'x' });
 
-async function problems(donor: ServerFacts, joiner: ServerFacts): Promise<string[]> {
+async function problems(donor: ServerFacts, joiner: ServerFacts, joinerBulk = false): Promise<string[]> {
   try {
     await preflight(
       {
         donor: { endpoint: { host: 'd', port: 1, user: 'u' }, meta: fake(['app']), facts: donor },
-        joiner: { endpoint: { host: 'j', port: 2, user: 'u' }, meta: fake([]), facts: joiner },
+        joiner: { endpoint: { host: 'j', port: 2, user: 'u' }, meta: fake([], joinerBulk), facts: joiner },
         options: { ...options },
         log: silentLogger(),
         progress: nullProgress,
@@ -102,10 +105,15 @@ describe('preflight refusals that need other server versions', () => {
     );
   });
 
-  it('refuses a joiner with local_infile off, with the statement that fixes it', async () => {
+  it('refuses a joiner with local_infile off when rows go through LOAD DATA LOCAL, with the fix', async () => {
     const p = await problems(facts('10.11.6-MariaDB'), facts('10.11.6-MariaDB', { localInfile: false }));
     assert.deepEqual(p, [
-      'the joiner has local_infile=OFF: run SET GLOBAL local_infile = ON there (logical clones load with LOAD DATA LOCAL)',
+      'the joiner has local_infile=OFF: run SET GLOBAL local_infile = ON there (this clone loads with LOAD DATA LOCAL)',
     ]);
+  });
+
+  it('accepts local_infile off when the joiner takes bulk INSERTs', async () => {
+    const joiner = facts('10.11.6-MariaDB', { localInfile: false });
+    assert.deepEqual(await problems(facts('10.11.6-MariaDB'), joiner, true), []);
   });
 });

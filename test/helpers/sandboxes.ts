@@ -1,5 +1,6 @@
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../../src/mysql/server.js';
@@ -102,4 +103,44 @@ export const REPL_ENV = { RESEED_REPLICATION_PASSWORD: 'repl-secret' };
 /** `clone --from donor --to joiner --replication-user repl`, then `extra`. */
 export function cloneArgs(donor: TestServer, joiner: TestServer, ...extra: string[]): string[] {
   return ['clone', '--from', donor.uri, '--to', joiner.uri, '--replication-user', 'repl', ...extra];
+}
+
+/** Loads test/fixtures/FILE: one statement per line-terminated ';' (none has a ';' inside). */
+export async function loadFixture(server: TestServer, file: string): Promise<void> {
+  const s = await server.session();
+  try {
+    const text = readFileSync(join(ROOT, 'test', 'fixtures', file), 'utf8').replace(/^--.*$/gm, '');
+    for (const stmt of text.split(/;\s*\n/)) if (stmt.trim()) await s.query(stmt);
+  } finally {
+    await s.close();
+  }
+}
+
+/** The tables of every-type.sql, schema `types`. */
+export const EVERY_TYPE_TABLES = [
+  'types.ints',
+  'types.nums',
+  'types.strs',
+  'types.times',
+  'types.geo',
+  'types.sparse',
+  'types.composite',
+  'types.ci_keys',
+  'types.bin_keys',
+  'types.latin_keys',
+  'types.enum_keys',
+  'types.no_key',
+  'types.auto',
+  'types.parts',
+  'types.child',
+  'types.docs',
+];
+
+/** Exact values, checked independently of reseed's own verify: CHECKSUM TABLE on both sides. */
+export async function assertSameTables(a: TestServer, b: TestServer, tables: string[]): Promise<void> {
+  for (const t of tables) {
+    const [x] = await a.sql(`CHECKSUM TABLE ${t} EXTENDED`);
+    const [y] = await b.sql(`CHECKSUM TABLE ${t} EXTENDED`);
+    assert.equal(String(y!.Checksum), String(x!.Checksum), `CHECKSUM TABLE ${t}`);
+  }
 }

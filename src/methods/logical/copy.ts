@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { ReseedError, throwIfAborted } from '../../errors.js';
+import { ReseedError, errorMessage, throwIfAborted } from '../../errors.js';
 import type { KeyRange } from '../../mysql/chunking.js';
 import { planRanges, rangePredicate } from '../../mysql/chunking.js';
 import type { Server } from '../../mysql/server.js';
@@ -8,10 +8,23 @@ import { quoteIdent } from '../../mysql/server.js';
 import type { TableInfo } from '../../mysql/tables.js';
 import { displayName, readExpression, tableName } from '../../mysql/tables.js';
 import type { ProgressSink } from '../../progress.js';
+import { BulkEncoder } from './bulk.js';
 import { TsvEncoder } from './tsv.js';
 
 /** Bytes of encoded rows handed to the joiner at a time; bounds memory per worker. */
 const BATCH_BYTES = 1 << 20;
+/**
+ * LOAD DATA LOCAL content goes in packets of at most this size: the server refuses a packet over
+ * its max_allowed_packet (1 MB at the least), and a file's content may be cut anywhere.
+ */
+const LOCAL_PACKET = 64 << 10;
+
+/** `data` cut into LOCAL_PACKET pieces (views, no copies). */
+function localPackets(data: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < data.length; i += LOCAL_PACKET) out.push(data.subarray(i, i + LOCAL_PACKET));
+  return out;
+}
 
 export interface CopyOptions {
   /** donor sessions inside the snapshot, one per worker */
@@ -26,6 +39,8 @@ export interface CopyOptions {
   deferredIndexes: Map<TableInfo, string[]>;
   progress: ProgressSink;
   signal?: AbortSignal | undefined;
+  /** 'bulk': prepared INSERTs run with COM_STMT_BULK_EXECUTE where the joiner session has it */
+  loadMode: 'auto' | 'load-data';
 }
 
 export interface TableCopyResult {
@@ -62,6 +77,20 @@ export function loadSql(table: TableInfo): string {
   );
 }
 
+export type Loader = 'bulk-insert' | 'load-data';
+
+/** How rows enter this joiner session. */
+export function loaderFor(mode: CopyOptions['loadMode'], joiner: Server): Loader {
+  return mode === 'auto' && joiner.bulkExecute ? 'bulk-insert' : 'load-data';
+}
+
+/** The prepared INSERT that bulk packets execute; BIT arrives as a number, as for LOAD DATA. */
+export function insertSql(table: TableInfo): string {
+  const columns = table.stored.map((c) => quoteIdent(c.name)).join(', ');
+  const values = table.stored.map((c) => (c.dataType === 'bit' ? 'CAST(? AS UNSIGNED)' : '?')).join(', ');
+  return `INSERT INTO ${tableName(table)} (${columns}) VALUES (${values})`;
+}
+
 /**
  * Copies every table with one worker per donor/joiner session pair. Chunks of all tables share
  * one queue, largest tables first, so workers stay busy to the end.
@@ -88,6 +117,11 @@ export async function copyTables(o: CopyOptions): Promise<TableCopyResult[]> {
     next = call.catch(() => undefined);
     return call;
   };
+  const maxPacket = Number((await o.joiners[0]!.query('SELECT @@max_allowed_packet AS m'))[0]?.m ?? 0);
+  const copyChunk = (i: number, table: TableInfo, range: KeyRange, signal: AbortSignal) =>
+    loaderFor(o.loadMode, o.joiners[i]!) === 'bulk-insert'
+      ? bulkChunk(o.donors[i]!, o.joiners[i]!, table, range, o.progress, signal, maxPacket)
+      : loadDataChunk(o.donors[i]!, o.joiners[i]!, table, range, o.progress, signal);
   const controller = new AbortController();
   const signal = o.signal ? AbortSignal.any([o.signal, controller.signal]) : controller.signal;
   // A table whose last chunk is in gets its deferred indexes built by the worker that sees it,
@@ -120,7 +154,7 @@ export async function copyTables(o: CopyOptions): Promise<TableCopyResult[]> {
       }
       const { table, range } = item.value;
       const name = displayName(table);
-      const copied = await copyChunk(o.donors[i]!, o.joiners[i]!, table, range, o.progress, signal);
+      const copied = await copyChunk(i, table, range, signal);
       const r = results.get(name)!;
       r.rows += copied.rows;
       r.bytes += copied.bytes;
@@ -193,7 +227,7 @@ async function* chunks(
   }
 }
 
-async function copyChunk(
+async function loadDataChunk(
   donor: Server,
   joiner: Server,
   table: TableInfo,
@@ -239,6 +273,129 @@ async function copyChunk(
   }
 }
 
+/** Lock conflicts whose victim statement is rolled back whole and can simply run again. */
+function retryable(err: unknown): boolean {
+  const errno = sqlErrno(err);
+  return errno === 1213 || errno === 1205;
+}
+
+/**
+ * One chunk through prepared-INSERT bulk packets of about BATCH_BYTES each. Up to two packets
+ * are in flight, so the joiner inserts one while the next is encoded; beyond that the donor is
+ * paused. Each packet is its own statement: a lock-conflict victim is sent again on its own. A
+ * row too big for the joiner's max_allowed_packet goes alone through LOAD DATA LOCAL, which has
+ * no such limit.
+ */
+async function bulkChunk(
+  donor: Server,
+  joiner: Server,
+  table: TableInfo,
+  range: KeyRange,
+  progress: ProgressSink,
+  signal: AbortSignal,
+  maxPacket: number,
+): Promise<{ rows: number; bytes: number }> {
+  const name = displayName(table);
+  const statement = await joiner.prepare(insertSql(table), signal);
+  try {
+    const encoder = new BulkEncoder(statement.id, statement.parameters, BATCH_BYTES + (BATCH_BYTES >> 1));
+    const batchBytes = Math.min(BATCH_BYTES, maxPacket >> 2);
+    let rows = 0;
+    let bytes = 0;
+    let stored = 0;
+    let inflight = 0;
+    let failure: unknown;
+    let resume = () => {};
+    const pending: Promise<void>[] = [];
+    const send = (run: () => Promise<number>): boolean => {
+      inflight++;
+      pending.push(
+        run()
+          .then(
+            (n) => void (stored += n),
+            (err: unknown) => void (failure ??= err),
+          )
+          .finally(() => {
+            inflight--;
+            resume();
+          }),
+      );
+      return inflight < 2;
+    };
+    const execute = async (packet: Buffer): Promise<number> => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await joiner.executeBulk(packet);
+        } catch (err) {
+          if (!retryable(err) || attempt >= 5) throw err;
+          progress.emit({
+            type: 'warning',
+            message: `${name}: rows sent again after a lock conflict on the joiner`,
+          });
+        }
+      }
+    };
+    const flush = (): boolean => {
+      const n = encoder.rows;
+      const packet = encoder.take();
+      rows += n;
+      bytes += packet.length;
+      progress.emit({ type: 'rows', table: name, rows: n, bytes: packet.length });
+      return send(() => execute(packet));
+    };
+    await donor.streamPackets(
+      selectSql(table, range),
+      {
+        onRow(buf, start, end, columns) {
+          if (failure !== undefined || signal.aborted) return true;
+          if (end - start + columns + 1024 > maxPacket) {
+            if (encoder.rows > 0) flush();
+            const tsv = new TsvEncoder((end - start) * 2 + columns * 3 + 1);
+            tsv.pushPacket(buf, start, end, columns);
+            const data = tsv.take();
+            rows++;
+            bytes += data.length;
+            progress.emit({ type: 'rows', table: name, rows: 1, bytes: data.length });
+            return send(() =>
+              joiner
+                .loadData(loadSql(table), Readable.from(localPackets(data)), signal)
+                .catch((err: unknown) => {
+                  throw new ReseedError(
+                    'COPY_FAILED',
+                    `${name}: a row of ${end - start} bytes is bigger than the joiner's max_allowed_packet (${maxPacket}) and LOAD DATA LOCAL failed: ${errorMessage(err)}`,
+                    {
+                      cause: err,
+                      hints: [
+                        'raise max_allowed_packet on the joiner, or SET GLOBAL local_infile = ON there',
+                      ],
+                    },
+                  );
+                }),
+            );
+          }
+          encoder.pushPacket(buf, start, end, columns);
+          return encoder.length < batchBytes || flush();
+        },
+        setResume(fn) {
+          resume = fn;
+        },
+      },
+      signal,
+    );
+    if (failure === undefined && encoder.rows > 0) flush();
+    await Promise.all(pending);
+    if (failure !== undefined) throw failure;
+    if (stored !== rows) {
+      throw new ReseedError('COPY_FAILED', `${name}: sent ${rows} rows but the joiner stored ${stored}`, {
+        hints: ["check the joiner's table definition against the donor's"],
+      });
+    }
+    return { rows, bytes };
+  } finally {
+    statement.close();
+  }
+}
+
 /** Waits until a destroyed stream has closed (its donor query ended or failed). */
 function drain(stream: Readable): Promise<void> {
   return new Promise((resolve) => {
@@ -276,7 +433,9 @@ function rowStream(
     encoder.rows = 0;
     const out = encoder.take();
     onBatch(n, out.length);
-    return readable.push(out);
+    let more = true;
+    for (const piece of localPackets(out)) more = readable.push(piece);
+    return more;
   };
   donor
     .streamPackets(

@@ -7,7 +7,7 @@ import type { SnapshotGroup } from '../../mysql/snapshot.js';
 import { listTables } from '../../mysql/tables.js';
 import type { Coordinates } from '../../replication/coordinates.js';
 import type { CloneContext, TransferMethod, TransferResult } from '../method.js';
-import { copyTables } from './copy.js';
+import { copyTables, loaderFor } from './copy.js';
 import { createObjects, createTables } from './schema.js';
 import { copyUsers } from './users.js';
 
@@ -23,9 +23,11 @@ export const logical: TransferMethod = {
 
   async preflight(ctx) {
     const problems: string[] = [];
-    if (!ctx.joiner.facts.localInfile) {
+    // Bulk INSERTs need no local_infile; LOAD DATA LOCAL does (then only rows too big for the
+    // joiner's max_allowed_packet use it, and fail with a hint if it is off).
+    if (!ctx.joiner.facts.localInfile && loaderFor(ctx.options.loadMode, ctx.joiner.meta) === 'load-data') {
       problems.push(
-        'the joiner has local_infile=OFF: run SET GLOBAL local_infile = ON there (logical clones load with LOAD DATA LOCAL)',
+        'the joiner has local_infile=OFF: run SET GLOBAL local_infile = ON there (this clone loads with LOAD DATA LOCAL)',
       );
     }
     return problems;
@@ -122,6 +124,7 @@ export const logical: TransferMethod = {
         deferredIndexes,
         progress,
         signal,
+        loadMode: options.loadMode,
       });
       phases.copy = Date.now() - t;
       await group.close();
@@ -146,6 +149,7 @@ export const logical: TransferMethod = {
         objects: objects.length,
         users,
         phases,
+        loadedWith: loaderFor(options.loadMode, joiners[0]!),
       };
     } finally {
       group?.destroy();

@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import {
+  EVERY_TYPE_TABLES,
+  assertSameTables,
+  loadFixture,
+  reseed,
+  startServer,
+  stopAll,
+  cloneArgs,
+} from '../helpers/sandboxes.js';
+import type { TestServer } from '../helpers/sandboxes.js';
+
+let donor: TestServer;
+
+const TABLES = [...EVERY_TYPE_TABLES, 'types.big'];
+
+function summaryOf(stdout: string): Record<string, unknown> {
+  const last = JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+  assert.equal(last.type, 'summary');
+  return last;
+}
+
+describe('how rows enter the joiner', () => {
+  before(async () => {
+    donor = await startServer('load-donor');
+    await loadFixture(donor, 'every-type.sql');
+    // A row of 3 MB between small ones: more than a 1 MB max_allowed_packet can carry.
+    await donor.sql('CREATE TABLE types.big (id INT PRIMARY KEY, b LONGBLOB, t TEXT)');
+    await donor.sql(
+      "INSERT INTO types.big VALUES (1, 'a', 'x'), (2, REPEAT(UNHEX('00FF5C0A09'), 600000), 'tab\\there'), (3, NULL, 'z')",
+    );
+  });
+  after(stopAll);
+
+  it('sends bulk INSERTs to a MariaDB joiner, and a row too big for a packet through LOAD DATA', async () => {
+    const joiner = await startServer('load-bulk', ['max_allowed_packet = 1M']);
+    const r = await reseed(
+      cloneArgs(donor, joiner, '--no-replicate', '--chunk-rows', '300', '--verify', '--json'),
+    );
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const summary = summaryOf(r.stdout);
+    assert.equal(summary.loadedWith, 'bulk-insert');
+    assert.equal((summary.verify as { ok: boolean }).ok, true);
+    await assertSameTables(donor, joiner, TABLES);
+  });
+
+  it('loads the same values with --load-mode load-data', async () => {
+    const joiner = await startServer('load-data');
+    const r = await reseed(
+      cloneArgs(
+        donor,
+        joiner,
+        '--no-replicate',
+        '--chunk-rows',
+        '300',
+        '--load-mode',
+        'load-data',
+        '--verify',
+        '--json',
+      ),
+    );
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const summary = summaryOf(r.stdout);
+    assert.equal(summary.loadedWith, 'load-data');
+    assert.equal((summary.verify as { ok: boolean }).ok, true);
+    await assertSameTables(donor, joiner, TABLES);
+  });
+
+  it('refuses --load-mode load-data on a joiner without local_infile, and bulk INSERTs do without it', async () => {
+    const joiner = await startServer('load-noinfile', ['local_infile = OFF']);
+    const refused = await reseed(cloneArgs(donor, joiner, '--no-replicate', '--load-mode', 'load-data'));
+    assert.equal(refused.code, 4, refused.stderr);
+    assert.match(refused.stderr, /local_infile=OFF: run SET GLOBAL local_infile = ON/);
+    assert.deepEqual(
+      await joiner.sql("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'types'"),
+      [],
+    );
+    // With the default max_allowed_packet every row fits a bulk packet: LOAD DATA is not needed.
+    const r = await reseed(cloneArgs(donor, joiner, '--no-replicate', '--json'));
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    await assertSameTables(donor, joiner, TABLES);
+  });
+});
