@@ -5,7 +5,7 @@ const MYSQL_TYPE_BLOB = 0xfc;
 const INDICATOR_NONE = 0;
 const INDICATOR_NULL = 1;
 /** Values shorter than this are copied byte by byte (Buffer.copy costs more for a few bytes). */
-const SHORT = 48;
+const SHORT = 24;
 
 /**
  * Encodes rows as MariaDB COM_STMT_BULK_EXECUTE packets for a prepared INSERT with one `?` per
@@ -20,6 +20,8 @@ export class BulkEncoder {
   readonly #head: Buffer;
   #buf: Buffer;
   #pos: number;
+  /** buffers of packets the server has answered, for the next packets */
+  readonly #free: Buffer[] = [];
   rows = 0;
 
   constructor(statementId: number, parameters: number, initial = 1 << 20) {
@@ -75,14 +77,25 @@ export class BulkEncoder {
     this.rows++;
   }
 
-  /** The packet so far, handed over (no copy); the encoder starts a fresh one. */
+  /**
+   * The packet so far, handed over (no copy); the encoder starts a fresh one. Give the packet back
+   * with release() once it is sent, and its memory is used again.
+   */
   take(): Buffer {
     const out = this.#buf.subarray(0, this.#pos);
-    this.#buf = Buffer.allocUnsafe(this.#buf.length);
+    const size = this.#buf.length;
+    this.#buf = this.#free.pop() ?? Buffer.allocUnsafe(size);
     this.#head.copy(this.#buf);
     this.#pos = this.#head.length;
     this.rows = 0;
     return out;
+  }
+
+  release(packet: Buffer): void {
+    // Only whole, unpooled buffers of the current size (small ones share Node's 8 KB pool).
+    const size = this.#buf.length;
+    if (packet.byteOffset !== 0 || packet.buffer.byteLength !== size || size <= 8192) return;
+    if (this.#free.length < 4) this.#free.push(Buffer.from(packet.buffer, 0, size));
   }
 
   #reserve(n: number): void {

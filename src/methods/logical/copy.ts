@@ -131,7 +131,8 @@ export async function copyTables(o: CopyOptions): Promise<TableCopyResult[]> {
     const indexes = o.deferredIndexes.get(table) ?? [];
     if (indexes.length) {
       const t = Date.now();
-      await joiner.query(`ALTER TABLE ${tableName(table)} ${indexes.join(', ')}`, [], signal);
+      // LOCK=SHARED: nothing else writes to the table, so InnoDB keeps no log of concurrent changes.
+      await joiner.query(`ALTER TABLE ${tableName(table)} ${indexes.join(', ')}, LOCK=SHARED`, [], signal);
       o.progress.emit({ type: 'table-indexed', table: name, indexes: indexes.length, ms: Date.now() - t });
     }
     const r = results.get(name)!;
@@ -341,7 +342,7 @@ async function bulkChunk(
       rows += n;
       bytes += packet.length;
       progress.emit({ type: 'rows', table: name, rows: n, bytes: packet.length });
-      return send(() => execute(packet));
+      return send(() => execute(packet).finally(() => encoder.release(packet)));
     };
     await donor.streamPackets(
       selectSql(table, range),
