@@ -15,10 +15,17 @@ let donor: TestServer;
 
 const TABLES = [...EVERY_TYPE_TABLES, 'types.big'];
 
-function summaryOf(stdout: string): Record<string, unknown> {
-  const last = JSON.parse(stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
-  assert.equal(last.type, 'summary');
-  return last;
+/** Clones into `joiner` (no replication), checks the loader used, verify's verdict and checksums. */
+async function cloneAndCompare(joiner: TestServer, loader: string, ...extra: string[]): Promise<void> {
+  const r = await reseed(
+    cloneArgs(donor, joiner, '--no-replicate', '--chunk-rows', '300', '--verify', '--json', ...extra),
+  );
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+  assert.equal(summary.type, 'summary');
+  assert.equal(summary.loadedWith, loader);
+  assert.equal((summary.verify as { ok: boolean }).ok, true);
+  await assertSameTables(donor, joiner, TABLES);
 }
 
 describe('how rows enter the joiner', () => {
@@ -34,37 +41,11 @@ describe('how rows enter the joiner', () => {
   after(stopAll);
 
   it('sends bulk INSERTs to a MariaDB joiner, and a row too big for a packet through LOAD DATA', async () => {
-    const joiner = await startServer('load-bulk', ['max_allowed_packet = 1M']);
-    const r = await reseed(
-      cloneArgs(donor, joiner, '--no-replicate', '--chunk-rows', '300', '--verify', '--json'),
-    );
-    assert.equal(r.code, 0, r.stderr + r.stdout);
-    const summary = summaryOf(r.stdout);
-    assert.equal(summary.loadedWith, 'bulk-insert');
-    assert.equal((summary.verify as { ok: boolean }).ok, true);
-    await assertSameTables(donor, joiner, TABLES);
+    await cloneAndCompare(await startServer('load-bulk', ['max_allowed_packet = 1M']), 'bulk-insert');
   });
 
   it('loads the same values with --load-mode load-data', async () => {
-    const joiner = await startServer('load-data');
-    const r = await reseed(
-      cloneArgs(
-        donor,
-        joiner,
-        '--no-replicate',
-        '--chunk-rows',
-        '300',
-        '--load-mode',
-        'load-data',
-        '--verify',
-        '--json',
-      ),
-    );
-    assert.equal(r.code, 0, r.stderr + r.stdout);
-    const summary = summaryOf(r.stdout);
-    assert.equal(summary.loadedWith, 'load-data');
-    assert.equal((summary.verify as { ok: boolean }).ok, true);
-    await assertSameTables(donor, joiner, TABLES);
+    await cloneAndCompare(await startServer('load-data'), 'load-data', '--load-mode', 'load-data');
   });
 
   it('refuses --load-mode load-data on a joiner without local_infile, and bulk INSERTs do without it', async () => {

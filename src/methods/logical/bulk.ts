@@ -1,3 +1,5 @@
+import { NULL_VALUE, lengthSize, valueLength } from './wire.js';
+
 const COM_STMT_BULK_EXECUTE = 0xfa;
 const SEND_TYPES_TO_SERVER = 128;
 /** Parameters go as BLOBs: the server takes their bytes as they are, with no charset conversion. */
@@ -52,17 +54,14 @@ export class BulkEncoder {
     let p = start;
     for (let c = 0; c < columns; c++) {
       const first = buf[p]!;
-      if (first === 0xfb) {
+      if (first === NULL_VALUE) {
         out[o++] = INDICATOR_NULL;
         p++;
         continue;
       }
       out[o++] = INDICATOR_NONE;
-      let size: number;
-      if (first < 0xfb) size = 1 + first;
-      else if (first === 0xfc) size = 3 + (buf[p + 1]! | (buf[p + 2]! << 8));
-      else if (first === 0xfd) size = 4 + (buf[p + 1]! | (buf[p + 2]! << 8) | (buf[p + 3]! << 16));
-      else size = 9 + buf.readUInt32LE(p + 1) + buf.readUInt32LE(p + 5) * 2 ** 32;
+      // The value goes as it came, its length included.
+      const size = lengthSize(first) + valueLength(buf, p);
       const stop = p + size;
       if (stop > end) throw new Error('malformed row packet');
       if (size < SHORT) for (; p < stop;) out[o++] = buf[p++]!;

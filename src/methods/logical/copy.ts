@@ -118,10 +118,19 @@ export async function copyTables(o: CopyOptions): Promise<TableCopyResult[]> {
     return call;
   };
   const maxPacket = Number((await o.joiners[0]!.query('SELECT @@max_allowed_packet AS m'))[0]?.m ?? 0);
-  const copyChunk = (i: number, table: TableInfo, range: KeyRange, signal: AbortSignal) =>
-    loaderFor(o.loadMode, o.joiners[i]!) === 'bulk-insert'
-      ? bulkChunk(o.donors[i]!, o.joiners[i]!, table, range, o.progress, signal, maxPacket)
-      : loadDataChunk(o.donors[i]!, o.joiners[i]!, table, range, o.progress, signal);
+  const copyChunk = (i: number, table: TableInfo, range: KeyRange, signal: AbortSignal) => {
+    const job: ChunkJob = {
+      donor: o.donors[i]!,
+      joiner: o.joiners[i]!,
+      table,
+      range,
+      progress: o.progress,
+      signal,
+    };
+    return loaderFor(o.loadMode, job.joiner) === 'bulk-insert'
+      ? bulkChunk(job, maxPacket)
+      : loadDataChunk(job);
+  };
   const controller = new AbortController();
   const signal = o.signal ? AbortSignal.any([o.signal, controller.signal]) : controller.signal;
   // A table whose last chunk is in gets its deferred indexes built by the worker that sees it,
@@ -228,14 +237,37 @@ async function* chunks(
   }
 }
 
-async function loadDataChunk(
-  donor: Server,
-  joiner: Server,
-  table: TableInfo,
-  range: KeyRange,
-  progress: ProgressSink,
-  signal: AbortSignal,
-): Promise<{ rows: number; bytes: number }> {
+/** One chunk to copy: from which donor session to which joiner session. */
+interface ChunkJob {
+  donor: Server;
+  joiner: Server;
+  table: TableInfo;
+  range: KeyRange;
+  progress: ProgressSink;
+  signal: AbortSignal;
+}
+
+/** Lock conflicts whose victim statement is rolled back whole and can simply run again. */
+function retryable(err: unknown): boolean {
+  const errno = sqlErrno(err);
+  return errno === 1213 || errno === 1205;
+}
+
+/** A stored row count that differs from the rows sent (errors may have become warnings). */
+function countMismatch(name: string, sent: number, stored: number): ReseedError {
+  return new ReseedError('COPY_FAILED', `${name}: sent ${sent} rows but the joiner stored ${stored}`, {
+    hints: ["check the joiner's table definition against the donor's, and its SHOW WARNINGS"],
+  });
+}
+
+async function loadDataChunk({
+  donor,
+  joiner,
+  table,
+  range,
+  progress,
+  signal,
+}: ChunkJob): Promise<{ rows: number; bytes: number }> {
   const name = displayName(table);
   for (let attempt = 1; ; attempt++) {
     let rows = 0;
@@ -251,33 +283,22 @@ async function loadDataChunk(
     } catch (err) {
       // A deadlock victim's statement is rolled back whole, and the snapshot reads the same rows
       // again: the chunk is simply copied once more. Its rows are then counted twice in progress.
-      const errno = sqlErrno(err);
-      if ((errno === 1213 || errno === 1205) && attempt < 5) {
+      if (retryable(err) && attempt < 5) {
         source.destroy();
         await drain(source);
         progress.emit({
           type: 'warning',
-          message: `${name}: chunk retried after a lock conflict on the joiner (${errno})`,
+          message: `${name}: chunk retried after a lock conflict on the joiner (${sqlErrno(err)})`,
         });
         continue;
       }
       throw err;
     }
-    if (loaded !== rows) {
-      // LOAD DATA LOCAL turns duplicate keys and bad values into warnings: a count that differs is
-      // the only sign, so it is fatal.
-      throw new ReseedError('COPY_FAILED', `${name}: sent ${rows} rows but the joiner stored ${loaded}`, {
-        hints: ["check the joiner's table definition and SHOW WARNINGS after a manual LOAD DATA"],
-      });
-    }
+    // LOAD DATA LOCAL turns duplicate keys and bad values into warnings: a count that differs is
+    // the only sign, so it is fatal.
+    if (loaded !== rows) throw countMismatch(name, rows, loaded);
     return { rows, bytes };
   }
-}
-
-/** Lock conflicts whose victim statement is rolled back whole and can simply run again. */
-function retryable(err: unknown): boolean {
-  const errno = sqlErrno(err);
-  return errno === 1213 || errno === 1205;
 }
 
 /**
@@ -288,12 +309,7 @@ function retryable(err: unknown): boolean {
  * no such limit.
  */
 async function bulkChunk(
-  donor: Server,
-  joiner: Server,
-  table: TableInfo,
-  range: KeyRange,
-  progress: ProgressSink,
-  signal: AbortSignal,
+  { donor, joiner, table, range, progress, signal }: ChunkJob,
   maxPacket: number,
 ): Promise<{ rows: number; bytes: number }> {
   const name = displayName(table);
@@ -386,11 +402,7 @@ async function bulkChunk(
     if (failure === undefined && encoder.rows > 0) flush();
     await Promise.all(pending);
     if (failure !== undefined) throw failure;
-    if (stored !== rows) {
-      throw new ReseedError('COPY_FAILED', `${name}: sent ${rows} rows but the joiner stored ${stored}`, {
-        hints: ["check the joiner's table definition against the donor's"],
-      });
-    }
+    if (stored !== rows) throw countMismatch(name, rows, stored);
     return { rows, bytes };
   } finally {
     statement.close();

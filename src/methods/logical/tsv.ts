@@ -1,3 +1,5 @@
+import { NULL_VALUE, lengthSize, valueLength } from './wire.js';
+
 const TAB = 0x09;
 const NL = 0x0a;
 const BACKSLASH = 0x5c;
@@ -44,26 +46,14 @@ export class TsvEncoder {
     for (let c = 0; c < columns; c++) {
       if (c > 0) out[o++] = TAB;
       const first = buf[p]!;
-      if (first === 0xfb) {
+      if (first === NULL_VALUE) {
         out[o++] = BACKSLASH;
         out[o++] = N;
         p++;
         continue;
       }
-      let len: number;
-      if (first < 0xfb) {
-        len = first;
-        p += 1;
-      } else if (first === 0xfc) {
-        len = buf[p + 1]! | (buf[p + 2]! << 8);
-        p += 3;
-      } else if (first === 0xfd) {
-        len = buf[p + 1]! | (buf[p + 2]! << 8) | (buf[p + 3]! << 16);
-        p += 4;
-      } else {
-        len = buf.readUInt32LE(p + 1) + buf.readUInt32LE(p + 5) * 2 ** 32;
-        p += 9;
-      }
+      const len = valueLength(buf, p);
+      p += lengthSize(first);
       const stop = p + len;
       if (stop > end) throw new Error('malformed row packet');
       for (; p < stop; p++) {
