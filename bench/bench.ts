@@ -3,7 +3,7 @@
 // interleaved, the OS page cache dropped before each run; reports medians and ratios to reseed.
 import { writeFileSync, existsSync, rmSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { connect } from '../src/mysql/server.js';
@@ -136,6 +136,8 @@ async function main(): Promise<void> {
     node: process.version,
     cacheDropped,
   };
+  // The chart goes next to the report, named after it (docs/benchmarks.md -> docs/benchmarks.svg).
+  const chart = args.out!.replace(/(\.md)?$/, '.svg');
   const report = renderReport({
     size: args.size!,
     bytes,
@@ -147,13 +149,11 @@ async function main(): Promise<void> {
     rss2x,
     versions,
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
+    chart: basename(chart),
   });
   writeFileSync(args.out!, report);
-  writeFileSync(
-    join(root, 'docs', 'benchmarks.svg'),
-    renderChart(methods.map((m) => ({ label: METHODS[m]!.label, results: results[m]! }))),
-  );
-  console.error(`wrote ${args.out} and docs/benchmarks.svg`);
+  writeFileSync(chart, renderChart(methods.map((m) => ({ label: METHODS[m]!.label, results: results[m]! }))));
+  console.error(`wrote ${args.out} and ${chart}`);
 }
 
 await main();

@@ -19,6 +19,8 @@ export interface ReportInput {
   rss2x: { bytes: number; result: RunResult } | undefined;
   versions: { machine: string; mariadb: string; mydumper: string; node: string; cacheDropped: boolean };
   command: string;
+  /** the chart's file name, beside the report */
+  chart: string;
 }
 
 export function renderReport(r: ReportInput): string {
@@ -101,7 +103,7 @@ export function renderReport(r: ReportInput): string {
     `- Node.js ${r.versions.node}`,
     '- every server is a sandbox with the same configuration (innodb_buffer_pool_size 2G, innodb_log_file_size 256M, binary log on, durability defaults)',
     '',
-    '![median times](benchmarks.svg)',
+    `![median times](${r.chart})`,
     '',
     'The levers tried, one by one, with their measurements: [performance.md](performance.md).',
     '',
