@@ -40,6 +40,8 @@ export interface CloneFlags {
   replicateFrom: 'donor' | 'source';
   replicationUser?: string;
   replicationHost?: string;
+  replicationSsl?: boolean;
+  replicationSslCa?: string;
   replicationDefaultsFile?: string;
   catchupTimeout: string;
   writable?: boolean;
@@ -60,7 +62,19 @@ export function addConnectionOptions(cmd: Command): Command {
       'option file with [client] user/password for both sides (default ~/.my.cnf)',
     )
     .option('--donor-defaults-file <file>', 'option file for the donor only')
-    .option('--joiner-defaults-file <file>', 'option file for the joiner only');
+    .option('--joiner-defaults-file <file>', 'option file for the joiner only')
+    .addOption(
+      new Option(
+        '--ssl-mode <mode>',
+        'TLS to both servers (a URI ?ssl-mode=... wins): required encrypts; verify-ca and verify-identity also check the certificate',
+      ).choices(['disabled', 'required', 'verify-ca', 'verify-identity']),
+    )
+    .option(
+      '--ssl-ca <file>',
+      "CA that signed the servers' certificates (alone it means --ssl-mode verify-ca)",
+    )
+    .option('--ssl-cert <file>', 'client certificate, with --ssl-key, for accounts that REQUIRE X509')
+    .option('--ssl-key <file>', "the client certificate's key");
 }
 
 export function cloneCommand(): Command {
@@ -118,6 +132,11 @@ export function cloneCommand(): Command {
     )
     .option('--replication-host <host[:port]>', 'where the joiner reaches the donor, if not the --from host')
     .option('--replication-defaults-file <file>', 'option file holding the replication password')
+    .option('--replication-ssl', "encrypt the joiner's replication link (MASTER_SSL=1)")
+    .option(
+      '--replication-ssl-ca <file>',
+      "CA on the joiner's host that checks the source's certificate (implies --replication-ssl)",
+    )
     .option('--catchup-timeout <duration>', 'how long to wait for the replica to catch up', '10m')
     .option('--writable', 'leave the joiner writable (default: read_only=ON)')
     .option('--verify', 'compare every table and object afterwards (as `reseed verify`)')
@@ -173,6 +192,8 @@ async function runClone(flags: CloneFlags): Promise<number> {
         replicationUser: flags.replicationUser,
         replicationPassword: replicationPassword(flags.replicationDefaultsFile),
         replicationHost: flags.replicationHost ? parseHostPort(flags.replicationHost) : undefined,
+        replicationSsl:
+          flags.replicationSsl || flags.replicationSslCa ? { ca: flags.replicationSslCa } : undefined,
         catchupTimeoutMs: parseDuration(flags.catchupTimeout),
         writable: flags.writable === true,
         verify: flags.verify === true,

@@ -3,7 +3,8 @@ import { EXIT_CODES, ReseedError, errorMessage, isReseedError } from '../errors.
 import type { ErrorCode } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { Logger } from '../log.js';
-import { maskUri, readOptionFile, resolveEndpoint } from '../mysql/credentials.js';
+import { maskUri, parseSslMode, readOptionFile, resolveEndpoint } from '../mysql/credentials.js';
+import type { TlsOptions } from '../mysql/credentials.js';
 import type { Endpoint } from '../mysql/credentials.js';
 
 /** "10s", "500ms", "5m", "1h" or plain seconds, to milliseconds. */
@@ -39,6 +40,20 @@ export interface SideOptions {
   defaultsFile?: string;
   donorDefaultsFile?: string;
   joinerDefaultsFile?: string;
+  sslMode?: string;
+  sslCa?: string;
+  sslCert?: string;
+  sslKey?: string;
+}
+
+/** --ssl-mode, --ssl-ca, --ssl-cert and --ssl-key as TLS options for both sides. */
+function tlsFlags(o: SideOptions): TlsOptions {
+  const tls: TlsOptions = {};
+  if (o.sslMode) tls.mode = parseSslMode(o.sslMode, '--ssl-mode');
+  if (o.sslCa) tls.ca = o.sslCa;
+  if (o.sslCert) tls.cert = o.sslCert;
+  if (o.sslKey) tls.key = o.sslKey;
+  return tls;
 }
 
 /** Resolves both endpoints and warns about a password in a URI (visible in the process list). */
@@ -48,15 +63,18 @@ export function resolveSides(
   o: SideOptions,
   warn: (msg: string) => void,
 ): { donor: Endpoint; joiner: Endpoint } {
+  const tls = tlsFlags(o);
   const donor = resolveEndpoint(from, {
     side: 'donor',
     sideDefaultsFile: o.donorDefaultsFile,
     defaultsFile: o.defaultsFile,
+    tls,
   });
   const joiner = resolveEndpoint(to, {
     side: 'joiner',
     sideDefaultsFile: o.joinerDefaultsFile,
     defaultsFile: o.defaultsFile,
+    tls,
   });
   if (donor.uriHadPassword || joiner.uriHadPassword) {
     warn(

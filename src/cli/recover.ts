@@ -49,15 +49,18 @@ export function recoverCommand(): Command {
           }
           const uri = (e: typeof donor) =>
             `mysql://${encodeURIComponent(e.user)}@${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}${e.socketPath ? `?socket=${encodeURIComponent(e.socketPath)}` : ''}`;
+          // TLS as the interrupted operation used it (the journal keeps the settings, not keys).
           const d = resolveEndpoint(uri(donor), {
             side: 'donor',
             sideDefaultsFile: flags.donorDefaultsFile,
             defaultsFile: flags.defaultsFile,
+            tls: donor.tls,
           });
           const jo = resolveEndpoint(uri(joiner), {
             side: 'joiner',
             sideDefaultsFile: flags.joinerDefaultsFile,
             defaultsFile: flags.defaultsFile,
+            tls: joiner.tls,
           });
           const report = await rollbackJournal(j, { donor: d.endpoint, joiner: jo.endpoint });
           for (const u of report.undone) process.stdout.write(`  undone: ${u}\n`);

@@ -200,6 +200,7 @@ async function finish(ctx: CloneContext, result: TransferResult, started: number
         useGtid: options.gtid,
         gtid: fromSource ? c.source!.gtid : c.gtid,
         binlog: fromSource ? c.source!.binlog : c.binlog,
+        ssl: options.replicationSsl,
       },
     });
     summary.replication = {

@@ -20,6 +20,7 @@ export function defaultCloneOptions(over: Partial<CloneOptions> = {}): CloneOpti
     replicationUser: undefined,
     replicationPassword: undefined,
     replicationHost: undefined,
+    replicationSsl: undefined,
     catchupTimeoutMs: 600_000,
     writable: false,
     verify: false,

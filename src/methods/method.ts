@@ -39,6 +39,8 @@ export interface CloneOptions {
   replicationPassword: string | undefined;
   /** where the joiner reaches its source, when not the donor URI's host and port */
   replicationHost: { host: string; port: number } | undefined;
+  /** TLS for the joiner's replication link; `ca` is a path on the joiner's host */
+  replicationSsl: { ca?: string | undefined } | undefined;
   catchupTimeoutMs: number;
   writable: boolean;
   verify: boolean;

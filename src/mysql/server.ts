@@ -1,10 +1,11 @@
 import mysql from 'mysql2';
 import type { Connection, ConnectionOptions, FieldPacket, QueryOptions } from 'mysql2';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ReseedError, abortError, errorMessage } from '../errors.js';
-import type { Endpoint } from './credentials.js';
+import type { Endpoint, TlsSettings } from './credentials.js';
 import { describeEndpoint } from './credentials.js';
 
 /** A row from a metadata query: column name to value (numbers and dates as strings, never lossy). */
@@ -150,6 +151,52 @@ class RawCommand extends Command {
   }
 }
 
+/** mysql2's (Node's) TLS options for `tls`: the files are read here, at each connection. */
+function sslOptions(tls: TlsSettings): NonNullable<ConnectionOptions['ssl']> {
+  const read = (what: string, path: string | undefined): string | undefined => {
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new ReseedError('CONFIG', `cannot read the TLS ${what} ${path}: ${errorMessage(err)}`, {
+        cause: err,
+      });
+    }
+  };
+  // required: encrypted, certificate unchecked; verify-ca: its chain checked; verify-identity:
+  // its chain and the host name (or IP address) it names.
+  const ssl: NonNullable<ConnectionOptions['ssl']> & { verifyIdentity?: boolean } = {
+    rejectUnauthorized: tls.mode !== 'required',
+    verifyIdentity: tls.mode === 'verify-identity',
+  };
+  const ca = read('CA', tls.ca);
+  const cert = read('certificate', tls.cert);
+  const key = read('key', tls.key);
+  if (ca) ssl.ca = ca;
+  if (cert) ssl.cert = cert;
+  if (key) ssl.key = key;
+  return ssl;
+}
+
+function connectHints(err: unknown, endpoint: Endpoint): string[] {
+  const message = errorMessage(err);
+  const addTls =
+    'add --ssl-mode required, or --ssl-ca <CA file> to check its certificate too (docs/credentials.md)';
+  if (/insecure transport|ssl|tls|certificate|self.signed|secure connection/i.test(message)) {
+    return endpoint.tls
+      ? [
+          "check the TLS settings: --ssl-ca must be the CA that signed the server's certificate, and verify-identity needs the host named in it (docs/credentials.md)",
+        ]
+      : [`the server wants TLS: ${addTls}`];
+  }
+  const hints = ['check the host, port, user and password (see docs/credentials.md)'];
+  // MariaDB answers a plain connection it refuses for want of TLS with "Access denied" too.
+  if (!endpoint.tls && (err as { errno?: number }).errno === 1045) {
+    hints.push(`if the server requires TLS (require_secure_transport=ON): ${addTls}`);
+  }
+  return hints;
+}
+
 export async function connect(endpoint: Endpoint, options: ConnectOptions = {}): Promise<Server> {
   const config: ConnectionOptions = {
     user: endpoint.user,
@@ -165,6 +212,7 @@ export async function connect(endpoint: Endpoint, options: ConnectOptions = {}):
       throw new ReseedError('INTERNAL', 'LOAD DATA LOCAL without a stream');
     },
   };
+  if (endpoint.tls) config.ssl = sslOptions(endpoint.tls);
   if (endpoint.socketPath) config.socketPath = endpoint.socketPath;
   else {
     config.host = endpoint.host;
@@ -181,7 +229,7 @@ export async function connect(endpoint: Endpoint, options: ConnectOptions = {}):
     throw new ReseedError('CONNECT_FAILED', `cannot connect to ${label}: ${errorMessage(err)}`, {
       cause: err,
       retryable: true,
-      hints: ['check the host, port, user and password (see docs/credentials.md)'],
+      hints: connectHints(err, endpoint),
     });
   }
   const server = new Mysql2Server(endpoint, label, connection);

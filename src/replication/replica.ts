@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ReseedError, throwIfAborted } from '../errors.js';
 import type { Journal } from '../journal/journal.js';
-import type { Flavor, ReplicaStatus } from '../mysql/flavor/index.js';
+import type { ChangeSourceOptions, Flavor, ReplicaStatus } from '../mysql/flavor/index.js';
 import type { Server } from '../mysql/server.js';
 import { quoteString } from '../mysql/server.js';
 import type { ProgressSink } from '../progress.js';
@@ -16,6 +16,7 @@ export interface ReplicationTarget {
   useGtid: boolean;
   gtid: string;
   binlog: BinlogPosition;
+  ssl?: ChangeSourceOptions['ssl'];
 }
 
 export async function replicaStatus(
@@ -74,6 +75,7 @@ export async function configureReplica(args: {
           user: target.user,
           gtid: target.useGtid,
           binlog: target.binlog,
+          ssl: target.ssl,
         },
         target.password,
       );

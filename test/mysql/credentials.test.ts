@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { maskUri, parseUri, resolveEndpoint } from '../../src/mysql/credentials.js';
+import { describeEndpoint, maskUri, parseUri, resolveEndpoint } from '../../src/mysql/credentials.js';
 
 describe('credentials', () => {
   it('parses URIs and masks their passwords', () => {
@@ -38,5 +38,44 @@ describe('credentials', () => {
     assert.equal(r('mysql://a@h').password, 'from-env');
     assert.equal(r('mysql://a@h', { env: {} }).password, 'from-shared');
     assert.equal(r('mysql://h', { env: {} }).user, 'shareduser');
+  });
+
+  it('takes TLS settings from the URI, the command line and option files, most specific first', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'reseed-cred-'));
+    const none = join(dir, 'none.cnf');
+    const file = join(dir, 'tls.cnf');
+    const maria = join(dir, 'maria.cnf');
+    writeFileSync(none, '');
+    writeFileSync(file, '[client]\nssl-ca=/etc/ca.pem\nssl-cert=/etc/c.pem\nssl-key=/etc/k.pem\n');
+    writeFileSync(maria, '[client-mariadb]\nssl\nssl-ca=/etc/ca.pem\nssl-verify-server-cert\n');
+    const tls = (uri: string, o: Partial<Parameters<typeof resolveEndpoint>[1]> = {}) =>
+      resolveEndpoint(uri, { side: 'joiner', env: {}, defaultsFile: none, ...o }).endpoint.tls;
+    assert.equal(tls('mysql://a@h'), undefined, 'no TLS unless asked for');
+    assert.deepEqual(tls('mysql://a@h?ssl-ca=/a.pem'), { mode: 'verify-ca', ca: '/a.pem' });
+    assert.deepEqual(tls('mysql://a@h?ssl-mode=REQUIRED'), { mode: 'required' });
+    assert.equal(tls('mysql://a@h?ssl-mode=disabled', { tls: { mode: 'required' } }), undefined);
+    assert.deepEqual(tls('mysql://a@h?ssl-mode=verify-identity', { tls: { ca: '/b.pem' } }), {
+      mode: 'verify-identity',
+      ca: '/b.pem',
+    });
+    assert.deepEqual(tls('mysql://a@h', { defaultsFile: file }), {
+      mode: 'verify-ca',
+      ca: '/etc/ca.pem',
+      cert: '/etc/c.pem',
+      key: '/etc/k.pem',
+    });
+    assert.deepEqual(tls('mysql://a@h', { defaultsFile: maria }), {
+      mode: 'verify-identity',
+      ca: '/etc/ca.pem',
+    });
+    assert.throws(() => tls('mysql://a@h?ssl-mode=verify-ca'), /give its CA with --ssl-ca/);
+    assert.throws(() => tls('mysql://a@h?ssl-cert=/c.pem'), /both --ssl-cert and --ssl-key/);
+    assert.throws(() => tls('mysql://a@h?ssl-mode=sometimes'), /unknown ssl-mode "sometimes"/);
+    const e = resolveEndpoint('mysql://a@h:3307?ssl-mode=required', {
+      side: 'donor',
+      env: {},
+      defaultsFile: none,
+    });
+    assert.equal(describeEndpoint(e.endpoint), 'a@h:3307 (TLS required)');
   });
 });

@@ -26,6 +26,12 @@ describe('flavor detection and SQL', () => {
     );
     assert.ok(!change.sql.includes('s3cret'), 'the password travels as a parameter, never in the SQL text');
     assert.deepEqual(change.params, ['db1', 3307, 'repl', 's3cret']);
+    const tls = m80.changeSourceSql(
+      { host: 'db1', port: 3307, user: 'repl', gtid: true, ssl: { ca: '/etc/ca.pem' } },
+      's3cret',
+    );
+    assert.match(tls.sql, /SOURCE_SSL = 1, SOURCE_SSL_CA = \?, SOURCE_SSL_VERIFY_SERVER_CERT = 1/);
+    assert.deepEqual(tls.params, ['db1', 3307, 'repl', 's3cret', '/etc/ca.pem']);
     assert.deepEqual(m80.readLockModes, ['ftwrl']);
     assert.equal(m80.snapshotReportsBinlogPosition, false);
   });
@@ -66,6 +72,8 @@ describe('flavor detection and SQL', () => {
     );
     assert.match(c.sql, /MASTER_USE_GTID = no, MASTER_LOG_FILE = \?, MASTER_LOG_POS = \?$/);
     assert.deepEqual(c.params, ['h', 1, 'u', 'pw', 'binlog.000001', 4]);
+    const tls = m.changeSourceSql({ host: 'h', port: 1, user: 'u', gtid: true, ssl: {} }, 'pw');
+    assert.match(tls.sql, /MASTER_USE_GTID = slave_pos, MASTER_SSL = 1$/);
     assert.deepEqual(m.acquireReadLockSql('backup-stage'), [
       'BACKUP STAGE START',
       'BACKUP STAGE BLOCK_COMMIT',

@@ -25,6 +25,8 @@ export interface ChangeSourceOptions {
   /** GTID auto-positioning; otherwise `binlog` gives the file/position */
   gtid: boolean;
   binlog?: BinlogPosition;
+  /** TLS for the replication link; `ca` (a path on the joiner's host) also checks the certificate */
+  ssl?: { ca?: string | undefined } | undefined;
 }
 
 /** A statement with its parameters kept apart, so secrets never sit in the SQL text. */

@@ -55,6 +55,13 @@ export const mariadb: Flavor = {
       parts.push('MASTER_USE_GTID = no', 'MASTER_LOG_FILE = ?', 'MASTER_LOG_POS = ?');
       params.push(o.binlog?.file, o.binlog?.position);
     }
+    if (o.ssl) {
+      parts.push('MASTER_SSL = 1');
+      if (o.ssl.ca) {
+        parts.push('MASTER_SSL_CA = ?', 'MASTER_SSL_VERIFY_SERVER_CERT = 1');
+        params.push(o.ssl.ca);
+      }
+    }
     return { sql: `CHANGE MASTER TO ${parts.join(', ')}`, params };
   },
   waitForGtidSql(gtid: string, timeoutSeconds: number): Statement {

@@ -59,6 +59,13 @@ export function mysqlFlavor(version: { major: number; minor: number; patch: numb
         parts.push('SOURCE_AUTO_POSITION = 0', 'SOURCE_LOG_FILE = ?', 'SOURCE_LOG_POS = ?');
         params.push(o.binlog?.file, o.binlog?.position);
       }
+      if (o.ssl) {
+        parts.push('SOURCE_SSL = 1');
+        if (o.ssl.ca) {
+          parts.push('SOURCE_SSL_CA = ?', 'SOURCE_SSL_VERIFY_SERVER_CERT = 1');
+          params.push(o.ssl.ca);
+        }
+      }
       // caching_sha2_password over a non-TLS link needs the server's RSA key.
       parts.push('GET_SOURCE_PUBLIC_KEY = 1');
       return { sql: `CHANGE REPLICATION SOURCE TO ${parts.join(', ')}`, params };
