@@ -81,9 +81,9 @@ export function cloneCommand(): Command {
   const cmd = new Command('clone')
     .summary('make the joiner a verified replica of the donor')
     .description(
-      "Copies the donor's user schemas to the joiner from one consistent snapshot, records the\n" +
-        "donor's exact coordinates (GTID and binlog position) at that snapshot, points the joiner's\n" +
-        'replication at them, starts it, waits until it has caught up, and leaves it read-only.\n' +
+      "Copies the donor's user schemas to the joiner from one consistent snapshot, records the " +
+        "donor's exact coordinates (GTID and binlog position) at that snapshot, points the joiner's " +
+        'replication at them, starts it, waits until it has caught up, and leaves it read-only. ' +
         'Every change is journaled and undone if anything fails or you press Ctrl-C.',
     );
   addConnectionOptions(cmd)

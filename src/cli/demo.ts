@@ -22,7 +22,7 @@ export function demoCommand(): Command {
   return new Command('demo')
     .summary('two local MariaDB sandboxes, sample data, a clone, a verification, a summary')
     .description(
-      'Starts sandboxes "demo-donor" and "demo-joiner" (fresh each time), loads a sample shop\nschema into the donor, clones it to the joiner as a replica, verifies it and prints a summary.',
+      'Starts sandboxes "demo-donor" and "demo-joiner" (fresh each time), loads a sample shop schema into the donor, clones it to the joiner as a replica, verifies it and prints a summary.',
     )
     .option('--size <size>', 'approximate sample data size', '300M')
     .option('--parallel <n>', 'copy workers', '4')

@@ -7,7 +7,7 @@ import { verifyCommand } from './verify.js';
 
 const program = new Command('reseed')
   .description(
-    'Seed a MySQL/MariaDB replica from a live donor: a consistent copy, the exact coordinates,\nreplication configured, started and verified.',
+    'Seed a MySQL/MariaDB replica from a live donor: a consistent copy, the exact coordinates, replication configured, started and verified.',
   )
   .version('0.1.0')
   .showHelpAfterError()

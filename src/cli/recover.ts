@@ -18,8 +18,8 @@ export function recoverCommand(): Command {
   return new Command('recover')
     .summary('undo what an interrupted operation changed (after a crash or kill -9)')
     .description(
-      `Finds journals of operations that never finished (in ${journalDir()}, RESEED_STATE_DIR to\n` +
-        'change) and runs their undo steps in reverse order. Passwords come from the same places\n' +
+      `Finds journals of operations that never finished (in ${journalDir()}, RESEED_STATE_DIR to ` +
+        'change) and runs their undo steps in reverse order. Passwords come from the same places ' +
         'as for clone (MYSQL_PWD, RESEED_DONOR_PASSWORD, option files); journals never hold them.',
     )
     .option('--journal <file>', 'recover this journal only')

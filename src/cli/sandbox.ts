@@ -26,8 +26,8 @@ export function sandboxCommand(): Command {
   const cmd = new Command('sandbox')
     .summary('local MariaDB servers for trying reseed and for tests')
     .description(
-      'A sandbox is a real mariadbd from the installed packages with its own datadir, socket, port\n' +
-        'and server_id, binary logging and GTIDs on, listening on 127.0.0.1 only; root has no\n' +
+      'A sandbox is a real mariadbd from the installed packages with its own datadir, socket, port ' +
+        'and server_id, binary logging and GTIDs on, listening on 127.0.0.1 only; root has no ' +
         `password there. They live in ${sandboxHome()} (RESEED_SANDBOX_DIR to change).`,
     );
   cmd

@@ -35,8 +35,8 @@ export function verifyCommand(): Command {
   const cmd = new Command('verify')
     .summary('compare a replica with its donor, table by table and chunk by chunk')
     .description(
-      'Checksums every table in chunks on both servers at one GTID position: the replica is\n' +
-        "stopped, the donor's snapshot opened, and the replica let run exactly up to it. Also\n" +
+      'Checksums every table in chunks on both servers at one GTID position: the replica is ' +
+        "stopped, the donor's snapshot opened, and the replica let run exactly up to it. Also " +
         'compares table, view, routine, trigger and event definitions. Exits 8 when anything differs.',
     );
   addConnectionOptions(cmd)
