@@ -43,7 +43,11 @@ export function checksumSql(table: TableInfo, range: KeyRange): string {
     `IFNULL(BIT_XOR(CAST(CONV(LEFT(h, 16), 16, 10) AS UNSIGNED)), 0) AS a, ` +
     `IFNULL(BIT_XOR(CAST(CONV(RIGHT(h, 16), 16, 10) AS UNSIGNED)), 0) AS b, ` +
     `IFNULL(SUM(CRC32(h)), 0) AS c ` +
-    `FROM (SELECT ${h} AS h FROM ${tableName(table)}${where ? ` WHERE ${where}` : ''}) AS rows_of_chunk`
+    // The LIMIT keeps the optimizer from merging the derived table into the outer query, which
+    // would compute the row's MD5 once per aggregate, three times (measured: 6.5 s against 3.0 s
+    // for 900k rows).
+    `FROM (SELECT ${h} AS h FROM ${tableName(table)}${where ? ` WHERE ${where}` : ''} ` +
+    `LIMIT 18446744073709551615) AS rows_of_chunk`
   );
 }
 
