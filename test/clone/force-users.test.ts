@@ -26,6 +26,12 @@ describe('--force and --users', () => {
     await donor.sql("INSERT INTO shop.t VALUES (1, 'donor')");
     await donor.sql("CREATE USER 'app'@'%' IDENTIFIED BY 'app-pw'");
     await donor.sql("GRANT SELECT, INSERT ON shop.* TO 'app'@'%'");
+    // A role, granted to an account that sorts before it, and that account's default role.
+    await donor.sql('CREATE ROLE reader');
+    await donor.sql('GRANT SELECT ON shop.* TO reader');
+    await donor.sql("CREATE USER 'aaa_ro'@'%' IDENTIFIED BY 'ro-pw'");
+    await donor.sql("GRANT reader TO 'aaa_ro'@'%'");
+    await donor.sql("SET DEFAULT ROLE reader FOR 'aaa_ro'@'%'");
     await createReplUser(donor);
     // The joiner's own data, with a view, a trigger and a routine that must come back intact.
     await joiner.sql('CREATE DATABASE old');
@@ -57,9 +63,9 @@ describe('--force and --users', () => {
     assert.equal(Number((await joiner.sql('SELECT old.f() AS f'))[0]!.f), 7);
     assert.equal((await joiner.sql('SELECT COUNT(*) AS n FROM old.v'))[0]!.n, '3');
     assert.deepEqual(
-      await joiner.sql("SELECT User FROM mysql.user WHERE User = 'app'"),
+      await joiner.sql("SELECT User FROM mysql.user WHERE User IN ('app', 'aaa_ro', 'reader')"),
       [],
-      'the copied account was dropped',
+      'the copied accounts and role were dropped',
     );
     const [st] = await joiner.sql('SHOW SLAVE STATUS');
     assert.equal(st, undefined, 'no replication left configured');
@@ -80,5 +86,15 @@ describe('--force and --users', () => {
     const [a] = await donor.sql("SELECT authentication_string AS h FROM mysql.user WHERE User = 'app'");
     const [b] = await joiner.sql("SELECT authentication_string AS h FROM mysql.user WHERE User = 'app'");
     assert.equal(b!.h, a!.h, 'same password hash');
+    const [role] = await joiner.sql("SELECT is_role AS r FROM mysql.user WHERE User = 'reader'");
+    assert.equal(role!.r, 'Y', 'the role is copied as a role');
+    const roleGrants = (await joiner.sql('SHOW GRANTS FOR reader')).map((g) => String(Object.values(g)[0]));
+    assert.ok(roleGrants.includes('GRANT SELECT ON `shop`.* TO `reader`'), roleGrants.join('\n'));
+    const userGrants = (await joiner.sql("SHOW GRANTS FOR 'aaa_ro'@'%'")).map((g) =>
+      String(Object.values(g)[0]),
+    );
+    assert.ok(userGrants.includes('GRANT `reader` TO `aaa_ro`@`%`'), userGrants.join('\n'));
+    const [d] = await joiner.sql("SELECT default_role AS d FROM mysql.user WHERE User = 'aaa_ro'");
+    assert.equal(d!.d, 'reader', 'the default role too');
   });
 });
