@@ -220,7 +220,7 @@ export function renderSummary(s: CloneSummary): string {
     '',
     `Clone complete: ${s.donor} -> ${s.joiner} (${s.method})`,
     `  duration      ${formatMs(s.durationMs)}`,
-    `  copied        ${s.tables} tables, ${s.rows} rows, ${formatBytes(s.bytes)} (${formatBytes(s.bytes / secs)}/s overall)${s.loadedWith ? `, loaded with ${s.loadedWith === 'bulk-insert' ? 'bulk INSERT' : 'LOAD DATA LOCAL'}` : ''}`,
+    `  copied        ${s.tables} tables, ${s.rows} rows, ${formatBytes(s.bytes)} (${formatBytes(s.bytes / secs)}/s overall)${s.loadedWith ? `, loaded with ${s.loadedWith.replace('bulk-insert', 'bulk INSERT').replace('load-data', 'LOAD DATA LOCAL')}` : ''}`,
     `  objects       ${s.objects} views/routines/triggers/events${s.users ? `, ${s.users} accounts` : ''}`,
     `  donor lock    ${s.lockMode === 'none' ? 'none (snapshot lined up without a lock)' : `${s.lockMode}, held ${s.lockHeldMs} ms`}`,
     `  coordinates   ${formatCoordinates(s.coordinates)}`,

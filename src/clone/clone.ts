@@ -39,7 +39,7 @@ export interface CloneSummary {
   readOnly: boolean;
   verify: VerifyReport | undefined;
   phases: Record<string, number>;
-  /** how rows entered the joiner (logical method): 'bulk-insert' or 'load-data' */
+  /** how rows entered the joiner (logical method): 'bulk-insert', 'load-data', or both, comma-separated */
   loadedWith: string | undefined;
   warnings: string[];
   journal: string;

@@ -62,4 +62,18 @@ describe('how rows enter the joiner', () => {
     assert.equal(r.code, 0, r.stderr + r.stdout);
     await assertSameTables(donor, joiner, TABLES);
   });
+
+  it('falls back to LOAD DATA when the joiner has no prepared statement left', async () => {
+    const joiner = await startServer('load-nostmt');
+    await joiner.sql('SET GLOBAL max_prepared_stmt_count = 0');
+    const r = await reseed(cloneArgs(donor, joiner, '--no-replicate', '--json'));
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(
+      r.stdout,
+      /no prepared statement left \(max_prepared_stmt_count\); chunk loaded with LOAD DATA LOCAL/,
+    );
+    const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
+    assert.equal(summary.loadedWith, 'load-data');
+    await assertSameTables(donor, joiner, TABLES);
+  });
 });

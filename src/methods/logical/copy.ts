@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { ReseedError, errorMessage, throwIfAborted } from '../../errors.js';
 import type { KeyRange } from '../../mysql/chunking.js';
 import { planRanges, rangePredicate } from '../../mysql/chunking.js';
-import type { Server } from '../../mysql/server.js';
+import type { PreparedStatement, Server } from '../../mysql/server.js';
 import { sqlErrno } from '../../mysql/server.js';
 import { quoteIdent } from '../../mysql/server.js';
 import type { TableInfo } from '../../mysql/tables.js';
@@ -10,6 +10,8 @@ import { displayName, readExpression, tableName } from '../../mysql/tables.js';
 import type { ProgressSink } from '../../progress.js';
 import { BulkEncoder } from './bulk.js';
 import { TsvEncoder } from './tsv.js';
+
+const ER_MAX_PREPARED_STMT_COUNT_REACHED = 1461;
 
 /** Bytes of encoded rows handed to the joiner at a time; bounds memory per worker. */
 const BATCH_BYTES = 1 << 20;
@@ -95,7 +97,8 @@ export function insertSql(table: TableInfo): string {
  * Copies every table with one worker per donor/joiner session pair. Chunks of all tables share
  * one queue, largest tables first, so workers stay busy to the end.
  */
-export async function copyTables(o: CopyOptions): Promise<TableCopyResult[]> {
+export async function copyTables(o: CopyOptions): Promise<{ tables: TableCopyResult[]; loadedWith: string }> {
+  const used = new Set<Loader>();
   const results = new Map<string, TableCopyResult>();
   const ordered = [...o.tables].sort((a, b) => b.dataBytes - a.dataBytes);
   for (const t of ordered) {
@@ -128,8 +131,8 @@ export async function copyTables(o: CopyOptions): Promise<TableCopyResult[]> {
       signal,
     };
     return loaderFor(o.loadMode, job.joiner) === 'bulk-insert'
-      ? bulkChunk(job, maxPacket)
-      : loadDataChunk(job);
+      ? bulkChunk(job, maxPacket, used)
+      : (used.add('load-data'), loadDataChunk(job));
   };
   const controller = new AbortController();
   const signal = o.signal ? AbortSignal.any([o.signal, controller.signal]) : controller.signal;
@@ -183,7 +186,7 @@ export async function copyTables(o: CopyOptions): Promise<TableCopyResult[]> {
   const settled = await Promise.allSettled(workers);
   const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failure) throw failure.reason;
-  return [...results.values()];
+  return { tables: [...results.values()], loadedWith: [...used].sort().join(', ') };
 }
 
 interface TableState {
@@ -309,11 +312,26 @@ async function loadDataChunk({
  * no such limit.
  */
 async function bulkChunk(
-  { donor, joiner, table, range, progress, signal }: ChunkJob,
+  job: ChunkJob,
   maxPacket: number,
+  used: Set<Loader>,
 ): Promise<{ rows: number; bytes: number }> {
+  const { donor, joiner, table, range, progress, signal } = job;
   const name = displayName(table);
-  const statement = await joiner.prepare(insertSql(table), signal);
+  let statement: PreparedStatement;
+  try {
+    statement = await joiner.prepare(insertSql(table), signal);
+  } catch (err) {
+    // The joiner's max_prepared_stmt_count is used up (by other clients too): LOAD DATA needs none.
+    if (sqlErrno(err) !== ER_MAX_PREPARED_STMT_COUNT_REACHED) throw err;
+    progress.emit({
+      type: 'warning',
+      message: `${name}: the joiner has no prepared statement left (max_prepared_stmt_count); chunk loaded with LOAD DATA LOCAL`,
+    });
+    used.add('load-data');
+    return loadDataChunk(job);
+  }
+  used.add('bulk-insert');
   try {
     const encoder = new BulkEncoder(statement.id, statement.parameters, BATCH_BYTES + (BATCH_BYTES >> 1));
     const batchBytes = Math.min(BATCH_BYTES, maxPacket >> 2);

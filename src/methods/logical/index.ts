@@ -115,7 +115,7 @@ export const logical: TransferMethod = {
         opened.push(s);
         joiners.push(s);
       }
-      const copied = await copyTables({
+      const { tables: copied, loadedWith } = await copyTables({
         donors: group.sessions,
         joiners,
         planner,
@@ -149,7 +149,7 @@ export const logical: TransferMethod = {
         objects: objects.length,
         users,
         phases,
-        loadedWith: loaderFor(options.loadMode, joiners[0]!),
+        loadedWith: loadedWith || undefined,
       };
     } finally {
       group?.destroy();
