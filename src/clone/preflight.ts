@@ -116,7 +116,7 @@ export async function preflight(
       `the joiner replicates from ${j.replica.sourceHost}:${j.replica.sourcePort}; that replication is replaced`,
     );
 
-  problems.push(...(await method.preflight(ctx)));
+  problems.push(...(await method.preflight({ ...ctx, options: { ...ctx.options, schemas } })));
   if (problems.length > 0) {
     throw new ReseedError(
       'PREFLIGHT_FAILED',

@@ -1,7 +1,8 @@
 import type { Server } from './server.js';
+import { listSpecialTables } from './tables.js';
 import { quoteIdent, quoteString } from './server.js';
 
-export type ObjectKind = 'view' | 'procedure' | 'function' | 'trigger' | 'event';
+export type ObjectKind = 'sequence' | 'view' | 'procedure' | 'function' | 'trigger' | 'event';
 
 /** A schema object as SHOW CREATE gives it, with the session settings it was created under. */
 export interface SchemaObject {
@@ -15,6 +16,7 @@ export interface SchemaObject {
 }
 
 const SHOW: Record<ObjectKind, { show: string; column: string }> = {
+  sequence: { show: 'SHOW CREATE SEQUENCE', column: 'Create Table' },
   view: { show: 'SHOW CREATE VIEW', column: 'Create View' },
   procedure: { show: 'SHOW CREATE PROCEDURE', column: 'Create Procedure' },
   function: { show: 'SHOW CREATE FUNCTION', column: 'Create Function' },
@@ -22,7 +24,10 @@ const SHOW: Record<ObjectKind, { show: string; column: string }> = {
   event: { show: 'SHOW CREATE EVENT', column: 'Create Event' },
 };
 
-/** Objects of the schemas in creation order: views, routines, triggers (in firing order), events. */
+/**
+ * Objects of the schemas in creation order: sequences (MariaDB; tables may take defaults from
+ * them), views, routines, triggers (in firing order), events.
+ */
 export async function listObjects(
   meta: Server,
   schemas: string[],
@@ -30,7 +35,9 @@ export async function listObjects(
 ): Promise<SchemaObject[]> {
   if (schemas.length === 0) return [];
   const marks = schemas.map(() => '?').join(', ');
-  const names: { kind: ObjectKind; schema: string; name: string }[] = [];
+  const names: { kind: ObjectKind; schema: string; name: string }[] = (
+    await listSpecialTables(meta, schemas, 'SEQUENCE', signal)
+  ).map((t) => ({ kind: 'sequence', ...t }));
   const views = await meta.query(
     `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS n FROM information_schema.VIEWS WHERE TABLE_SCHEMA IN (${marks}) ORDER BY 1, 2`,
     schemas,

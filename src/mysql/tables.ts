@@ -160,6 +160,24 @@ export async function listTables(
   });
 }
 
+/** Tables of another TABLE_TYPE than BASE TABLE, by type: 'SEQUENCE', 'SYSTEM VERSIONED'. */
+export async function listSpecialTables(
+  meta: Server,
+  schemas: string[],
+  type: 'SEQUENCE' | 'SYSTEM VERSIONED',
+  signal?: AbortSignal,
+): Promise<{ schema: string; name: string }[]> {
+  if (schemas.length === 0) return [];
+  const rows = await meta.query(
+    `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t FROM information_schema.TABLES
+      WHERE TABLE_SCHEMA IN (${schemas.map(() => '?').join(', ')}) AND TABLE_TYPE = ?
+      ORDER BY TABLE_SCHEMA, TABLE_NAME`,
+    [...schemas, type],
+    signal,
+  );
+  return rows.map((r) => ({ schema: String(r.s), name: String(r.t) }));
+}
+
 /** User schemas on a server: everything but the system schemas. */
 export async function listSchemas(meta: Server, signal?: AbortSignal): Promise<string[]> {
   const rows = await meta.query(

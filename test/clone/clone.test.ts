@@ -58,6 +58,18 @@ describe('logical clone of every type and shape', () => {
 
     // Exact values, checked independently of reseed's own verify.
     await assertSameTables(donor, joiner, EVERY_TYPE_TABLES);
+    const hidden = await joiner.sql('SELECT id, hidden FROM types.from_seq ORDER BY id');
+    assert.deepEqual(
+      hidden.map((r) => [Number(r.id), r.hidden]),
+      [
+        [100, 'h1'],
+        [105, null],
+        [110, 'h3'],
+      ],
+      'invisible columns are copied',
+    );
+    const seq = 'SELECT next_not_cached_value AS n, increment AS i FROM types.seq';
+    assert.deepEqual(await joiner.sql(seq), await donor.sql(seq), "the sequence, where the donor's stood");
     const [f] = await joiner.sql('SELECT CAST(f AS DOUBLE) AS f, HEX(b64) AS b FROM types.nums WHERE id = 1');
     assert.equal(Number(f!.f), 16777216);
     assert.equal(f!.b, 'FFFFFFFFFFFFFFFF');

@@ -134,6 +134,7 @@ export const EVERY_TYPE_TABLES = [
   'types.parts',
   'types.child',
   'types.docs',
+  'types.from_seq',
 ];
 
 /** Exact values, checked independently of reseed's own verify: CHECKSUM TABLE on both sides. */

@@ -2,9 +2,11 @@ import { rawReadSessionSql } from '../../mysql/chunking.js';
 import { connect } from '../../mysql/server.js';
 import type { Server } from '../../mysql/server.js';
 import { listObjects } from '../../mysql/objects.js';
+import type { SchemaObject } from '../../mysql/objects.js';
+import { quoteIdent } from '../../mysql/server.js';
 import { openSnapshotGroup } from '../../mysql/snapshot.js';
 import type { SnapshotGroup } from '../../mysql/snapshot.js';
-import { listTables } from '../../mysql/tables.js';
+import { listSpecialTables, listTables } from '../../mysql/tables.js';
 import type { Coordinates } from '../../replication/coordinates.js';
 import type { CloneContext, TransferMethod, TransferResult } from '../method.js';
 import { copyTables, loaderFor } from './copy.js';
@@ -23,6 +25,13 @@ export const logical: TransferMethod = {
 
   async preflight(ctx) {
     const problems: string[] = [];
+    // System-versioned tables hold history that a SELECT does not show: refused, not half copied.
+    const versioned = await listSpecialTables(ctx.donor.meta, ctx.options.schemas, 'SYSTEM VERSIONED');
+    if (versioned.length) {
+      problems.push(
+        `system-versioned tables are not copied yet (their history would be lost): ${versioned.map((t) => `${t.schema}.${t.name}`).join(', ')}; leave their schemas out with --schemas`,
+      );
+    }
     // Bulk INSERTs need no local_infile; LOAD DATA LOCAL does (then only rows too big for the
     // joiner's max_allowed_packet use it, and fail with a hint if it is off).
     if (!ctx.joiner.facts.localInfile && loaderFor(ctx.options.loadMode, ctx.joiner.meta) === 'load-data') {
@@ -91,11 +100,22 @@ export const logical: TransferMethod = {
       progress.emit({ type: 'phase', phase: 'schema' });
       const tables = await listTables(donor.meta, options.schemas, signal);
       const objects = await listObjects(donor.meta, options.schemas, signal);
+      // A sequence's state as of the snapshot (its row, read in the snapshot).
+      const sequences: { object: SchemaObject; next: string }[] = [];
+      for (const o of objects.filter((x) => x.kind === 'sequence')) {
+        const [row] = await group.sessions[0]!.query(
+          `SELECT next_not_cached_value AS n FROM ${quoteIdent(o.schema)}.${quoteIdent(o.name)}`,
+          [],
+          signal,
+        );
+        sequences.push({ object: o, next: String(row?.n) });
+      }
       const deferredIndexes = await createTables({
         donor: donor.meta,
         joiner: joiner.meta,
         schemas: options.schemas,
         tables,
+        sequences,
         journal,
         signal,
         deferIndexes: options.deferIndexes,

@@ -18,6 +18,8 @@ export async function createTables(args: {
   joiner: Server;
   schemas: string[];
   tables: TableInfo[];
+  /** sequences with their next value at the snapshot, created before the tables */
+  sequences: { object: SchemaObject; next: string }[];
   journal: Journal;
   deferIndexes: boolean;
   signal?: AbortSignal | undefined;
@@ -32,6 +34,21 @@ export async function createTables(args: {
       { target: 'joiner', statements: [`DROP DATABASE IF EXISTS ${quoteIdent(schema)}`] },
       () => joiner.query(create, [], signal),
     );
+  }
+  // Sequences first (a table's DEFAULT NEXTVAL(s) needs s), set to where the donor's were.
+  for (const { object, next } of args.sequences) {
+    try {
+      await createObject(joiner, object, signal);
+      // SETVAL takes a literal number only.
+      if (!/^-?\d+$/.test(next)) throw new Error(`unexpected next value ${next}`);
+      await joiner.query(
+        `SELECT SETVAL(${quoteIdent(object.schema)}.${quoteIdent(object.name)}, ${next}, 0)`,
+        [],
+        signal,
+      );
+    } catch (err) {
+      throw describe(object, err);
+    }
   }
   for (const t of tables) {
     const [row] = await donor.query(`SHOW CREATE TABLE ${tableName(t)}`, [], signal);
@@ -80,7 +97,8 @@ export async function createObjects(args: {
     if (failed.length === views.length) throw describe(failed[0]!.view, failed[0]!.err);
     views = failed.map((f) => f.view);
   }
-  for (const o of objects.filter((o) => o.kind !== 'view')) {
+  // Sequences are made with the tables (createTables).
+  for (const o of objects.filter((o) => o.kind !== 'view' && o.kind !== 'sequence')) {
     try {
       await createObject(
         joiner,
