@@ -25,10 +25,21 @@ export interface TableInfo {
   stored: ColumnInfo[];
   /** the key that orders and splits the table: the primary key, else a unique NOT NULL key */
   chunkKey: ColumnInfo[] | undefined;
+  /**
+   * MariaDB WITH SYSTEM VERSIONING: rows are read FOR SYSTEM_TIME ALL (history included), and
+   * `stored` ends with the row start and row end columns, which the joiner's load sessions may
+   * write (system_versioning_insert_history).
+   */
+  versioned: boolean;
 }
 
 export function tableName(t: Pick<TableInfo, 'schema' | 'name'>): string {
   return `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
+}
+
+/** The table as the copy and verify read it: every row version of a system-versioned table. */
+export function rowSource(t: Pick<TableInfo, 'schema' | 'name' | 'versioned'>): string {
+  return `${tableName(t)}${t.versioned ? ' FOR SYSTEM_TIME ALL' : ''}`;
 }
 
 export function displayName(t: Pick<TableInfo, 'schema' | 'name'>): string {
@@ -89,16 +100,17 @@ export async function listTables(
   const marks = schemas.map(() => '?').join(', ');
   const tables = await meta.query(
     `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, ENGINE AS engine, IFNULL(TABLE_ROWS, 0) AS r,
-            IFNULL(DATA_LENGTH, 0) AS bytes
+            IFNULL(DATA_LENGTH, 0) AS bytes, TABLE_TYPE = 'SYSTEM VERSIONED' AS versioned
        FROM information_schema.TABLES
-      WHERE TABLE_SCHEMA IN (${marks}) AND TABLE_TYPE = 'BASE TABLE'
+      WHERE TABLE_SCHEMA IN (${marks}) AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')
       ORDER BY TABLE_SCHEMA, TABLE_NAME`,
     schemas,
     signal,
   );
   const columns = await meta.query(
     `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, COLUMN_NAME AS c, DATA_TYPE AS type,
-            EXTRA AS extra, CHARACTER_SET_NAME AS cs, COLLATION_NAME AS coll
+            EXTRA AS extra, CHARACTER_SET_NAME AS cs, COLLATION_NAME AS coll,
+            GENERATION_EXPRESSION AS expr
        FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN (${marks})
       ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION`,
     schemas,
@@ -113,13 +125,16 @@ export async function listTables(
     signal,
   );
   const byTable = new Map<string, ColumnInfo[]>();
+  const explicitPeriod = new Set<string>();
   for (const c of columns) {
     const id = `${String(c.s)}\0${String(c.t)}`;
+    if (/^ROW (START|END)$/i.test(String(c.expr ?? ''))) explicitPeriod.add(id);
     const list = byTable.get(id) ?? [];
     list.push({
       name: String(c.c),
       dataType: String(c.type).toLowerCase(),
-      generated: /GENERATED/i.test(String(c.extra ?? '')),
+      // The period columns of a versioned table (ROW START/END) are data: copied, not computed.
+      generated: /GENERATED/i.test(String(c.extra ?? '')) && !/^ROW (START|END)$/i.test(String(c.expr ?? '')),
       charset: c.cs === null ? null : String(c.cs),
       collation: c.coll === null ? null : String(c.coll),
     });
@@ -138,7 +153,13 @@ export async function listTables(
   }
   return tables.map((t) => {
     const id = `${String(t.s)}\0${String(t.t)}`;
-    const cols = byTable.get(id) ?? [];
+    const versioned = Number(t.versioned) === 1;
+    const cols = [...(byTable.get(id) ?? [])];
+    // Implicit period columns are not in information_schema.COLUMNS; they answer to these names.
+    if (versioned && !explicitPeriod.has(id)) {
+      for (const name of ['row_start', 'row_end'])
+        cols.push({ name, dataType: 'timestamp', generated: false, charset: null, collation: null });
+    }
     const candidates = [
       ...(indexes.get(id) ?? new Map<string, { cols: string[]; usable: boolean }>()).entries(),
     ]
@@ -156,6 +177,7 @@ export async function listTables(
       columns: cols,
       stored: cols.filter((c) => !c.generated),
       chunkKey: usableKey,
+      versioned,
     };
   });
 }

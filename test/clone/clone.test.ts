@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import {
   EVERY_TYPE_TABLES,
   REPL_ENV,
+  assertSameHistory,
   assertSameTables,
   loadFixture,
   createReplUser,
@@ -58,6 +59,7 @@ describe('logical clone of every type and shape', () => {
 
     // Exact values, checked independently of reseed's own verify.
     await assertSameTables(donor, joiner, EVERY_TYPE_TABLES);
+    await assertSameHistory(donor, joiner);
     const hidden = await joiner.sql('SELECT id, hidden FROM types.from_seq ORDER BY id');
     assert.deepEqual(
       hidden.map((r) => [Number(r.id), r.hidden]),

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import {
   EVERY_TYPE_TABLES,
+  assertSameHistory,
   assertSameTables,
   loadFixture,
   reseed,
@@ -26,6 +27,7 @@ async function cloneAndCompare(joiner: TestServer, loader: string, ...extra: str
   assert.equal(summary.loadedWith, loader);
   assert.equal((summary.verify as { ok: boolean }).ok, true);
   await assertSameTables(donor, joiner, TABLES);
+  await assertSameHistory(donor, joiner);
 }
 
 describe('how rows enter the joiner', () => {

@@ -14,7 +14,7 @@ import { nullProgress } from '../../src/progress.js';
  * Refusals that need servers this machine cannot run (an older joiner, a MySQL joiner) are
  * checked against a recording fake Server: preflight's logic, not the SQL, is under test.
  */
-function fake(schemas: string[], bulkExecute = false): Server {
+function fake(schemas: string[], bulkExecute = false, versioned: string[] = []): Server {
   return {
     endpoint: { host: 'h', port: 1, user: 'u' },
     label: 'fake',
@@ -22,6 +22,7 @@ function fake(schemas: string[], bulkExecute = false): Server {
     async query(sql: string): Promise<Row[]> {
       if (/FROM information_schema\.SCHEMATA/.test(sql)) return schemas.map((s) => ({ s }));
       if (/AS n$/.test(sql.trim())) return [{ n: 0 }];
+      if (/TABLE_TYPE = \?/.test(sql)) return versioned.map((t) => ({ s: 'app', t }));
       return [];
     },
     streamRaw: () => (async function* () {})(),
@@ -58,11 +59,20 @@ function facts(version: string, over: Partial<ServerFacts> = {}): ServerFacts {
 
 const options: CloneOptions = defaultCloneOptions({ replicationUser: 'repl', replicationPassword: 'x' });
 
-async function problems(donor: ServerFacts, joiner: ServerFacts, joinerBulk = false): Promise<string[]> {
+async function problems(
+  donor: ServerFacts,
+  joiner: ServerFacts,
+  joinerBulk = false,
+  donorVersioned: string[] = [],
+): Promise<string[]> {
   try {
     await preflight(
       {
-        donor: { endpoint: { host: 'd', port: 1, user: 'u' }, meta: fake(['app']), facts: donor },
+        donor: {
+          endpoint: { host: 'd', port: 1, user: 'u' },
+          meta: fake(['app'], false, donorVersioned),
+          facts: donor,
+        },
         joiner: { endpoint: { host: 'j', port: 2, user: 'u' }, meta: fake([], joinerBulk), facts: joiner },
         options: { ...options },
         log: silentLogger(),
@@ -115,5 +125,14 @@ describe('preflight refusals that need other server versions', () => {
   it('accepts local_infile off when the joiner takes bulk INSERTs', async () => {
     const joiner = facts('10.11.6-MariaDB', { localInfile: false });
     assert.deepEqual(await problems(facts('10.11.6-MariaDB'), joiner, true), []);
+  });
+
+  it('refuses system-versioned tables for a joiner older than MariaDB 10.11 (it cannot take their history)', async () => {
+    const p = await problems(facts('10.11.6-MariaDB'), facts('10.11.6-MariaDB'), true, ['hist']);
+    assert.deepEqual(p, []);
+    const old = await problems(facts('10.6.20-MariaDB'), facts('10.6.21-MariaDB'), true, ['hist']);
+    assert.deepEqual(old, [
+      'system-versioned tables (app.hist) need a MariaDB 10.11 or later joiner to receive their history (the joiner is 10.6.21-MariaDB); leave their schemas out with --schemas',
+    ]);
   });
 });

@@ -105,18 +105,4 @@ describe('refusals', () => {
       [donor, twin],
     );
   });
-
-  it('refuses system-versioned tables rather than copy them without their history', async () => {
-    await donor.sql('CREATE DATABASE hist');
-    await donor.sql('CREATE TABLE hist.prices (id INT PRIMARY KEY, p INT) WITH SYSTEM VERSIONING');
-    try {
-      await refuses(
-        base(),
-        4,
-        /system-versioned tables are not copied yet \(their history would be lost\): hist\.prices/,
-      );
-    } finally {
-      await donor.sql('DROP DATABASE hist');
-    }
-  });
 });

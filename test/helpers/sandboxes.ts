@@ -137,6 +137,18 @@ export const EVERY_TYPE_TABLES = [
   'types.from_seq',
 ];
 
+/** Every row version of every-type.sql's system-versioned tables, the same on both sides. */
+export async function assertSameHistory(a: TestServer, b: TestServer): Promise<void> {
+  for (const q of [
+    'SELECT id, v, row_start, row_end FROM types.hist FOR SYSTEM_TIME ALL ORDER BY id, row_start',
+    'SELECT id, v, s, e FROM types.hist_explicit FOR SYSTEM_TIME ALL ORDER BY id, s',
+  ]) {
+    const [x, y] = [await a.sql(q), await b.sql(q)];
+    assert.ok(x.length > x.filter((r) => String(r.row_end ?? r.e).startsWith('2038')).length, 'has history');
+    assert.deepEqual(y, x, q);
+  }
+}
+
 /** Exact values, checked independently of reseed's own verify: CHECKSUM TABLE on both sides. */
 export async function assertSameTables(a: TestServer, b: TestServer, tables: string[]): Promise<void> {
   for (const t of tables) {

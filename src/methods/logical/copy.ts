@@ -6,7 +6,7 @@ import type { PreparedStatement, Server } from '../../mysql/server.js';
 import { sqlErrno } from '../../mysql/server.js';
 import { quoteIdent } from '../../mysql/server.js';
 import type { TableInfo } from '../../mysql/tables.js';
-import { displayName, readExpression, tableName } from '../../mysql/tables.js';
+import { displayName, readExpression, rowSource, tableName } from '../../mysql/tables.js';
 import type { ProgressSink } from '../../progress.js';
 import { BulkEncoder } from './bulk.js';
 import { TsvEncoder } from './tsv.js';
@@ -59,7 +59,7 @@ interface Chunk {
 
 export function selectSql(table: TableInfo, range: KeyRange): string {
   const where = rangePredicate(table.chunkKey, range);
-  return `SELECT ${table.stored.map(readExpression).join(', ')} FROM ${tableName(table)}${where ? ` WHERE ${where}` : ''}`;
+  return `SELECT ${table.stored.map(readExpression).join(', ')} FROM ${rowSource(table)}${where ? ` WHERE ${where}` : ''}`;
 }
 
 /** LOAD DATA for the stored columns; BIT goes through a variable because it arrives as a number. */

@@ -6,6 +6,7 @@ import type { SchemaObject } from '../../mysql/objects.js';
 import { quoteIdent } from '../../mysql/server.js';
 import { openSnapshotGroup } from '../../mysql/snapshot.js';
 import type { SnapshotGroup } from '../../mysql/snapshot.js';
+import { compareVersions, parseVersion } from '../../mysql/flavor/index.js';
 import { listSpecialTables, listTables } from '../../mysql/tables.js';
 import type { Coordinates } from '../../replication/coordinates.js';
 import type { CloneContext, TransferMethod, TransferResult } from '../method.js';
@@ -25,11 +26,16 @@ export const logical: TransferMethod = {
 
   async preflight(ctx) {
     const problems: string[] = [];
-    // System-versioned tables hold history that a SELECT does not show: refused, not half copied.
+    // System-versioned tables are copied with their history, which only MariaDB 10.11 and later
+    // let a session write (system_versioning_insert_history).
     const versioned = await listSpecialTables(ctx.donor.meta, ctx.options.schemas, 'SYSTEM VERSIONED');
-    if (versioned.length) {
+    const j = ctx.joiner.facts;
+    if (
+      versioned.length &&
+      (j.flavor.name !== 'mariadb' || compareVersions(j.version, parseVersion('10.11.0')) < 0)
+    ) {
       problems.push(
-        `system-versioned tables are not copied yet (their history would be lost): ${versioned.map((t) => `${t.schema}.${t.name}`).join(', ')}; leave their schemas out with --schemas`,
+        `system-versioned tables (${versioned.map((t) => `${t.schema}.${t.name}`).join(', ')}) need a MariaDB 10.11 or later joiner to receive their history (the joiner is ${j.version.text}); leave their schemas out with --schemas`,
       );
     }
     // Bulk INSERTs need no local_infile; LOAD DATA LOCAL does (then only rows too big for the
@@ -130,7 +136,12 @@ export const logical: TransferMethod = {
       const joiners: Server[] = [];
       for (let i = 0; i < options.parallel; i++) {
         const s = await connect(joiner.endpoint, {
-          init: [...joiner.facts.flavor.bulkLoadSessionSql, ...joiner.facts.flavor.unboundedSessionSql],
+          init: [
+            ...joiner.facts.flavor.bulkLoadSessionSql,
+            ...joiner.facts.flavor.unboundedSessionSql,
+            // Row start and end of versioned tables' rows are written as the donor had them.
+            ...(tables.some((t) => t.versioned) ? ['SET SESSION system_versioning_insert_history = 1'] : []),
+          ],
         });
         opened.push(s);
         joiners.push(s);
