@@ -116,7 +116,9 @@ export async function preflight(
       `the joiner replicates from ${j.replica.sourceHost}:${j.replica.sourcePort}; that replication is replaced`,
     );
 
-  problems.push(...(await method.preflight({ ...ctx, options: { ...ctx.options, schemas } })));
+  const resolved = { ...ctx, options: { ...ctx.options, schemas } };
+  problems.push(...(await method.preflight(resolved)));
+  if (problems.length === 0 && method.advisories) warnings.push(...(await method.advisories(resolved)));
   if (problems.length > 0) {
     throw new ReseedError(
       'PREFLIGHT_FAILED',

@@ -87,5 +87,7 @@ export interface TransferMethod {
   readonly capabilities: MethodCapabilities;
   /** problems that forbid this method here, one line each; empty when all is well */
   preflight(ctx: Omit<CloneContext, 'journal'>): Promise<string[]>;
+  /** what the user should know before the copy but that does not forbid it, one line each */
+  advisories?(ctx: Omit<CloneContext, 'journal'>): Promise<string[]>;
   run(ctx: CloneContext): Promise<TransferResult>;
 }

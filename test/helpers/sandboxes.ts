@@ -135,6 +135,7 @@ export const EVERY_TYPE_TABLES = [
   'types.child',
   'types.docs',
   'types.from_seq',
+  'types.not_innodb',
 ];
 
 /** Every row version of every-type.sql's system-versioned tables, the same on both sides. */

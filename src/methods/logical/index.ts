@@ -7,12 +7,15 @@ import { quoteIdent } from '../../mysql/server.js';
 import { openSnapshotGroup } from '../../mysql/snapshot.js';
 import type { SnapshotGroup } from '../../mysql/snapshot.js';
 import { compareVersions, parseVersion } from '../../mysql/flavor/index.js';
-import { listSpecialTables, listTables } from '../../mysql/tables.js';
+import { displayName, listSpecialTables, listTables } from '../../mysql/tables.js';
 import type { Coordinates } from '../../replication/coordinates.js';
 import type { CloneContext, TransferMethod, TransferResult } from '../method.js';
 import { copyTables, loaderFor } from './copy.js';
 import { createObjects, createTables } from './schema.js';
 import { copyUsers } from './users.js';
+
+/** Engines whose tables a consistent-snapshot transaction reads as of the snapshot. */
+const SNAPSHOT_ENGINES = new Set(['innodb', 'rocksdb']);
 
 export const logical: TransferMethod = {
   name: 'logical',
@@ -46,6 +49,18 @@ export const logical: TransferMethod = {
       );
     }
     return problems;
+  },
+
+  async advisories(ctx) {
+    // Only transactional engines are read consistently inside the snapshot.
+    const tables = await listTables(ctx.donor.meta, ctx.options.schemas, ctx.signal);
+    const loose = tables.filter((t) => !SNAPSHOT_ENGINES.has(t.engine.toLowerCase()));
+    if (loose.length === 0) return [];
+    const names = loose.map((t) => `${displayName(t)} (${t.engine})`);
+    const shown = names.length > 10 ? [...names.slice(0, 10), `and ${names.length - 10} more`] : names;
+    return [
+      `not protected by the snapshot: ${shown.join(', ')}; writes to them during the copy can make the joiner differ (stop those writes, or check with --verify)`,
+    ];
   },
 
   async run(ctx: CloneContext): Promise<TransferResult> {
