@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ReseedError, abortError, errorMessage } from '../errors.js';
 import type { Endpoint, TlsSettings } from './credentials.js';
+import { valueLength } from './wire.js';
 import { describeEndpoint } from './credentials.js';
 
 /** A row from a metadata query: column name to value (numbers and dates as strings, never lossy). */
@@ -126,8 +127,9 @@ class RawCommand extends Command {
     connection.writePacket({
       buffer,
       length: () => buffer.length - 4,
+      // Called for packets under 16 MB only: mysql2 frames larger ones itself.
       writeHeader(sequenceId: number) {
-        buffer.writeUIntLE(Math.min(buffer.length - 4, 0xffffff), 0, 3);
+        buffer.writeUIntLE(buffer.length - 4, 0, 3);
         buffer[3] = sequenceId;
       },
     });
@@ -135,18 +137,7 @@ class RawCommand extends Command {
   }
   response(packet: WirePacket): null {
     // OK packet: 0x00, then the affected rows as a length-encoded integer.
-    const b = packet.buffer;
-    const p = packet.offset + 1;
-    const first = b[p]!;
-    const affected =
-      first < 0xfb
-        ? first
-        : first === 0xfc
-          ? b.readUInt16LE(p + 1)
-          : first === 0xfd
-            ? b.readUIntLE(p + 1, 3)
-            : Number(b.readBigUInt64LE(p + 1));
-    this.onResult!(null, affected);
+    this.onResult!(null, valueLength(packet.buffer, packet.offset + 1));
     return null;
   }
 }

@@ -1,4 +1,4 @@
-import { NULL_VALUE, lengthSize, valueLength } from './wire.js';
+import { NULL_VALUE, lengthSize, valueLength } from '../../mysql/wire.js';
 
 const COM_STMT_BULK_EXECUTE = 0xfa;
 const SEND_TYPES_TO_SERVER = 128;

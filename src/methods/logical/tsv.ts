@@ -1,4 +1,4 @@
-import { NULL_VALUE, lengthSize, valueLength } from './wire.js';
+import { NULL_VALUE, lengthSize, valueLength } from '../../mysql/wire.js';
 
 const TAB = 0x09;
 const NL = 0x0a;

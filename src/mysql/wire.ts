@@ -10,7 +10,7 @@ export function lengthSize(first: number): number {
   return first < 0xfb ? 1 : first === 0xfc ? 3 : first === 0xfd ? 4 : 9;
 }
 
-/** The value's length, from its first byte at `p`. */
+/** The value's length (or a length-encoded integer's value), from its first byte at `p`. */
 export function valueLength(buf: Buffer, p: number): number {
   const first = buf[p]!;
   if (first < 0xfb) return first;
