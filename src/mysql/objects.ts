@@ -1,5 +1,5 @@
 import type { Server } from './server.js';
-import { listSpecialTables } from './tables.js';
+import { listTableKinds } from './tables.js';
 import { quoteIdent, quoteString } from './server.js';
 
 export type ObjectKind = 'sequence' | 'view' | 'procedure' | 'function' | 'trigger' | 'event';
@@ -36,8 +36,10 @@ export async function listObjects(
   if (schemas.length === 0) return [];
   const marks = schemas.map(() => '?').join(', ');
   const names: { kind: ObjectKind; schema: string; name: string }[] = (
-    await listSpecialTables(meta, schemas, 'SEQUENCE', signal)
-  ).map((t) => ({ kind: 'sequence', ...t }));
+    await listTableKinds(meta, schemas, signal)
+  )
+    .filter((t) => t.type === 'SEQUENCE')
+    .map((t) => ({ kind: 'sequence', schema: t.schema, name: t.name }));
   const views = await meta.query(
     `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS n FROM information_schema.VIEWS WHERE TABLE_SCHEMA IN (${marks}) ORDER BY 1, 2`,
     schemas,

@@ -182,22 +182,29 @@ export async function listTables(
   });
 }
 
-/** Tables of another TABLE_TYPE than BASE TABLE, by type: 'SEQUENCE', 'SYSTEM VERSIONED'. */
-export async function listSpecialTables(
+/**
+ * Every table of the schemas with its TABLE_TYPE ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE',
+ * 'VIEW') and engine, from one light query (no columns or keys, unlike listTables).
+ */
+export async function listTableKinds(
   meta: Server,
   schemas: string[],
-  type: 'SEQUENCE' | 'SYSTEM VERSIONED',
   signal?: AbortSignal,
-): Promise<{ schema: string; name: string }[]> {
+): Promise<{ schema: string; name: string; type: string; engine: string }[]> {
   if (schemas.length === 0) return [];
   const rows = await meta.query(
-    `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t FROM information_schema.TABLES
-      WHERE TABLE_SCHEMA IN (${schemas.map(() => '?').join(', ')}) AND TABLE_TYPE = ?
+    `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, TABLE_TYPE AS type, IFNULL(ENGINE, '') AS engine
+       FROM information_schema.TABLES WHERE TABLE_SCHEMA IN (${schemas.map(() => '?').join(', ')})
       ORDER BY TABLE_SCHEMA, TABLE_NAME`,
-    [...schemas, type],
+    schemas,
     signal,
   );
-  return rows.map((r) => ({ schema: String(r.s), name: String(r.t) }));
+  return rows.map((r) => ({
+    schema: String(r.s),
+    name: String(r.t),
+    type: String(r.type),
+    engine: String(r.engine),
+  }));
 }
 
 /** User schemas on a server: everything but the system schemas. */

@@ -22,7 +22,8 @@ function fake(schemas: string[], bulkExecute = false, versioned: string[] = []):
     async query(sql: string): Promise<Row[]> {
       if (/FROM information_schema\.SCHEMATA/.test(sql)) return schemas.map((s) => ({ s }));
       if (/AS n$/.test(sql.trim())) return [{ n: 0 }];
-      if (/TABLE_TYPE = \?/.test(sql)) return versioned.map((t) => ({ s: 'app', t }));
+      if (/TABLE_TYPE AS type/.test(sql))
+        return versioned.map((t) => ({ s: 'app', t, type: 'SYSTEM VERSIONED', engine: 'InnoDB' }));
       return [];
     },
     streamRaw: () => (async function* () {})(),

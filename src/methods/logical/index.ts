@@ -7,7 +7,7 @@ import { quoteIdent } from '../../mysql/server.js';
 import { openSnapshotGroup } from '../../mysql/snapshot.js';
 import type { SnapshotGroup } from '../../mysql/snapshot.js';
 import { compareVersions, parseVersion } from '../../mysql/flavor/index.js';
-import { displayName, listSpecialTables, listTables } from '../../mysql/tables.js';
+import { displayName, listTableKinds, listTables } from '../../mysql/tables.js';
 import type { Coordinates } from '../../replication/coordinates.js';
 import type { CloneContext, TransferMethod, TransferResult } from '../method.js';
 import { copyTables, loaderFor } from './copy.js';
@@ -31,14 +31,15 @@ export const logical: TransferMethod = {
     const problems: string[] = [];
     // System-versioned tables are copied with their history, which only MariaDB 10.11 and later
     // let a session write (system_versioning_insert_history).
-    const versioned = await listSpecialTables(ctx.donor.meta, ctx.options.schemas, 'SYSTEM VERSIONED');
+    const kinds = await listTableKinds(ctx.donor.meta, ctx.options.schemas, ctx.signal);
+    const versioned = kinds.filter((t) => t.type === 'SYSTEM VERSIONED');
     const j = ctx.joiner.facts;
     if (
       versioned.length &&
       (j.flavor.name !== 'mariadb' || compareVersions(j.version, parseVersion('10.11.0')) < 0)
     ) {
       problems.push(
-        `system-versioned tables (${versioned.map((t) => `${t.schema}.${t.name}`).join(', ')}) need a MariaDB 10.11 or later joiner to receive their history (the joiner is ${j.version.text}); leave their schemas out with --schemas`,
+        `system-versioned tables (${versioned.map(displayName).join(', ')}) need a MariaDB 10.11 or later joiner to receive their history (the joiner is ${j.version.text}); leave their schemas out with --schemas`,
       );
     }
     // Bulk INSERTs need no local_infile; LOAD DATA LOCAL does (then only rows too big for the
@@ -53,8 +54,11 @@ export const logical: TransferMethod = {
 
   async advisories(ctx) {
     // Only transactional engines are read consistently inside the snapshot.
-    const tables = await listTables(ctx.donor.meta, ctx.options.schemas, ctx.signal);
-    const loose = tables.filter((t) => !SNAPSHOT_ENGINES.has(t.engine.toLowerCase()));
+    const kinds = await listTableKinds(ctx.donor.meta, ctx.options.schemas, ctx.signal);
+    const loose = kinds.filter(
+      (t) =>
+        ['BASE TABLE', 'SYSTEM VERSIONED'].includes(t.type) && !SNAPSHOT_ENGINES.has(t.engine.toLowerCase()),
+    );
     if (loose.length === 0) return [];
     const names = loose.map((t) => `${displayName(t)} (${t.engine})`);
     const shown = names.length > 10 ? [...names.slice(0, 10), `and ${names.length - 10} more`] : names;
