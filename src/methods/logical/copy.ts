@@ -3,8 +3,7 @@ import { ReseedError, errorMessage, throwIfAborted } from '../../errors.js';
 import type { KeyRange } from '../../mysql/chunking.js';
 import { planRanges, rangePredicate } from '../../mysql/chunking.js';
 import type { PreparedStatement, Server } from '../../mysql/server.js';
-import { sqlErrno } from '../../mysql/server.js';
-import { quoteIdent } from '../../mysql/server.js';
+import { quoteIdent, sqlErrno } from '../../mysql/server.js';
 import type { TableInfo } from '../../mysql/tables.js';
 import { displayName, readExpression, rowSource, tableName } from '../../mysql/tables.js';
 import type { ProgressSink } from '../../progress.js';
@@ -391,22 +390,7 @@ async function bulkChunk(
             rows++;
             bytes += data.length;
             progress.emit({ type: 'rows', table: name, rows: 1, bytes: data.length });
-            return send(() =>
-              joiner
-                .loadData(loadSql(table), Readable.from(localPackets(data)), signal)
-                .catch((err: unknown) => {
-                  throw new ReseedError(
-                    'COPY_FAILED',
-                    `${name}: a row of ${end - start} bytes is bigger than the joiner's max_allowed_packet (${maxPacket}) and LOAD DATA LOCAL failed: ${errorMessage(err)}`,
-                    {
-                      cause: err,
-                      hints: [
-                        'raise max_allowed_packet on the joiner, or SET GLOBAL local_infile = ON there',
-                      ],
-                    },
-                  );
-                }),
-            );
+            return send(() => loadBigRow(job, data, maxPacket));
           }
           encoder.pushPacket(buf, start, end, columns);
           return encoder.length < batchBytes || flush();
@@ -424,6 +408,26 @@ async function bulkChunk(
     return { rows, bytes };
   } finally {
     statement.close();
+  }
+}
+
+/** One row too big for a bulk packet, alone through LOAD DATA LOCAL (it has no packet limit). */
+async function loadBigRow(
+  { joiner, table, signal }: ChunkJob,
+  tsv: Buffer,
+  maxPacket: number,
+): Promise<number> {
+  try {
+    return await joiner.loadData(loadSql(table), Readable.from(localPackets(tsv)), signal);
+  } catch (err) {
+    throw new ReseedError(
+      'COPY_FAILED',
+      `${displayName(table)}: a row of about ${tsv.length} bytes is bigger than the joiner's max_allowed_packet (${maxPacket}) and LOAD DATA LOCAL failed: ${errorMessage(err)}`,
+      {
+        cause: err,
+        hints: ['raise max_allowed_packet on the joiner, or SET GLOBAL local_infile = ON there'],
+      },
+    );
   }
 }
 
@@ -461,7 +465,6 @@ function rowStream(
   });
   const flush = (): boolean => {
     const n = encoder.rows;
-    encoder.rows = 0;
     const out = encoder.take();
     onBatch(n, out.length);
     let more = true;

@@ -1,9 +1,8 @@
 import { rawReadSessionSql } from '../../mysql/chunking.js';
-import { connect } from '../../mysql/server.js';
+import { connect, quoteIdent } from '../../mysql/server.js';
 import type { Server } from '../../mysql/server.js';
 import { listObjects } from '../../mysql/objects.js';
 import type { SchemaObject } from '../../mysql/objects.js';
-import { quoteIdent } from '../../mysql/server.js';
 import { openSnapshotGroup } from '../../mysql/snapshot.js';
 import type { SnapshotGroup } from '../../mysql/snapshot.js';
 import { compareVersions, parseVersion } from '../../mysql/flavor/index.js';

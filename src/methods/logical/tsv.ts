@@ -71,11 +71,12 @@ export class TsvEncoder {
     this.rows++;
   }
 
-  /** The encoded bytes so far, handed over (no copy); the encoder starts a fresh buffer. */
+  /** The encoded bytes so far, handed over (no copy); the encoder starts afresh. */
   take(): Buffer {
     const out = this.#buf.subarray(0, this.#pos);
     this.#buf = Buffer.allocUnsafe(this.#buf.length);
     this.#pos = 0;
+    this.rows = 0;
     return out;
   }
 
