@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The TLS test makes its certificates with openssl (on Debian nearly always there already).
+if ! command -v openssl >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null
+fi
 npm run --silent typecheck
 npm run --silent lint
 npm run --silent format:check
