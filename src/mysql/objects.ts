@@ -25,8 +25,9 @@ const SHOW: Record<ObjectKind, { show: string; column: string }> = {
 };
 
 /**
- * Objects of the schemas in creation order: sequences (MariaDB; tables may take defaults from
- * them), views, routines, triggers (in firing order), events.
+ * Objects of the schemas by kind: sequences (MariaDB), views, routines, triggers (in firing
+ * order), events. Not an order to create them in: createObjects (methods/logical/schema.ts)
+ * creates routines before views, which may call functions.
  */
 export async function listObjects(
   meta: Server,

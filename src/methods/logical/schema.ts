@@ -1,7 +1,7 @@
 import { ReseedError, errorMessage } from '../../errors.js';
 import type { Journal } from '../../journal/journal.js';
 import type { Flavor } from '../../mysql/flavor/index.js';
-import type { SchemaObject } from '../../mysql/objects.js';
+import type { ObjectKind, SchemaObject } from '../../mysql/objects.js';
 import { createObject, dropStatement, objectLabel } from '../../mysql/objects.js';
 import type { Server } from '../../mysql/server.js';
 import { quoteIdent, sqlErrno } from '../../mysql/server.js';
@@ -71,43 +71,73 @@ export async function createTables(args: {
 }
 
 /**
- * Creates views, routines, triggers and events. Views may use other views, so they are created
- * in rounds until none is left or a round makes no progress. Events are left disabled on the
- * joiner ("DISABLE ON SLAVE"): a replica must not run them a second time.
+ * Creates routines, views, triggers and events on the joiner: a donor's objects after the rows,
+ * or a joiner's own put back. The order is one that every dependency between them allows, given
+ * what the server checks at creation (as seen on MariaDB 10.11):
+ * - CREATE VIEW resolves every table, view and stored function it uses, in any schema;
+ * - CREATE FUNCTION/PROCEDURE, TRIGGER and EVENT check their syntax only (and a trigger its table
+ *   and the trigger it FOLLOWS or PRECEDES): their bodies are resolved when they run, so a
+ *   function may read a view created after it, and a trigger or an event call any routine.
+ * Hence routines first (views may call functions), then views in rounds (views may read views),
+ * then triggers in firing order, then events. With asReplica (the default: a clone's objects),
+ * events are left disabled on the joiner ("DISABLE ON SLAVE"): a replica must not run them a
+ * second time. With asReplica false (a joiner's own objects put back), every object is created
+ * exactly as saved, events keeping their ENABLE/DISABLE state.
  */
 export async function createObjects(args: {
   joiner: Server;
   flavor: Flavor;
   objects: SchemaObject[];
   signal?: AbortSignal | undefined;
+  asReplica?: boolean | undefined;
 }): Promise<void> {
-  const { joiner, flavor, objects, signal } = args;
-  let views = objects.filter((o) => o.kind === 'view');
-  while (views.length > 0) {
+  const { joiner, flavor, objects, signal, asReplica = true } = args;
+  // Sequences are made with the tables (createTables).
+  const ofKind = (...kinds: ObjectKind[]) => objects.filter((o) => kinds.includes(o.kind));
+  for (const o of ofKind('function', 'procedure')) await createOrDescribe(joiner, o, signal);
+  await createViews(joiner, ofKind('view'), signal);
+  for (const o of ofKind('trigger')) await createOrDescribe(joiner, o, signal);
+  for (const o of ofKind('event')) {
+    await createOrDescribe(joiner, asReplica && flavor.name === 'mariadb' ? disabledOnReplica(o) : o, signal);
+  }
+}
+
+/**
+ * CREATE VIEW errors that a later round may cure: 1146, a table or view it reads does not exist
+ * (yet: a view of this batch, of any schema, still to come); 1356, a view it reads exists but is
+ * invalid until something of this batch is created. Not 1305 (no such function): every routine
+ * of the batch is created before the views.
+ */
+const VIEW_WAITS_FOR = new Set([1146, 1356]);
+
+/** Views in rounds, until none is left; a round that creates none fails with its first error. */
+async function createViews(joiner: Server, views: SchemaObject[], signal?: AbortSignal): Promise<void> {
+  let pending = views;
+  while (pending.length > 0) {
     const failed: { view: SchemaObject; err: unknown }[] = [];
-    for (const v of views) {
+    for (const v of pending) {
       try {
         await createObject(joiner, v, signal);
       } catch (err) {
-        // 1146: a view it reads from does not exist yet.
-        if (sqlErrno(err) !== 1146) throw describe(v, err);
+        if (!VIEW_WAITS_FOR.has(sqlErrno(err) ?? 0)) throw describe(v, err);
         failed.push({ view: v, err });
       }
     }
-    if (failed.length === views.length) throw describe(failed[0]!.view, failed[0]!.err);
-    views = failed.map((f) => f.view);
-  }
-  // Sequences are made with the tables (createTables).
-  for (const o of objects.filter((o) => o.kind !== 'view' && o.kind !== 'sequence')) {
-    try {
-      await createObject(
-        joiner,
-        o.kind === 'event' && flavor.name === 'mariadb' ? disabledOnReplica(o) : o,
-        signal,
-      );
-    } catch (err) {
-      throw describe(o, err);
+    if (failed.length === pending.length) {
+      const names = pending.map((v) => `${v.schema}.${v.name}`);
+      throw describe(failed[0]!.view, failed[0]!.err, [
+        `views not created (each uses a table, view or function that is missing or invalid): ${names.slice(0, 10).join(', ')}${names.length > 10 ? ` and ${names.length - 10} more` : ''}`,
+      ]);
     }
+    pending = failed.map((f) => f.view);
+  }
+}
+
+async function createOrDescribe(joiner: Server, o: SchemaObject, signal?: AbortSignal): Promise<void> {
+  try {
+    await createObject(joiner, o, signal);
+  } catch (err) {
+    throw describe(o, err);
   }
 }
 
@@ -122,13 +152,17 @@ export function disabledOnReplica(o: SchemaObject): SchemaObject {
   };
 }
 
-function describe(o: SchemaObject, err: unknown): ReseedError {
+function describe(o: SchemaObject, err: unknown, hints: string[] = []): ReseedError {
   return new ReseedError(
     'COPY_FAILED',
     `could not create ${objectLabel(o)} on the joiner: ${errorMessage(err)}`,
     {
       cause: err,
-      hints: [`the statement was: ${o.create.slice(0, 200)}`, `it can be dropped with: ${dropStatement(o)}`],
+      hints: [
+        ...hints,
+        `the statement was: ${o.create.slice(0, 200)}`,
+        `it can be dropped with: ${dropStatement(o)}`,
+      ],
     },
   );
 }
