@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import {
+  checkBufferPool,
   listSandboxes,
   sandboxDown,
   sandboxHome,
@@ -10,8 +11,13 @@ import {
 import type { SandboxInfo } from '../sandbox/sandbox.js';
 import { parsePositiveInt, reportError } from './common.js';
 
+function state(s: SandboxInfo): string {
+  if (s.running) return 'running';
+  return s.stalePidFile ? 'stopped (stale pid file)' : 'stopped';
+}
+
 function describe(s: SandboxInfo): string {
-  return `${s.name.padEnd(16)} ${s.running ? 'running' : 'stopped'}  port ${s.port}  server_id ${s.serverId}  ${sandboxUri(s)}  socket ${s.socket}`;
+  return `${s.name.padEnd(16)} ${state(s)}  port ${s.port}  server_id ${s.serverId}  ${sandboxUri(s)}  socket ${s.socket}`;
 }
 
 async function guarded(action: () => Promise<void>): Promise<void> {
@@ -33,13 +39,18 @@ export function sandboxCommand(): Command {
   cmd
     .command('up <name>')
     .description('create (if new) and start a sandbox')
-    .option('--port <port>', 'TCP port (default: a free one)')
-    .option('--buffer-pool <size>', 'innodb_buffer_pool_size', '256M')
-    .action((name: string, o: { port?: string; bufferPool: string }) =>
+    .option('--port <port>', 'TCP port (default: a free one); fixed when the sandbox is created')
+    .option(
+      '--buffer-pool <size>',
+      'innodb_buffer_pool_size, such as 128M or 1G (default: 256M); fixed when the sandbox is created',
+    )
+    .action((name: string, o: { port?: string; bufferPool?: string }) =>
       guarded(async () => {
+        // No defaults here: an option left out must not count as asking an existing sandbox
+        // to change (sandboxUp refuses that).
         const s = await sandboxUp(name, {
           port: o.port ? parsePositiveInt('--port', o.port, 65535) : undefined,
-          bufferPool: o.bufferPool,
+          bufferPool: o.bufferPool === undefined ? undefined : checkBufferPool(o.bufferPool),
         });
         process.stdout.write(describe(s) + '\n');
         process.stdout.write(`connect: mariadb -h127.0.0.1 -P${s.port} -uroot\n`);

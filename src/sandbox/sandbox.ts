@@ -4,6 +4,8 @@ import {
   mkdirSync,
   readFileSync,
   readdirSync,
+  readlinkSync,
+  realpathSync,
   renameSync,
   rmSync,
   writeFileSync,
@@ -13,9 +15,9 @@ import {
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ReseedError, errorMessage } from '../errors.js';
+import { ReseedError, abortError, errorMessage, isReseedError } from '../errors.js';
 import { run } from '../exec/run.js';
 import { connect } from '../mysql/server.js';
 import type { Endpoint } from '../mysql/credentials.js';
@@ -31,8 +33,11 @@ export interface SandboxInfo {
   port: number;
   serverId: number;
   socket: string;
+  /** The server's PID while it runs; undefined when stopped. */
   pid: number | undefined;
   running: boolean;
+  /** mariadbd.pid names a PID that is dead or now another process's (after a crash). */
+  stalePidFile: boolean;
 }
 
 interface SandboxMeta {
@@ -40,12 +45,14 @@ interface SandboxMeta {
   port: number;
   serverId: number;
   bufferPool: string;
+  /** Absent in sandboxes made before it was recorded: they had none. */
+  extraConfig?: string[];
   createdAt: string;
 }
 
 export interface SandboxUpOptions {
   port?: number | undefined;
-  /** innodb_buffer_pool_size, e.g. "256M" */
+  /** innodb_buffer_pool_size, e.g. "256M" (the default) */
   bufferPool?: string | undefined;
   /** extra [mariadbd] lines, e.g. "log_bin = OFF" for a test of a refusal */
   extraConfig?: string[] | undefined;
@@ -53,6 +60,10 @@ export interface SandboxUpOptions {
 }
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const SIZE_RE = /^([1-9]\d*)([KMGT]?)$/i;
+const DEFAULT_BUFFER_POOL = '256M';
+/** The names the server runs under; Debian's mysqld is a symlink to mariadbd. */
+const SERVER_PROGRAMS = new Set(['mariadbd', 'mysqld']);
 
 export function sandboxHome(): string {
   return resolve(process.env.RESEED_SANDBOX_DIR ?? join(homedir(), '.reseed', 'sandboxes'));
@@ -72,6 +83,25 @@ function validateName(name: string): void {
   }
 }
 
+/** A size as mariadbd reads it (bytes, or a number with K, M, G or T), in bytes. */
+function sizeBytes(text: string): bigint | undefined {
+  const m = SIZE_RE.exec(text.trim());
+  if (!m) return undefined;
+  const unit = m[2]!.toUpperCase();
+  return BigInt(m[1]!) * 1024n ** BigInt(unit ? 'KMGT'.indexOf(unit) + 1 : 0);
+}
+
+/** Checks the form of --buffer-pool, so a typo is refused before a sandbox is made. */
+export function checkBufferPool(text: string): string {
+  if (sizeBytes(text) === undefined) {
+    throw new ReseedError(
+      'USAGE',
+      `--buffer-pool takes a size such as 128M, 1G, 256K or a number of bytes, not "${text}"`,
+    );
+  }
+  return text.trim();
+}
+
 export function sandboxEndpoint(info: Pick<SandboxInfo, 'port'>): Endpoint {
   return { host: '127.0.0.1', port: info.port, user: 'root' };
 }
@@ -88,20 +118,54 @@ function readMeta(dir: string): SandboxMeta | undefined {
   }
 }
 
+const myCnf = (dir: string): string => join(dir, 'my.cnf');
+const pidFile = (dir: string): string => join(dir, 'mariadbd.pid');
+
 function pidOf(dir: string): number | undefined {
   try {
-    const pid = Number(readFileSync(join(dir, 'mariadbd.pid'), 'utf8').trim());
+    const pid = Number(readFileSync(pidFile(dir), 'utf8').trim());
     return Number.isInteger(pid) && pid > 0 ? pid : undefined;
   } catch {
     return undefined;
   }
 }
 
-function alive(pid: number | undefined): boolean {
-  if (!pid) return false;
+/**
+ * Whether PID is this sandbox's own server. A PID file outlives a crash or a kill -9 and the
+ * kernel then gives the number to any process, so the number proves nothing: only a mariadbd
+ * started with this sandbox's my.cnf, as start() starts it, counts. A zombie has an empty
+ * command line and does not count. Linux only: it reads /proc.
+ */
+function isSandboxServer(pid: number, dir: string): boolean {
+  let argv: string[];
   try {
-    process.kill(pid, 0);
-    return true;
+    argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return false;
+  }
+  const defaults = argv.find((arg) => arg.startsWith('--defaults-file='));
+  return (
+    SERVER_PROGRAMS.has(programOf(pid, argv[0] ?? '')) &&
+    defaults !== undefined &&
+    samePath(defaults.slice('--defaults-file='.length), myCnf(dir))
+  );
+}
+
+/** The executable's name, or argv[0]'s when /proc/PID/exe is not ours to read. */
+function programOf(pid: number, argv0: string): string {
+  try {
+    // " (deleted)": the package was upgraded under a running server, which is still a server.
+    return basename(readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, ''));
+  } catch {
+    return basename(argv0);
+  }
+}
+
+/** RESEED_SANDBOX_DIR may name the same directory through a symlink. */
+function samePath(a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    return realpathSync(a) === realpathSync(b);
   } catch {
     return false;
   }
@@ -109,14 +173,16 @@ function alive(pid: number | undefined): boolean {
 
 function info(dir: string, meta: SandboxMeta): SandboxInfo {
   const pid = pidOf(dir);
+  const running = pid !== undefined && isSandboxServer(pid, dir);
   return {
     name: meta.name,
     dir,
     port: meta.port,
     serverId: meta.serverId,
     socket: join(dir, 'mariadbd.sock'),
-    pid,
-    running: alive(pid),
+    pid: running ? pid : undefined,
+    running,
+    stalePidFile: pid !== undefined && !running,
   };
 }
 
@@ -168,7 +234,7 @@ function uniqueServerId(): number {
   }
 }
 
-function config(dir: string, meta: SandboxMeta, extra: string[]): string {
+function config(dir: string, meta: SandboxMeta): string {
   const runAsRoot = process.getuid?.() === 0;
   return [
     '[mariadbd]',
@@ -193,7 +259,7 @@ function config(dir: string, meta: SandboxMeta, extra: string[]): string {
     'max_allowed_packet = 256M',
     'max_connections = 200',
     ...(runAsRoot ? ['user = root'] : []),
-    ...extra,
+    ...(meta.extraConfig ?? []),
     '',
   ].join('\n');
 }
@@ -266,94 +332,204 @@ async function buildTemplate(signal?: AbortSignal): Promise<string> {
   return join(dir, 'data');
 }
 
+/**
+ * Starts a sandbox, creating it first if it is new. A sandbox's options are fixed when it is
+ * made: asking an existing one for others is refused rather than silently ignored, and a new one
+ * that does not start is removed, so nothing half-made is left behind.
+ */
 export async function sandboxUp(name: string, options: SandboxUpOptions = {}): Promise<SandboxInfo> {
   validateName(name);
+  if (options.bufferPool !== undefined) checkBufferPool(options.bufferPool);
   const dir = join(sandboxHome(), name);
-  let meta = readMeta(dir);
-  if (meta) {
-    const current = info(dir, meta);
-    if (current.running) return current;
-    if (options.port !== undefined && options.port !== meta.port) {
-      throw new ReseedError(
-        'USAGE',
-        `sandbox ${name} exists on port ${meta.port}; remove it to change the port`,
-      );
-    }
-  } else {
-    const port = options.port ?? (await freePort());
-    if (options.port !== undefined && (await portInUse(port))) {
-      throw new ReseedError('SANDBOX', `port ${port} is in use; pick another with --port or leave it out`);
-    }
-    const data = await template(options.signal);
-    mkdirSync(join(dir, 'tmp'), { recursive: true });
+  const meta = readMeta(dir);
+  if (!meta) return createSandbox(name, dir, options);
+  refuseChangedOptions(meta, options);
+  const current = info(dir, meta);
+  if (current.running) return current;
+  rmSync(pidFile(dir), { force: true });
+  try {
+    await start(dir, meta, options.signal);
+  } catch (err) {
+    if (!isReseedError(err) || err.code !== 'SANDBOX') throw err;
+    throw new ReseedError('SANDBOX', err.message, {
+      cause: err,
+      hints: [...err.hints, `its data is kept in ${dir}; to start afresh: reseed sandbox rm ${name}`],
+    });
+  }
+  return info(dir, meta);
+}
+
+function refuseChangedOptions(meta: SandboxMeta, options: SandboxUpOptions): void {
+  const asked: string[] = [];
+  if (options.port !== undefined && options.port !== meta.port) asked.push(`--port ${options.port}`);
+  if (options.bufferPool !== undefined && sizeBytes(options.bufferPool) !== sizeBytes(meta.bufferPool))
+    asked.push(`--buffer-pool ${options.bufferPool}`);
+  const extra = meta.extraConfig ?? [];
+  if (options.extraConfig !== undefined && options.extraConfig.join('\n') !== extra.join('\n'))
+    asked.push(`extra config "${options.extraConfig.join('; ')}"`);
+  if (asked.length === 0) return;
+  const made = [`--port ${meta.port}`, `--buffer-pool ${meta.bufferPool}`];
+  if (extra.length) made.push(`extra config "${extra.join('; ')}"`);
+  throw new ReseedError(
+    'USAGE',
+    `sandbox ${meta.name} was created with ${made.join(' ')}, not ${asked.join(' ')}; ` +
+      `to change that, delete it and its data (reseed sandbox rm ${meta.name}) and run up again`,
+  );
+}
+
+async function createSandbox(name: string, dir: string, options: SandboxUpOptions): Promise<SandboxInfo> {
+  const port = options.port ?? (await freePort());
+  if (options.port !== undefined && (await portInUse(port))) {
+    throw new ReseedError('SANDBOX', `port ${port} is in use; pick another with --port or leave it out`);
+  }
+  const data = await template(options.signal);
+  claimDirectory(dir);
+  try {
+    mkdirSync(join(dir, 'tmp'));
     cpSync(data, join(dir, 'data'), { recursive: true });
-    meta = {
+    const meta: SandboxMeta = {
       name,
       port,
       serverId: uniqueServerId(),
-      bufferPool: options.bufferPool ?? '256M',
+      bufferPool: options.bufferPool?.trim() ?? DEFAULT_BUFFER_POOL,
+      ...(options.extraConfig?.length ? { extraConfig: options.extraConfig } : {}),
       createdAt: new Date().toISOString(),
     };
-    writeFileSync(join(dir, 'my.cnf'), config(dir, meta, options.extraConfig ?? []));
+    writeFileSync(myCnf(dir), config(dir, meta));
     writeFileSync(join(dir, 'sandbox.json'), JSON.stringify(meta, null, 2) + '\n');
+    await start(dir, meta, options.signal);
+    return info(dir, meta);
+  } catch (err) {
+    // start() has waited for its mariadbd to exit, so nothing writes here any more.
+    rmSync(dir, { recursive: true, force: true });
+    throw new ReseedError(
+      isReseedError(err) ? err.code : 'SANDBOX',
+      `${errorMessage(err)}; the new sandbox was removed (${dir})`,
+      { cause: err, hints: isReseedError(err) ? err.hints : [] },
+    );
   }
-  await start(dir, meta, options.signal);
-  return info(dir, meta);
+}
+
+/** mkdir without `recursive` fails if the directory exists: a second `up` of the same new name loses. */
+function claimDirectory(dir: string): void {
+  mkdirSync(sandboxHome(), { recursive: true });
+  try {
+    mkdirSync(dir);
+  } catch (err) {
+    throw new ReseedError(
+      'SANDBOX',
+      `${dir} exists but is not a sandbox (no sandbox.json); delete it or pick another name`,
+      { cause: err },
+    );
+  }
 }
 
 async function start(dir: string, meta: SandboxMeta, signal?: AbortSignal): Promise<void> {
   const log = openSync(join(dir, 'mariadbd.out'), 'a');
-  const child = spawn(binary('mariadbd'), [`--defaults-file=${join(dir, 'my.cnf')}`], {
+  const child = spawn(binary('mariadbd'), [`--defaults-file=${myCnf(dir)}`], {
     detached: true,
     stdio: ['ignore', log, log],
   });
   closeSync(log);
-  let exited: number | null = null;
-  child.on('exit', (code) => (exited = code ?? -1));
+  let exit: string | undefined;
+  const exited = new Promise<void>((done) => {
+    child.once('exit', (code, sig) => {
+      exit = sig ? `was killed by ${sig}` : `exited with code ${code}`;
+      done();
+    });
+    child.once('error', (err) => {
+      exit = `could not be run: ${err.message}`;
+      done();
+    });
+  });
   child.unref();
   const endpoint = sandboxEndpoint(meta);
   const deadline = Date.now() + 60_000;
-  let lastError = '';
-  while (Date.now() < deadline) {
-    if (signal?.aborted) break;
-    if (exited !== null) break;
+  let lastError = 'no connection within 60 s';
+  while (Date.now() < deadline && !signal?.aborted && exit === undefined) {
     try {
-      const server = await connect(endpoint, { connectTimeoutMs: 1000 });
-      await server.close();
-      return;
+      if (await answersAsOurs(endpoint, meta)) return;
+      lastError = `port ${meta.port} is answered by another server`;
     } catch (err) {
       lastError = errorMessage(err);
     }
     await sleep(100);
   }
-  if (child.pid && alive(child.pid)) process.kill(child.pid, 'SIGKILL');
-  const tail = readTail(join(dir, 'error.log'));
-  throw new ReseedError('SANDBOX', `sandbox ${meta.name} did not start on port ${meta.port}: ${lastError}`, {
-    hints: tail ? [`last lines of ${join(dir, 'error.log')}:`, ...tail] : [],
+  const why = exit === undefined ? lastError : `mariadbd ${exit}`;
+  if (exit === undefined) {
+    // ref(): the caller may delete the directory next; this process must not exit before it can.
+    child.ref();
+    child.kill('SIGKILL');
+    await exited;
+  }
+  if (signal?.aborted) throw abortError(signal);
+  const logged = startLog(join(dir, 'error.log'));
+  throw new ReseedError('SANDBOX', `sandbox ${meta.name} did not start on port ${meta.port}: ${why}`, {
+    hints: logged.length ? ['from its error log:', ...logged] : [],
   });
 }
 
-function readTail(path: string): string[] {
+/**
+ * Whether the server on the sandbox's port is this sandbox's: when two processes were given the
+ * same free port, the one whose mariadbd cannot bind it would otherwise take the other's for its own.
+ */
+async function answersAsOurs(endpoint: Endpoint, meta: SandboxMeta): Promise<boolean> {
+  const server = await connect(endpoint, { connectTimeoutMs: 1000 });
   try {
-    return readFileSync(path, 'utf8').trim().split('\n').slice(-5);
-  } catch {
-    return [];
+    const [row] = await server.query('SELECT @@server_id AS id');
+    return Number(row?.id) === meta.serverId;
+  } finally {
+    await server.close();
   }
 }
 
-/** Stops the sandbox's mariadbd by the PID it wrote, and waits for it to exit. */
+/**
+ * What the last start wrote to the error log (which keeps every start's lines): its first
+ * [ERROR] lines, where the cause is (the last ones are the shutdown that follows), or its end.
+ */
+function startLog(path: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return [];
+  }
+  const from = text.lastIndexOf('\n', text.lastIndexOf('] Starting MariaDB')) + 1;
+  const lines = text.slice(from).trim().split('\n');
+  const errors = lines.filter((line) => line.includes('[ERROR]'));
+  return errors.length ? errors.slice(0, 5) : lines.slice(-5);
+}
+
+/**
+ * Stops the sandbox's mariadbd and waits for it to exit. A stale PID file is removed and its PID
+ * never signalled: after a crash that number may belong to any process.
+ */
 export async function sandboxDown(name: string): Promise<SandboxInfo> {
   const current = getSandbox(name);
   if (!current) throw new ReseedError('USAGE', `no sandbox named ${name} (see: reseed sandbox list)`);
-  if (!current.running || !current.pid) return current;
-  process.kill(current.pid, 'SIGTERM');
+  if (current.stalePidFile) rmSync(pidFile(current.dir), { force: true });
+  const { pid, dir } = current;
+  if (!current.running || pid === undefined) return { ...current, stalePidFile: false };
+  kill(pid, 'SIGTERM');
+  // Waits on the identity, not the number: once the server is gone the PID can be reused.
   const deadline = Date.now() + 120_000;
-  while (alive(current.pid) && Date.now() < deadline) await sleep(100);
-  if (alive(current.pid)) {
-    process.kill(current.pid, 'SIGKILL');
-    await sleep(200);
+  while (isSandboxServer(pid, dir) && Date.now() < deadline) await sleep(100);
+  if (isSandboxServer(pid, dir)) {
+    kill(pid, 'SIGKILL');
+    // Until it is gone it may still write into the directory that `rm` deletes next.
+    const killDeadline = Date.now() + 10_000;
+    while (isSandboxServer(pid, dir) && Date.now() < killDeadline) await sleep(50);
   }
-  return { ...current, running: false };
+  return { ...current, pid: undefined, running: false };
+}
+
+/** A server that exits between the check and the signal is what we wanted anyway. */
+function kill(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+  }
 }
 
 export async function sandboxRemove(name: string): Promise<void> {
