@@ -4,18 +4,20 @@ import { defaultCloneOptions } from '../clone/defaults.js';
 import { connect } from '../mysql/server.js';
 import { loadSampleData } from '../sandbox/sample-data.js';
 import { getSandbox, sandboxEndpoint, sandboxRemove, sandboxUp } from '../sandbox/sandbox.js';
-import { abortOnSignals, logger, reportError } from './common.js';
+import { ReseedError } from '../errors.js';
+import { abortOnSignals, logger, parsePositiveInt, reportError } from './common.js';
 import { renderSummary } from './clone.js';
 import { formatBytes, formatMs, terminalSink } from './output.js';
 import { renderReport } from './verify.js';
 
+const SIZE_UNITS = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
 function parseSize(text: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i.exec(text.trim());
-  if (!m) throw new Error(`not a size: ${text} (examples: 50M, 300M, 2G)`);
-  return Math.round(
-    Number(m[1]) *
-      { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'],
-  );
+  const bytes = m ? Math.round(Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase() as keyof typeof SIZE_UNITS]) : 0;
+  if (bytes < 1)
+    throw new ReseedError('USAGE', `--size takes a size, not "${text}" (examples: 50M, 300M, 2G)`);
+  return bytes;
 }
 
 export function demoCommand(): Command {
@@ -27,10 +29,19 @@ export function demoCommand(): Command {
     .option('--size <size>', 'approximate sample data size', '300M')
     .option('--parallel <n>', 'copy workers', '4')
     .action(async (o: { size: string; parallel: string }) => {
+      // Bad input is refused before any sandbox is touched.
+      let bytes: number;
+      let parallel: number;
+      try {
+        bytes = parseSize(o.size);
+        parallel = parsePositiveInt('--parallel', o.parallel, 64);
+      } catch (err) {
+        process.exitCode = reportError(err, false);
+        return;
+      }
       const { signal, dispose } = abortOnSignals();
       const term = terminalSink();
       try {
-        const bytes = parseSize(o.size);
         for (const name of ['demo-donor', 'demo-joiner']) if (getSandbox(name)) await sandboxRemove(name);
         process.stderr.write('Starting two sandboxes...\n');
         const donor = await sandboxUp('demo-donor', { signal });
@@ -54,7 +65,7 @@ export function demoCommand(): Command {
           progress: term,
           signal,
           options: defaultCloneOptions({
-            parallel: Number(o.parallel),
+            parallel,
             replicationUser: 'repl',
             replicationPassword: 'demo-repl-password',
             verify: true,

@@ -1,5 +1,7 @@
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
+import { EXIT_CODES, ReseedError } from '../errors.js';
 import { cloneCommand } from './clone.js';
+import { reportError } from './common.js';
 import { demoCommand } from './demo.js';
 import { recoverCommand } from './recover.js';
 import { sandboxCommand } from './sandbox.js';
@@ -18,11 +20,41 @@ const program = new Command('reseed')
   .addCommand(demoCommand())
   .addHelpText('after', '\nStart with `reseed demo`, or `reseed clone --help`. Docs: README.md and docs/.');
 
-// commander's own usage errors (unknown option, bad choice...) exit 2, as documented.
-function usageExits(cmd: Command): void {
-  cmd.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
-  for (const sub of cmd.commands) usageExits(sub);
-}
-usageExits(program);
+// Looked for before commander parses, so that its own errors can honour it too.
+const args = process.argv.slice(2);
+const json = (args.includes('--') ? args.slice(0, args.indexOf('--')) : args).includes('--json');
 
-await program.parseAsync(process.argv);
+/** The command as typed: "reseed sandbox up". */
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/**
+ * commander's own usage errors (unknown option, missing option, bad choice...) exit 2, as
+ * documented, and under --json are one error line like any other (reportError's shape); --help
+ * and --version exit 0. addCommand() copies no settings, so each command gets its own.
+ */
+function reportUsageErrors(cmd: Command): void {
+  if (json) cmd.showHelpAfterError(false).configureOutput({ outputError: () => undefined });
+  cmd.exitOverride((err) => {
+    if (json && err.exitCode !== 0) {
+      const message =
+        err.code === 'commander.help'
+          ? `${commandPath(cmd)} needs a command: see ${commandPath(cmd)} --help`
+          : err.message.replace(/^error: /, '');
+      reportError(new ReseedError('USAGE', message), true);
+    }
+    throw err;
+  });
+  for (const sub of cmd.commands) reportUsageErrors(sub);
+}
+reportUsageErrors(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (!(err instanceof CommanderError)) throw err;
+  process.exitCode = err.exitCode === 0 ? 0 : EXIT_CODES.USAGE;
+}

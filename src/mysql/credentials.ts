@@ -104,50 +104,108 @@ export interface ParsedUri {
 
 const URI_OPTIONS = ['socket', 'ssl-mode', 'ssl-ca', 'ssl-cert', 'ssl-key'];
 
+const URI_SCHEME = /^([a-z][a-z0-9+.-]*):\/\//i;
+
+const usage = (message: string) => new ReseedError('USAGE', message);
+
+/** How to write what a URI cannot hold as is; passing the password elsewhere is the better advice. */
+const ENCODING_ADVICE =
+  "percent-encode the user, password and socket path ('@' as %40, '/' as %2F, '?' as %3F, '#' as %23, '%' as %25), or better pass the password by RESEED_DONOR_PASSWORD / RESEED_JOINER_PASSWORD, MYSQL_PWD or an option file";
+
 /**
  * mysql://[user[:password]@]host[:port][/][?socket=/path][&ssl-mode=...&ssl-ca=/path...]. A
  * password in the URI works but is visible in the process list until we scrub it; callers warn
  * about it.
+ *
+ * The user and password must be percent-encoded. An unencoded '@', '/', '?' or '#' in them
+ * leaves no sure way to tell where the password ends, so any '@' other than the one before the
+ * host is refused rather than guessed at (a guess would send part of the password as a host
+ * name, and print it). Messages show the URI only through maskUri.
  */
 export function parseUri(uri: string): ParsedUri {
+  const masked = maskUri(uri);
+  const scheme = URI_SCHEME.exec(uri);
+  if (!scheme) throw usage(`not a server URI: ${masked} (expected mysql://user@host:port)`);
+  if (!['mysql', 'mariadb'].includes(scheme[1]!.toLowerCase())) {
+    throw usage(`unsupported URI scheme ${scheme[1]}: in ${masked}: use mysql://`);
+  }
+  const port = authorityPort(uri.slice(scheme[0].length), masked);
   let url: URL;
   try {
     url = new URL(uri);
   } catch {
-    throw new ReseedError('USAGE', `not a server URI: ${maskUri(uri)} (expected mysql://user@host:port)`);
-  }
-  if (url.protocol !== 'mysql:' && url.protocol !== 'mariadb:') {
-    throw new ReseedError('USAGE', `unsupported URI scheme ${url.protocol} in ${maskUri(uri)}: use mysql://`);
+    throw usage(`not a server URI: ${masked} (expected mysql://user@host:port)`);
   }
   if (url.pathname && url.pathname !== '/' && url.pathname !== '') {
-    throw new ReseedError('USAGE', `the URI ${maskUri(uri)} names a database; name schemas with --schemas`);
+    throw usage(`the URI ${masked} names a database; name schemas with --schemas`);
   }
-  const host = url.hostname.replace(/^\[(.*)\]$/, '$1') || 'localhost';
-  const port = url.port ? Number(url.port) : 3306;
-  const endpoint: ParsedUri['endpoint'] = { host, port };
-  if (url.username) endpoint.user = decodeURIComponent(url.username);
+  const endpoint: ParsedUri['endpoint'] = { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port };
+  let user: string;
+  let password: string;
+  try {
+    user = decodeURIComponent(url.username);
+    password = decodeURIComponent(url.password);
+  } catch {
+    throw usage(`a '%' in the user or password of ${masked} starts no valid escape: ${ENCODING_ADVICE}`);
+  }
+  if (user) endpoint.user = user;
   const socket = url.searchParams.get('socket');
   if (socket) endpoint.socketPath = socket;
   for (const key of url.searchParams.keys()) {
     if (!URI_OPTIONS.includes(key)) {
-      throw new ReseedError('USAGE', `unknown URI option "${key}" (known: ${URI_OPTIONS.join(', ')})`);
+      throw usage(`unknown URI option "${key}" (known: ${URI_OPTIONS.join(', ')})`);
     }
   }
   const tls: TlsOptions = {};
   const mode = url.searchParams.get('ssl-mode');
-  if (mode) tls.mode = parseSslMode(mode, maskUri(uri));
+  if (mode) tls.mode = parseSslMode(mode, masked);
   for (const k of ['ca', 'cert', 'key'] as const) {
     const v = url.searchParams.get(`ssl-${k}`);
     if (v) tls[k] = v;
   }
   const out: ParsedUri = { endpoint, tls };
-  if (url.password) out.password = decodeURIComponent(url.password);
+  if (password) out.password = password;
   return out;
 }
 
-/** The URI with any password replaced, for messages and the journal. */
+/**
+ * Checks the text after "scheme://" as written, before the URL parser can misread it, and
+ * returns the port. The authority ends at the first '/', '?' or '#', as for the URL parser.
+ */
+function authorityPort(rest: string, masked: string): number {
+  const authorityEnd = rest.search(/[/?#]/);
+  const authority = authorityEnd === -1 ? rest : rest.slice(0, authorityEnd);
+  const at = rest.lastIndexOf('@');
+  if (at !== rest.indexOf('@') || at >= authority.length) {
+    throw usage(`an '@' in ${masked} is not percent-encoded: ${ENCODING_ADVICE}`);
+  }
+  const hostPort = /^(\[[^\]]*\]|[^:]*)(?::(.*))?$/.exec(authority.slice(at + 1))!;
+  if (hostPort[1] === '') throw usage(`no host in ${masked} (expected mysql://user@host:port)`);
+  if (!hostPort[2]) return 3306;
+  if (!/^\d+$/.test(hostPort[2])) throw usage(`the port of ${masked} is not a number`);
+  const port = Number(hostPort[2]);
+  if (port < 1 || port > 65535) throw usage(`the port of ${masked} is not between 1 and 65535`);
+  return port;
+}
+
+/**
+ * The URI with any password replaced, for messages, the journal and the process title; it takes
+ * any text (also `--from=mysql://...` or a URI without its scheme). The password runs from the
+ * first ':' to the last '@', since a password may hold both: when unsure, more is hidden, never
+ * less. With no '@' at all, "user:password" with the host forgotten reads as a host with a port
+ * that is no number, and is hidden too.
+ */
 export function maskUri(uri: string): string {
-  return uri.replace(/^([a-z]+:\/\/[^:@/]*):[^@/]*@/i, '$1:***@');
+  const scheme = /^[^:@]*?[a-z][a-z0-9+.-]*:\/\//i.exec(uri);
+  const prefix = scheme ? scheme[0] : '';
+  const rest = uri.slice(prefix.length);
+  const at = rest.lastIndexOf('@');
+  if (at !== -1) {
+    const colon = rest.indexOf(':');
+    return colon !== -1 && colon < at ? `${prefix}${rest.slice(0, colon + 1)}***${rest.slice(at)}` : uri;
+  }
+  const userOnly = scheme && /^([^:[\]/?#]*):(?!\d*(?:[/?#]|$))/.exec(rest);
+  return userOnly ? `${prefix}${userOnly[1]}:***` : uri;
 }
 
 /** [client]-style option file values reseed understands. */

@@ -3,7 +3,35 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { isReseedError } from '../../src/errors.js';
 import { describeEndpoint, maskUri, parseUri, resolveEndpoint } from '../../src/mysql/credentials.js';
+
+/** Every piece of `secret` long enough to give it away. */
+function fragments(secret: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 3 <= secret.length; i++) {
+    for (let j = i + 3; j <= secret.length; j++) out.push(secret.slice(i, j));
+  }
+  return out;
+}
+
+function assertHidden(text: string, secret: string, what: string): void {
+  const shown = fragments(secret).find((f) => text.includes(f));
+  assert.equal(shown, undefined, `${what} shows "${shown}" of the password: ${text}`);
+}
+
+/** parseUri's refusal of `uri`: a USAGE error matching `expected`. */
+function refusal(uri: string, expected: RegExp): string {
+  try {
+    parseUri(uri);
+  } catch (err) {
+    assert.ok(isReseedError(err) && err.code === 'USAGE', `${uri}: ${String(err)}`);
+    assert.match(err.message, expected, uri);
+    assert.doesNotMatch(err.message, /\n/, 'one line');
+    return err.message;
+  }
+  assert.fail(`${uri} was accepted`);
+}
 
 describe('credentials', () => {
   it('parses URIs and masks their passwords', () => {
@@ -15,6 +43,71 @@ describe('credentials', () => {
     assert.throws(() => parseUri('postgres://x@y'), /unsupported URI scheme/);
     assert.throws(() => parseUri('mysql://x@y/db'), /names a database/);
     assert.throws(() => parseUri('mysql://x@y?ssl=1'), /unknown URI option/);
+  });
+
+  it('keeps accepting what it accepted', () => {
+    const ok = (uri: string) => parseUri(uri);
+    assert.deepEqual(ok('mysql://root@db1').endpoint, { host: 'db1', port: 3306, user: 'root' });
+    assert.deepEqual(ok('mariadb://db1:3307/').endpoint, { host: 'db1', port: 3307 });
+    assert.deepEqual(ok('MySQL://db1:').endpoint, { host: 'db1', port: 3306 });
+    assert.deepEqual(ok('mysql://[::1]').endpoint, { host: '::1', port: 3306 });
+    assert.equal(ok('mysql://a:x:y@h').password, 'x:y', "a ':' in a password needs no escape");
+    assert.equal(ok('mysql://a:p w@h').password, 'p w');
+    assert.equal(ok('mysql://a:@h').password, undefined);
+    assert.equal(ok('mysql://a:p%2F%3F%23%25%40@h').password, 'p/?#%@');
+    assert.equal(ok('mysql://admin%40srv:pw@h:65535').endpoint.user, 'admin@srv');
+    assert.equal(ok('mysql://h?socket=/run/a%40b.sock').endpoint.socketPath, '/run/a@b.sock');
+  });
+
+  it('masks a password whatever it holds, in any text', () => {
+    const cases: [string, string][] = [
+      ['mysql://admin:p@ss/1@127.0.0.1:1', 'mysql://admin:***@127.0.0.1:1'],
+      [
+        'mysql://admin:a:b@c/d?e#f@db1:3306?ssl-mode=required',
+        'mysql://admin:***@db1:3306?ssl-mode=required',
+      ],
+      ['mysql://admin@srv:pw@db1', 'mysql://admin@srv:***@db1'],
+      ['mysql://root@[::1]:3306', 'mysql://root@[::1]:3306'],
+      ['mysql://[::1]:3306', 'mysql://[::1]:3306'],
+      ['mysql://db1:3306?socket=/run/m.sock', 'mysql://db1:3306?socket=/run/m.sock'],
+      ['mysql://admin:s3cret', 'mysql://admin:***'],
+      ['--from=mysql://admin:s3cret@db1', '--from=mysql://admin:***@db1'],
+      ['admin:s3cret@db1', 'admin:***@db1'],
+      ['--parallel', '--parallel'],
+    ];
+    for (const [uri, masked] of cases) assert.equal(maskUri(uri), masked, uri);
+  });
+
+  it('refuses a URI it cannot read for sure, and never shows its password', () => {
+    const encode = /percent-encode.*'@' as %40.*RESEED_DONOR_PASSWORD.*MYSQL_PWD.*option file/;
+    const cases: [string, string, RegExp][] = [
+      ['mysql://admin:p@ss/1@127.0.0.1:1', 'p@ss/1', encode],
+      ['mysql://admin:tr@mp@db1:3306', 'tr@mp', encode],
+      ['mysql://admin:x/yz@db1', 'x/yz', encode],
+      ['mysql://admin:ab#cd@db1', 'ab#cd', encode],
+      ['mysql://admin:ab?cd@db1', 'ab?cd', encode],
+      ['mysql://admin:12?q=xyz@db1', '12?q=xyz', encode],
+      ['mysql://admin@srv:Wxyz@db1', 'Wxyz', encode],
+      ['mysql://admin:ab%zzcd@db1', 'ab%zzcd', /'%'.*starts no valid escape: percent-encode/],
+      ['mysql://admin:100%@db1', '100%', /'%'.*starts no valid escape/],
+      ['mysql://admin:Wxyz@', 'Wxyz', /^no host in mysql:\/\/admin:\*\*\*@ /],
+      ['mysql://admin:Wxyz@:3306', 'Wxyz', /^no host in/],
+      ['mysql://admin:Wxyz@db1:0', 'Wxyz', /port of .* is not between 1 and 65535/],
+      ['mysql://admin:Wxyz@db1:65536', 'Wxyz', /port of .* is not between 1 and 65535/],
+      ['mysql://admin:Wxyz', 'Wxyz', /port of mysql:\/\/admin:\*\*\* is not a number/],
+      ['admin:Wxyz@db1', 'Wxyz', /^not a server URI/],
+      ['postgres://admin:Wxyz@db1', 'Wxyz', /unsupported URI scheme/],
+      ['mysql://admin:Wxyz@db1/shop', 'Wxyz', /names a database/],
+      ['mysql://admin:Wxyz@db1?ssl-mode=maybe', 'Wxyz', /unknown ssl-mode "maybe"/],
+    ];
+    for (const [uri, password, expected] of cases) {
+      const message = refusal(uri, expected);
+      assertHidden(message, password, uri);
+      assertHidden(maskUri(uri), password, `maskUri(${uri})`);
+    }
+    refusal('mysql://', /^no host in mysql:\/\/ /);
+    refusal('mysql://h?socket=/run/a@b.sock', /'@' in .* is not percent-encoded/);
+    refusal('mysql://h:port', /port of .* is not a number/);
   });
 
   it('takes passwords as the MySQL clients do, most specific first', () => {
