@@ -4,6 +4,8 @@
  */
 export type ProgressEvent =
   | { type: 'phase'; phase: string; detail?: string }
+  /** what the operation will do, printed before it changes anything */
+  | { type: 'plan'; lines: string[]; dryRun: boolean }
   | { type: 'table-planned'; table: string; estimatedRows: number; estimatedBytes: number }
   | { type: 'rows'; table: string; rows: number; bytes: number }
   | { type: 'table-done'; table: string; rows: number; bytes: number }

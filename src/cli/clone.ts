@@ -46,6 +46,7 @@ export interface CloneFlags {
   catchupTimeout: string;
   writable?: boolean;
   verify?: boolean;
+  dryRun?: boolean;
   json?: boolean;
   verbose?: boolean;
   defaultsFile?: string;
@@ -90,7 +91,10 @@ export function cloneCommand(): Command {
     .addOption(
       new Option('--method <name>', 'how data moves').choices([...METHODS.keys()]).default('logical'),
     )
-    .option('--schemas <list>', 'comma-separated schemas to copy (default: all but the system schemas)')
+    .option(
+      '--schemas <list>',
+      "comma-separated schemas to copy (default: all but the system schemas); the joiner's other schemas are kept, and its replication is limited to these (replicate_wild_do_table)",
+    )
     .option('--parallel <n>', 'copy workers (donor and joiner sessions)', '4')
     .option('--chunk-rows <n>', 'rows per chunk when a table is split along its key', '100000')
     .option('--no-defer-indexes', 'build secondary indexes during the load instead of after each table')
@@ -118,7 +122,14 @@ export function cloneCommand(): Command {
       '10s',
     )
     .option('--users', 'also copy accounts and their grants')
-    .option('--force', 'replace user data already on the joiner (moved aside, restored if the clone fails)')
+    .option(
+      '--force',
+      "replace the joiner's data: the schemas being copied and, without --schemas, every other schema the joiner holds (moved aside, put back if the clone fails, dropped once it succeeds; the plan names them first); also deletes a joiner binary log that holds GTIDs of its own",
+    )
+    .option(
+      '--dry-run',
+      'print the plan (what would be copied, replaced, dropped and kept) and change nothing',
+    )
     .option('--no-replicate', 'copy only: do not configure replication')
     .option('--no-gtid', 'replicate by binlog file/position instead of GTID')
     .addOption(
@@ -150,19 +161,47 @@ export function cloneCommand(): Command {
         '\nPasswords: MYSQL_PWD, RESEED_DONOR_PASSWORD / RESEED_JOINER_PASSWORD, option files; see docs/credentials.md.\n' +
         'Exit codes: docs/exit-codes.md.',
     )
-    .action(async (flags: CloneFlags) => {
-      process.exitCode = await runClone(flags);
+    .action(async (flags: CloneFlags, command: Command) => {
+      process.exitCode = await runClone(flags, command);
     });
   return cmd;
 }
 
-async function runClone(flags: CloneFlags): Promise<number> {
+/** Options that mean nothing without replication, by their flag. */
+const REPLICATION_FLAGS: [keyof CloneFlags, string][] = [
+  ['replicationUser', '--replication-user'],
+  ['replicationHost', '--replication-host'],
+  ['replicationDefaultsFile', '--replication-defaults-file'],
+  ['replicationSsl', '--replication-ssl'],
+  ['replicationSslCa', '--replication-ssl-ca'],
+  ['replicateFrom', '--replicate-from'],
+  ['gtid', '--no-gtid'],
+  ['catchupTimeout', '--catchup-timeout'],
+];
+
+/** Flags that contradict each other are refused, never silently ignored. */
+function checkFlagConflicts(flags: CloneFlags, command: Command): void {
+  const given = (k: keyof CloneFlags) => command.getOptionValueSource(k) === 'cli';
+  if (!flags.replicate) {
+    const clash = REPLICATION_FLAGS.filter(([k]) => given(k)).map(([, f]) => f);
+    if (clash.length)
+      throw new ReseedError(
+        'USAGE',
+        `--no-replicate contradicts ${clash.join(', ')}: drop ${clash.length > 1 ? 'them' : 'it'}, or drop --no-replicate`,
+      );
+  }
+  if (flags.schemas !== undefined && parseList(flags.schemas).length === 0)
+    throw new ReseedError('USAGE', '--schemas names no schema: leave it out to copy every user schema');
+}
+
+async function runClone(flags: CloneFlags, command: Command): Promise<number> {
   const json = flags.json === true;
   const term = json ? undefined : terminalSink();
   const progress = fanOut(...(json ? [jsonSink()] : [term!]));
   const warn = (message: string) => progress.emit({ type: 'warning', message });
   const { signal, dispose } = abortOnSignals();
   try {
+    checkFlagConflicts(flags, command);
     const { donor, joiner } = resolveSides(flags.from, flags.to, flags, warn);
     const summary = await clone({
       donor,
@@ -197,10 +236,12 @@ async function runClone(flags: CloneFlags): Promise<number> {
         catchupTimeoutMs: parseDuration(flags.catchupTimeout),
         writable: flags.writable === true,
         verify: flags.verify === true,
+        dryRun: flags.dryRun === true,
       },
     });
     term?.stop();
     if (json) process.stdout.write(JSON.stringify({ type: 'summary', ...summary }) + '\n');
+    else if (summary.dryRun) process.stderr.write('dry run: nothing was changed\n');
     else process.stderr.write(renderSummary(summary));
     return 0;
   } catch (err) {
@@ -223,10 +264,16 @@ export function renderSummary(s: CloneSummary): string {
     `  copied        ${s.tables} tables, ${s.rows} rows, ${formatBytes(s.bytes)} (${formatBytes(s.bytes / secs)}/s overall)${s.loadedWith ? `, loaded with ${s.loadedWith.replace('bulk-insert', 'bulk INSERT').replace('load-data', 'LOAD DATA LOCAL')}` : ''}`,
     `  objects       ${s.objects} views/routines/triggers/events${s.users ? `, ${s.users} accounts` : ''}`,
     `  donor lock    ${s.lockMode === 'none' ? 'none (snapshot lined up without a lock)' : `${s.lockMode}, held ${s.lockHeldMs} ms`}`,
-    `  coordinates   ${formatCoordinates(s.coordinates)}`,
-    `  replication   ${s.replication.state === 'running' ? `running from ${s.replication.from} (${s.replication.mode}), caught up in ${formatMs(s.replication.catchUpMs ?? 0)}` : 'not configured (--no-replicate)'}`,
+    `  coordinates   ${s.coordinates ? formatCoordinates(s.coordinates) : '-'}`,
+    `  replication   ${s.replication.state === 'running' ? `running from ${s.replication.from} (${s.replication.mode}), caught up in ${formatMs(s.replication.catchUpMs ?? 0)}${s.replication.filters ? `, limited to ${s.replication.filters.join(',')}` : ''}` : 'not configured (--no-replicate)'}`,
     `  joiner        ${s.readOnly ? 'read-only' : 'writable'}`,
   ];
+  if (s.replication.removed.length)
+    lines.push(
+      `  replaced      the joiner's previous replication ${s.replication.removed.join('; ')}${s.replication.state === 'running' ? '' : ' (removed)'}`,
+    );
+  if (s.dropped.length) lines.push(`  dropped       ${s.dropped.join(', ')} (not on the donor; --force)`);
+  if (s.kept.length) lines.push(`  kept          ${s.kept.join(', ')}`);
   if (s.verify)
     lines.push(
       `  verify        ${s.verify.ok ? 'identical' : 'DIFFERENT'}: ${s.verify.tables} tables, ${s.verify.chunks} chunks, ${s.verify.rows} rows, ${s.verify.objects} objects at ${s.verify.position}`,

@@ -101,6 +101,10 @@ export function terminalSink(stream: NodeJS.WriteStream = process.stderr): Progr
           break;
         case 'verify-table':
           break;
+        case 'plan':
+          line(e.dryRun ? 'Plan (dry run: nothing will be changed):' : 'Plan:');
+          for (const l of e.lines) line(`  ${l}`);
+          break;
       }
     },
     stop() {

@@ -1,9 +1,11 @@
 import { Command } from 'commander';
-import { rollbackJournal } from '../clone/clone.js';
-import { ReseedError } from '../errors.js';
-import { Journal, journalDir, processAlive, unfinishedJournals } from '../journal/journal.js';
-import { describeEndpoint } from '../mysql/credentials.js';
-import { resolveEndpoint } from '../mysql/credentials.js';
+import { describeOutcome } from '../clone/clone.js';
+import { undoAndCompare } from '../clone/undo.js';
+import { EXIT_CODES, ReseedError, errorMessage, isReseedError } from '../errors.js';
+import { Journal, journalDir, scanJournals } from '../journal/journal.js';
+import type { JournalScan } from '../journal/journal.js';
+import { describeEndpoint, resolveEndpoint } from '../mysql/credentials.js';
+import type { PublicEndpoint } from '../mysql/credentials.js';
 import { reportError } from './common.js';
 
 interface RecoverFlags {
@@ -29,50 +31,104 @@ export function recoverCommand(): Command {
     .option('--joiner-defaults-file <file>', 'option file for the joiner only')
     .action(async (flags: RecoverFlags) => {
       try {
-        const journals = flags.journal ? [Journal.open(flags.journal)] : unfinishedJournals();
-        if (journals.length === 0) {
-          process.stdout.write('nothing to recover\n');
-          return;
-        }
-        for (const j of journals) {
-          const { donor, joiner } = j.header;
-          process.stdout.write(
-            `${j.path}: ${j.header.operation} ${describeEndpoint(donor)} -> ${describeEndpoint(joiner)}\n`,
-          );
-          for (const p of j.pending()) process.stdout.write(`  owed: ${p.title} (on the ${p.undo.target})\n`);
-          if (flags.list) continue;
-          if (processAlive(j.header.pid) && j.header.pid !== process.pid) {
-            throw new ReseedError(
-              'JOURNAL',
-              `process ${j.header.pid} that writes ${j.path} is still running; stop it first`,
-            );
-          }
-          const uri = (e: typeof donor) =>
-            `mysql://${encodeURIComponent(e.user)}@${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}${e.socketPath ? `?socket=${encodeURIComponent(e.socketPath)}` : ''}`;
-          // TLS as the interrupted operation used it (the journal keeps the settings, not keys).
-          const d = resolveEndpoint(uri(donor), {
-            side: 'donor',
-            sideDefaultsFile: flags.donorDefaultsFile,
-            defaultsFile: flags.defaultsFile,
-            tls: donor.tls,
-          });
-          const jo = resolveEndpoint(uri(joiner), {
-            side: 'joiner',
-            sideDefaultsFile: flags.joinerDefaultsFile,
-            defaultsFile: flags.defaultsFile,
-            tls: joiner.tls,
-          });
-          const report = await rollbackJournal(j, { donor: d.endpoint, joiner: jo.endpoint });
-          for (const u of report.undone) process.stdout.write(`  undone: ${u}\n`);
-          for (const f of report.failed) process.stdout.write(`  FAILED: ${f.title}: ${f.error}\n`);
-          if (report.failed.length)
-            throw new ReseedError(
-              'JOURNAL',
-              `${report.failed.length} undo step(s) failed; fix the cause and run recover again`,
-            );
-        }
+        process.exitCode = await recover(flags);
       } catch (err) {
         process.exitCode = reportError(err, false);
       }
     });
+}
+
+function endpointUri(e: PublicEndpoint): string {
+  return `mysql://${encodeURIComponent(e.user)}@${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}${e.socketPath ? `?socket=${encodeURIComponent(e.socketPath)}` : ''}`;
+}
+
+/** Lists (never writing) or rolls back unfinished journals; one bad journal does not stop the others. */
+async function recover(flags: RecoverFlags): Promise<number> {
+  const readOnly = flags.list === true;
+  let scan: JournalScan;
+  if (flags.journal) {
+    scan = { unfinished: [], damaged: [] };
+    const j = Journal.open(flags.journal, { readOnly: true });
+    if (j.finished) {
+      process.stdout.write(
+        `${j.path}: ${j.header.operation} ${describeEndpoint(j.header.donor)} -> ${describeEndpoint(j.header.joiner)} finished (${j.outcome}): nothing is owed, nothing will be run\n`,
+      );
+      return 0;
+    }
+    scan.unfinished.push(readOnly ? j : Journal.open(flags.journal));
+  } else {
+    scan = scanJournals(undefined, { readOnly });
+  }
+  let exit = 0;
+  const fail = (err: ReseedError) => {
+    process.stderr.write(`reseed: ${err.message}\n`);
+    for (const h of err.hints) process.stderr.write(`  ${h}\n`);
+    exit = Math.max(exit, EXIT_CODES[err.code]);
+  };
+  for (const d of scan.damaged) fail(d.error);
+  if (scan.unfinished.length === 0 && scan.damaged.length === 0) {
+    process.stdout.write('nothing to recover\n');
+    return 0;
+  }
+  for (const j of scan.unfinished) {
+    const { donor, joiner } = j.header;
+    process.stdout.write(
+      `${j.path}: ${j.header.operation} ${describeEndpoint(donor)} -> ${describeEndpoint(joiner)}\n`,
+    );
+    for (const p of j.pending()) process.stdout.write(`  owed: ${p.title} (on the ${p.undo.target})\n`);
+    for (const t of j.irreversible()) process.stdout.write(`  done, cannot be undone: ${t}\n`);
+    if (readOnly) continue;
+    if (j.ownerAlive()) {
+      j.close();
+      fail(
+        new ReseedError(
+          'JOURNAL',
+          `process ${j.header.pid}, which is running that ${j.header.operation}, is still alive: let it finish or stop it (Ctrl-C undoes its changes), then run recover again`,
+        ),
+      );
+      continue;
+    }
+    // TLS as the interrupted operation used it (the journal keeps the settings, not keys).
+    const d = resolveEndpoint(endpointUri(donor), {
+      side: 'donor',
+      sideDefaultsFile: flags.donorDefaultsFile,
+      defaultsFile: flags.defaultsFile,
+      tls: donor.tls,
+    });
+    const jo = resolveEndpoint(endpointUri(joiner), {
+      side: 'joiner',
+      sideDefaultsFile: flags.joinerDefaultsFile,
+      defaultsFile: flags.defaultsFile,
+      tls: joiner.tls,
+    });
+    const steps = j.pending().length;
+    try {
+      const { report, differences } = await undoAndCompare(j, { donor: d.endpoint, joiner: jo.endpoint });
+      for (const u of report.undone) process.stdout.write(`  undone: ${u}\n`);
+      for (const f of report.failed) process.stdout.write(`  FAILED: ${f.title}: ${f.error}\n`);
+      for (const line of describeOutcome(report, differences, steps, j)) process.stdout.write(`  ${line}\n`);
+      if (report.failed.length)
+        fail(
+          new ReseedError(
+            'JOURNAL',
+            `${report.failed.length} undo step(s) failed; fix the cause and run recover again`,
+          ),
+        );
+      else if (differences?.length || j.irreversible().length)
+        fail(
+          new ReseedError(
+            'STATE_DIFFERS',
+            `${j.path}: undone, but the servers are not as they were (see above)`,
+          ),
+        );
+    } catch (err) {
+      j.close();
+      fail(
+        isReseedError(err)
+          ? err
+          : new ReseedError('JOURNAL', `${j.path}: ${errorMessage(err)}`, { cause: err }),
+      );
+    }
+  }
+  return exit;
 }

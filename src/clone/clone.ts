@@ -1,26 +1,37 @@
 import { ReseedError, errorMessage, isReseedError } from '../errors.js';
+import { faultPoint } from '../fault.js';
+import type { ErrorCode } from '../errors.js';
 import { Journal } from '../journal/journal.js';
-import type { RollbackReport, Target } from '../journal/journal.js';
 import type { Logger } from '../log.js';
 import type { Endpoint } from '../mysql/credentials.js';
 import { describeEndpoint, publicEndpoint } from '../mysql/credentials.js';
 import { inspect } from '../mysql/facts.js';
 import { connect, quoteIdent } from '../mysql/server.js';
 import type { Server } from '../mysql/server.js';
-import type { CloneContext, CloneOptions, CloneSide, TransferResult } from '../methods/method.js';
+import type { CloneContext, CloneOptions, CloneSide } from '../methods/method.js';
 import { getMethod } from '../methods/registry.js';
 import type { ProgressSink } from '../progress.js';
 import type { Coordinates } from '../replication/coordinates.js';
-import { configureReplica, waitForCatchUp } from '../replication/replica.js';
+import { configureReplica, promoteReplica, waitForCatchUp } from '../replication/replica.js';
+import type { ReplicaSetup } from '../replication/replica.js';
 import { verify } from '../verify/verify.js';
 import type { VerifyReport } from '../verify/verify.js';
 import { asideName, moveAside } from './joiner-prepare.js';
-import { preflight } from './preflight.js';
+import { describePlan, preflight, replicationAddress, stagedConnectionName } from './preflight.js';
+import type { ClonePlan } from './preflight.js';
+import { captureState } from './state-record.js';
+import type { ReplicationState } from './state-record.js';
+import { undoAndCompare } from './undo.js';
+import type { RecordedState } from './undo.js';
 
 export interface CloneSummary {
   method: string;
   donor: string;
   joiner: string;
+  /** the plan, as printed before anything changed */
+  plan: string[];
+  /** --dry-run: only the plan was made; nothing changed */
+  dryRun: boolean;
   durationMs: number;
   rows: number;
   bytes: number;
@@ -29,20 +40,28 @@ export interface CloneSummary {
   users: number;
   lockMode: string;
   lockHeldMs: number;
-  coordinates: Coordinates;
+  coordinates: Coordinates | undefined;
   replication: {
     state: 'running' | 'not configured';
     from?: string;
     mode?: 'gtid' | 'file/position';
     catchUpMs?: number;
+    /** replicate_wild_do_table patterns, when the copied schemas were named */
+    filters?: string[];
+    /** the joiner's previous replication, replaced or removed */
+    removed: string[];
   };
   readOnly: boolean;
   verify: VerifyReport | undefined;
   phases: Record<string, number>;
   /** how rows entered the joiner (logical method): 'bulk-insert', 'load-data', or both, comma-separated */
   loadedWith: string | undefined;
+  /** joiner schemas dropped once the clone stood (the plan named them) */
+  dropped: string[];
+  /** joiner schemas left untouched */
+  kept: string[];
   warnings: string[];
-  journal: string;
+  journal: string | undefined;
 }
 
 export interface CloneRequest {
@@ -54,8 +73,8 @@ export interface CloneRequest {
   signal: AbortSignal;
 }
 
-async function openSide(endpoint: Endpoint, init: string[], signal: AbortSignal): Promise<CloneSide> {
-  const meta = await connect(endpoint, { init });
+async function openSide(endpoint: Endpoint, signal: AbortSignal): Promise<CloneSide> {
+  const meta = await connect(endpoint);
   try {
     return { endpoint, meta, facts: await inspect(meta, signal) };
   } catch (err) {
@@ -64,23 +83,47 @@ async function openSide(endpoint: Endpoint, init: string[], signal: AbortSignal)
   }
 }
 
+const LOST = new Set(['PROTOCOL_CONNECTION_LOST', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED']);
+
+/**
+ * A server's refusal inside a phase is that phase's failure (exit code by phase), and a lost
+ * connection is CONNECT_FAILED; anything else keeps its own code.
+ */
+function phaseError(err: unknown, code: ErrorCode): unknown {
+  if (!isReseedError(err) || err.code !== 'INTERNAL') return err;
+  const { sqlErrno, sqlCode } = err as { sqlErrno?: number; sqlCode?: string };
+  if ((sqlCode && LOST.has(sqlCode)) || sqlErrno === 2006 || sqlErrno === 2013)
+    return new ReseedError('CONNECT_FAILED', `lost the connection: ${err.message}`, {
+      cause: err,
+      hints: err.hints,
+    });
+  if (sqlErrno !== undefined || sqlCode !== undefined)
+    return new ReseedError(code, err.message, { cause: err, hints: err.hints });
+  return err;
+}
+
+async function inPhase<T>(code: ErrorCode, action: () => Promise<T>): Promise<T> {
+  try {
+    return await action();
+  } catch (err) {
+    throw phaseError(err, code);
+  }
+}
+
 /**
  * resolve -> preflight -> plan -> run -> replicate -> verify -> report. Any failure (Ctrl-C
- * included) rolls the journal back and says what state each server is in.
+ * included) rolls the journal back, compares both servers with the state recorded before the
+ * first change, and says what differs.
  */
 export async function clone(req: CloneRequest): Promise<CloneSummary> {
   const started = Date.now();
-  const { options, log, progress, signal } = req;
+  const { options, progress, signal } = req;
   const method = getMethod(options.method);
   progress.emit({ type: 'phase', phase: 'preflight' });
-  const donor = await openSide(req.donor, [], signal);
+  const donor = await openSide(req.donor, signal);
   let joiner: CloneSide;
   try {
-    joiner = await openSide(
-      req.joiner,
-      ['SET SESSION sql_log_bin = 0', 'SET SESSION foreign_key_checks = 0'],
-      signal,
-    );
+    joiner = await openSide(req.joiner, signal);
   } catch (err) {
     donor.meta.destroy();
     throw err;
@@ -90,80 +133,129 @@ export async function clone(req: CloneRequest): Promise<CloneSummary> {
     donor: publicEndpoint(req.donor),
     joiner: publicEndpoint(req.joiner),
   });
-  const ctx: CloneContext = { donor, joiner, options, journal, log, progress, signal };
+  const ctx: CloneContext = { donor, joiner, options, journal, log: req.log, progress, signal };
   try {
-    const plan = await preflight(ctx, method);
-    options.schemas = plan.schemas;
-    for (const w of plan.warnings) progress.emit({ type: 'warning', message: w });
-
-    // Make room on the joiner: stop its replication, move its data aside (--force) or drop the
-    // empty schemas that have the donor's names.
-    const flavor = joiner.facts.flavor;
-    if (joiner.facts.replica) {
-      const running = joiner.facts.replica.ioRunning || joiner.facts.replica.sqlRunning;
-      await journal.apply(
-        "stop the joiner's replication",
-        { target: 'joiner', statements: running ? [flavor.startReplicaSql] : [] },
-        () => joiner.meta.query(flavor.stopReplicaSql, [], signal),
-      );
-    }
-    const asides: string[] = [];
-    for (const [i, c] of plan.conflicts.entries()) {
-      if (c.objects > 0) {
-        const aside = asideName(journal.header.id, i);
-        await moveAside({ meta: joiner.meta, schema: c.schema, aside, journal, signal });
-        asides.push(aside);
-      } else {
-        const [db] = await joiner.meta.query(`SHOW CREATE DATABASE ${quoteIdent(c.schema)}`, [], signal);
-        await journal.apply(
-          `drop the joiner's empty schema ${c.schema}`,
-          {
-            target: 'joiner',
-            statements: [
-              String(db?.['Create Database']).replace(/^CREATE DATABASE /, 'CREATE DATABASE IF NOT EXISTS '),
-            ],
-          },
-          () => joiner.meta.query(`DROP DATABASE ${quoteIdent(c.schema)}`, [], signal),
-        );
-      }
-    }
-
-    const result = await method.run(ctx);
-    // Once the clone stands, what was moved aside is no longer needed.
-    const dropAsides = async () => {
-      for (const aside of asides)
-        await joiner.meta.query(`DROP DATABASE IF EXISTS ${quoteIdent(aside)}`, [], signal);
-    };
-    let summary: CloneSummary;
+    let plan: ClonePlan;
     try {
-      summary = await finish(ctx, result, started);
-    } catch (err) {
-      // A catch-up timeout keeps the (complete) clone and commits the journal: drop them too.
-      if (journal.finished) await dropAsides();
-      throw err;
+      plan = await inPhase('PREFLIGHT_FAILED', () => preflight(ctx, method));
+    } finally {
+      // The replication probe is journaled and undone; a refused clone leaves no journal.
+      journal.discardIfClean();
     }
-    await dropAsides();
-    journal.commit();
-    summary.warnings.push(...plan.warnings);
-    return summary;
+    options.schemas = plan.schemas;
+    const lines = describePlan(plan, ctx);
+    progress.emit({ type: 'plan', lines, dryRun: options.dryRun });
+    for (const w of plan.warnings) progress.emit({ type: 'warning', message: w });
+    if (options.dryRun) return dryRunSummary(ctx, plan, lines, started);
+    // The joiner's metadata session writes no binlog: preflight has checked the privilege.
+    for (const sql of ['SET SESSION sql_log_bin = 0', 'SET SESSION foreign_key_checks = 0'])
+      await joiner.meta.query(sql, [], signal);
+    const dataSchemas = [...plan.replace, ...plan.drop].map((s) => s.schema);
+    const before: RecordedState = {
+      donor: await captureState(donor.meta, {
+        flavor: donor.facts.flavor,
+        dataSchemas: [],
+        schemas: false,
+        accounts: false,
+        signal,
+      }),
+      joiner: await captureState(joiner.meta, {
+        flavor: joiner.facts.flavor,
+        dataSchemas,
+        schemas: true,
+        accounts: options.users,
+        signal,
+      }),
+      dataSchemas,
+      accounts: options.users,
+    };
+    journal.keepState('before', before);
+    return await run(ctx, plan, lines, before, started);
   } catch (err) {
-    if (journal.finished) throw err;
-    throw await rollback(journal, req, err, log);
+    if (journal.finished || !journal.written) throw err;
+    throw await rollback(journal, req, err);
   } finally {
     donor.meta.destroy();
     joiner.meta.destroy();
   }
 }
 
-async function finish(ctx: CloneContext, result: TransferResult, started: number): Promise<CloneSummary> {
-  const { donor, joiner, options, journal, progress, signal } = ctx;
-  const flavor = joiner.facts.flavor;
-  const phases = { ...result.phases };
-  const summary: CloneSummary = {
+function baseSummary(ctx: CloneContext, plan: ClonePlan, lines: string[]): CloneSummary {
+  const { donor, joiner, options } = ctx;
+  return {
     method: options.method,
     donor: describeEndpoint(donor.endpoint),
     joiner: describeEndpoint(joiner.endpoint),
+    plan: lines,
+    dryRun: false,
     durationMs: 0,
+    rows: 0,
+    bytes: 0,
+    tables: 0,
+    objects: 0,
+    users: 0,
+    lockMode: 'none',
+    lockHeldMs: 0,
+    coordinates: undefined,
+    replication: { state: 'not configured', removed: [] },
+    readOnly: joiner.facts.readOnly,
+    verify: undefined,
+    phases: {},
+    loadedWith: undefined,
+    dropped: [],
+    kept: plan.keep,
+    warnings: [...plan.warnings],
+    journal: ctx.journal.path,
+  };
+}
+
+function dryRunSummary(ctx: CloneContext, plan: ClonePlan, lines: string[], started: number): CloneSummary {
+  return {
+    ...baseSummary(ctx, plan, lines),
+    dryRun: true,
+    journal: undefined,
+    durationMs: Date.now() - started,
+  };
+}
+
+async function run(
+  ctx: CloneContext,
+  plan: ClonePlan,
+  lines: string[],
+  before: RecordedState,
+  started: number,
+): Promise<CloneSummary> {
+  const { donor, joiner, options, journal, progress, signal } = ctx;
+  const flavor = joiner.facts.flavor;
+  const summary = baseSummary(ctx, plan, lines);
+
+  // Make room on the joiner: stop its replication (every connection that runs, each thread as it
+  // was, restarted by the undo), move aside what the plan replaces, drop same-name empty schemas.
+  const stopped = await stopJoinerReplication(ctx, before.joiner.replication);
+  faultPoint('replication-stopped');
+  const moved = [...plan.replace, ...plan.drop].map((s, i) => ({
+    schema: s.schema,
+    aside: asideName(journal.header.id, i),
+  }));
+  await inPhase('COPY_FAILED', () => moveAside({ meta: joiner.meta, schemas: moved, journal, signal }));
+  for (const schema of plan.emptied) {
+    const [db] = await joiner.meta.query(`SHOW CREATE DATABASE ${quoteIdent(schema)}`, [], signal);
+    await journal.apply(
+      `drop the joiner's empty schema ${schema}`,
+      {
+        target: 'joiner',
+        statements: [
+          String(db?.['Create Database']).replace(/^CREATE DATABASE /, 'CREATE DATABASE IF NOT EXISTS '),
+        ],
+      },
+      () => joiner.meta.query(`DROP DATABASE ${quoteIdent(schema)}`, [], signal),
+    );
+  }
+
+  faultPoint('joiner-prepared');
+  const result = await inPhase('COPY_FAILED', () => getMethod(options.method).run(ctx));
+  faultPoint('copied');
+  Object.assign(summary, {
     rows: result.tables.reduce((a, t) => a + t.rows, 0),
     bytes: result.tables.reduce((a, t) => a + t.bytes, 0),
     tables: result.tables.length,
@@ -172,50 +264,80 @@ async function finish(ctx: CloneContext, result: TransferResult, started: number
     lockMode: result.lockMode,
     lockHeldMs: result.lockHeldMs,
     coordinates: result.coordinates,
-    replication: { state: 'not configured' },
-    readOnly: joiner.facts.readOnly,
-    verify: undefined,
-    phases,
+    phases: { ...result.phases },
     loadedWith: result.loadedWith,
-    warnings: [],
-    journal: journal.path,
+  });
+
+  // Once the clone stands: what was moved aside goes, and the joiner's old replication with it.
+  const commit = async (control: Server | undefined) => {
+    const removed = await removeOldReplication(ctx, before.joiner.replication, stopped, control);
+    for (const { aside } of moved)
+      await joiner.meta.query(`DROP DATABASE IF EXISTS ${quoteIdent(aside)}`, [], signal);
+    summary.dropped = plan.drop.map((s) => s.schema);
+    summary.replication.removed = removed;
+    journal.commit();
   };
-  if (options.replicate) {
-    progress.emit({ type: 'phase', phase: 'replicate' });
-    const t = Date.now();
-    const c = result.coordinates;
-    const fromSource = options.replicateFrom === 'source' && c.source;
-    const host = fromSource ? c.source!.host : (options.replicationHost?.host ?? donor.endpoint.host);
-    const port = fromSource ? c.source!.port : (options.replicationHost?.port ?? donor.endpoint.port);
-    await configureReplica({
-      joiner: joiner.meta,
-      flavor,
-      journal,
-      signal,
-      target: {
-        host,
-        port,
-        user: options.replicationUser!,
-        password: options.replicationPassword ?? '',
-        useGtid: options.gtid,
-        gtid: fromSource ? c.source!.gtid : c.gtid,
-        binlog: fromSource ? c.source!.binlog : c.binlog,
-        ssl: options.replicationSsl,
-      },
-    });
+
+  if (!options.replicate) {
+    if (!options.writable) await setReadOnly(ctx);
+    summary.readOnly = !options.writable || joiner.facts.readOnly;
+    if (options.verify) await runVerify(ctx, summary, undefined);
+    await commit(undefined);
+    summary.durationMs = Date.now() - started;
+    return summary;
+  }
+
+  progress.emit({ type: 'phase', phase: 'replicate' });
+  const t = Date.now();
+  if (plan.resetBinlog !== undefined) {
+    journal.recordIrreversible(
+      `delete the joiner's binary logs (RESET MASTER; they held GTID ${plan.resetBinlog})`,
+    );
+    await joiner.meta.query(flavor.resetBinlogSql, [], signal);
+  }
+  const c = result.coordinates;
+  const fromSource = options.replicateFrom === 'source' && c.source !== undefined;
+  const { host, port } = replicationAddress(ctx);
+  const setup: ReplicaSetup = {
+    target: {
+      host,
+      port,
+      user: options.replicationUser!,
+      password: options.replicationPassword ?? '',
+      useGtid: options.gtid,
+      gtid: fromSource ? c.source!.gtid : c.gtid,
+      binlog: fromSource ? c.source!.binlog : c.binlog,
+      ssl: options.replicationSsl,
+    },
+    filters: plan.filters,
+  };
+  // A session of its own for replication: its replica statements act on the staged connection.
+  const control = await connect(joiner.endpoint, { init: ['SET SESSION sql_log_bin = 0'] });
+  try {
+    const staged = flavor.useReplicaConnectionSql('')
+      ? stagedConnectionName(journal.header.id, 'staged')
+      : undefined;
+    await inPhase('REPLICATION_FAILED', () =>
+      configureReplica({ joiner: control, flavor, setup, connection: staged, journal, signal }),
+    );
     summary.replication = {
       state: 'running',
       from: `${host}:${port}`,
       mode: options.gtid ? 'gtid' : 'file/position',
+      removed: [],
+      ...(plan.filters ? { filters: plan.filters } : {}),
     };
     if (!options.writable) await setReadOnly(ctx);
     summary.readOnly = !options.writable || joiner.facts.readOnly;
+    const promote = async () => {
+      if (staged) await promoteReplica({ joiner: control, flavor, setup, connection: staged, signal });
+    };
     try {
       // Catch up with whom the joiner follows: the donor, or the donor's source.
       const source = fromSource ? await connect({ ...donor.endpoint, host, port }) : donor.meta;
       try {
         const waited = await waitForCatchUp({
-          replica: joiner.meta,
+          replica: control,
           source,
           flavor,
           useGtid: options.gtid,
@@ -230,7 +352,8 @@ async function finish(ctx: CloneContext, result: TransferResult, started: number
     } catch (err) {
       if (isReseedError(err) && err.code === 'CATCHUP_TIMEOUT') {
         // The copy is good and replication runs: keep it, and say so.
-        journal.commit();
+        await promote();
+        await commit(control);
         throw new ReseedError(err.code, err.message, {
           cause: err,
           hints: [
@@ -239,17 +362,28 @@ async function finish(ctx: CloneContext, result: TransferResult, started: number
           ],
         });
       }
-      throw err;
+      throw phaseError(err, 'REPLICATION_FAILED');
     }
-    phases.replicate = Date.now() - t;
-  } else if (!options.writable) {
-    await setReadOnly(ctx);
-    summary.readOnly = true;
+    summary.phases.replicate = Date.now() - t;
+    faultPoint('caught-up');
+    if (options.verify) await runVerify(ctx, summary, staged);
+    faultPoint('verified');
+    // Proven: the joiner's previous replication settings may now be replaced.
+    await promote();
+    await commit(control);
+  } finally {
+    await control.close();
   }
-  if (options.verify) {
-    progress.emit({ type: 'phase', phase: 'verify' });
-    const t = Date.now();
-    summary.verify = await verify({
+  summary.durationMs = Date.now() - started;
+  return summary;
+}
+
+async function runVerify(ctx: CloneContext, summary: CloneSummary, replicaConnection: string | undefined) {
+  const { donor, joiner, options, journal, progress, signal } = ctx;
+  progress.emit({ type: 'phase', phase: 'verify' });
+  const t = Date.now();
+  summary.verify = await inPhase('VERIFY_FAILED', () =>
+    verify({
       donor: donor.endpoint,
       joiner: joiner.endpoint,
       schemas: options.schemas,
@@ -262,20 +396,77 @@ async function finish(ctx: CloneContext, result: TransferResult, started: number
       progress,
       signal,
       journal,
-    });
-    phases.verify = Date.now() - t;
-    if (!summary.verify.ok) {
-      throw new ReseedError(
-        'CHECKSUM_MISMATCH',
-        `verification found ${summary.verify.differences.length} difference(s) between donor and joiner`,
-        {
-          hints: summary.verify.differences.slice(0, 10).map((d) => `${d.what}: ${d.detail}`),
-        },
-      );
-    }
+      replicaConnection,
+    }),
+  );
+  summary.phases.verify = Date.now() - t;
+  if (!summary.verify.ok) {
+    throw new ReseedError(
+      'CHECKSUM_MISMATCH',
+      `verification found ${summary.verify.differences.length} difference(s) between donor and joiner`,
+      { hints: summary.verify.differences.slice(0, 10).map((d) => `${d.what}: ${d.detail}`) },
+    );
   }
-  summary.durationMs = Date.now() - started;
-  return summary;
+}
+
+/** Stops every replication connection of the joiner that runs; the undo restarts each thread that ran. */
+async function stopJoinerReplication(ctx: CloneContext, connections: ReplicationState[]): Promise<string[]> {
+  const { joiner, journal, signal } = ctx;
+  const flavor = joiner.facts.flavor;
+  const stopped: string[] = [];
+  for (const r of connections.filter((x) => x.ioOn || x.sqlOn)) {
+    const use = flavor.useReplicaConnectionSql(r.connection);
+    if (r.connection !== '' && !use) continue;
+    const around = (sql: string[]) => (use ? [use, ...sql, flavor.useReplicaConnectionSql('')!] : sql);
+    const restart =
+      r.ioOn && r.sqlOn
+        ? flavor.startReplicaSql
+        : r.ioOn
+          ? `${flavor.startReplicaSql} IO_THREAD`
+          : flavor.startReplicaSqlThreadSql;
+    await journal.apply(
+      `stop the joiner's replication ${r.connection ? `connection '${r.connection}' ` : ''}from ${r.source}`,
+      { target: 'joiner', statements: around([restart]), resumes: true },
+      async () => {
+        for (const sql of around([flavor.stopReplicaSql])) await joiner.meta.query(sql, [], signal);
+      },
+    );
+    stopped.push(r.connection);
+  }
+  return stopped;
+}
+
+/**
+ * At commit: the joiner's previous replication connections are removed (the new replication,
+ * if any, was promoted to the default connection already). Their settings could not be restored
+ * once removed, which is why this waits until the clone has succeeded.
+ */
+async function removeOldReplication(
+  ctx: CloneContext,
+  connections: ReplicationState[],
+  stopped: string[],
+  control: Server | undefined,
+): Promise<string[]> {
+  const { joiner, options, signal } = ctx;
+  const flavor = joiner.facts.flavor;
+  const removed: string[] = [];
+  for (const r of connections) {
+    const label = `${r.connection ? `connection '${r.connection}' ` : ''}from ${r.source}`;
+    // The default connection now holds the new replication: it was replaced, not removed.
+    if (r.connection === '' && options.replicate) {
+      removed.push(label);
+      continue;
+    }
+    const use = flavor.useReplicaConnectionSql(r.connection);
+    if (r.connection !== '' && !use) continue;
+    const s = control ?? joiner.meta;
+    if (use) await s.query(use, [], signal);
+    if (!stopped.includes(r.connection)) await s.query(flavor.stopReplicaSql, [], signal);
+    await s.query(flavor.resetReplicaAllSql, [], signal);
+    if (use) await s.query(flavor.useReplicaConnectionSql('')!, [], signal);
+    removed.push(label);
+  }
+  return removed;
 }
 
 async function setReadOnly(ctx: CloneContext): Promise<void> {
@@ -289,57 +480,75 @@ async function setReadOnly(ctx: CloneContext): Promise<void> {
   );
 }
 
-/** Runs a journal's undo against fresh sessions (the operation's own may be broken). */
-export async function rollbackJournal(
-  journal: Journal,
-  endpoints: Record<Target, Endpoint>,
-): Promise<RollbackReport> {
-  const sessions = new Map<Target, Server>();
-  try {
-    return await journal.rollback(async (target, sql) => {
-      let s = sessions.get(target);
-      if (!s) {
-        s = await connect(endpoints[target], {
-          init: target === 'joiner' ? ['SET SESSION sql_log_bin = 0'] : [],
-        });
-        sessions.set(target, s);
-      }
-      await s.query(sql);
-    });
-  } finally {
-    for (const s of sessions.values()) await s.close();
-  }
-}
-
-async function rollback(journal: Journal, req: CloneRequest, err: unknown, log: Logger): Promise<Error> {
+/**
+ * Undoes the journal, then compares both servers with the state recorded before the first
+ * change. The operator is told what differs, never only that all is well.
+ */
+async function rollback(journal: Journal, req: CloneRequest, err: unknown): Promise<Error> {
   const original = isReseedError(err) ? err : new ReseedError('INTERNAL', errorMessage(err), { cause: err });
-  const hadSteps = journal.pending().length > 0;
-  let report: RollbackReport;
+  const steps = journal.pending().length;
+  let outcome: Awaited<ReturnType<typeof undoAndCompare>>;
   try {
-    report = await rollbackJournal(journal, { donor: req.donor, joiner: req.joiner });
+    outcome = await undoAndCompare(journal, { donor: req.donor, joiner: req.joiner });
   } catch (rollbackError) {
-    log.error({ err: rollbackError }, 'rollback could not run');
-    return new AggregateError([original, rollbackError], original.message);
-  }
-  const state: string[] = [];
-  if (report.failed.length === 0) {
-    state.push(
-      hadSteps
-        ? `every change was undone (${report.undone.length} step(s)): donor and joiner are as they were`
-        : 'nothing had been changed on either server',
-    );
-    return new ReseedError(original.code, original.message, {
-      cause: original,
-      retryable: original.retryable,
+    req.log.error({ err: rollbackError }, 'rollback could not run');
+    const state = [
+      `rollback could not run: ${errorMessage(rollbackError)}`,
+      `journal: ${journal.path} (retry with: reseed recover)`,
+    ];
+    return Object.assign(new AggregateError([original, rollbackError], original.message), {
+      code: 'JOURNAL',
       hints: [...original.hints, ...state],
     });
   }
-  state.push(`rollback incomplete: ${report.failed.length} step(s) could not be undone:`);
-  for (const f of report.failed) state.push(`  ${f.title}: ${f.error}`);
-  state.push(`journal: ${journal.path} (retry with: reseed recover)`);
-  const rollbackError = new ReseedError('JOURNAL', state.join('\n'));
-  return Object.assign(new AggregateError([original, rollbackError], original.message), {
-    code: original.code,
-    hints: [...original.hints, ...state],
+  const { report, differences } = outcome;
+  const hints = [...original.hints, ...describeOutcome(report, differences, steps, journal)];
+  if (report.failed.length > 0) {
+    const rollbackError = new ReseedError('JOURNAL', hints.join('\n'));
+    return Object.assign(new AggregateError([original, rollbackError], original.message), {
+      code: 'JOURNAL',
+      hints,
+    });
+  }
+  if ((differences && differences.length > 0) || journal.irreversible().length > 0)
+    return new ReseedError('STATE_DIFFERS', original.message, { cause: original, hints });
+  return new ReseedError(original.code, original.message, {
+    cause: original,
+    retryable: original.retryable,
+    hints,
   });
+}
+
+/** The lines that say what state the servers are in after a rollback (clone and recover). */
+export function describeOutcome(
+  report: { undone: string[]; failed: { title: string; error: string }[] },
+  differences: string[] | undefined,
+  steps: number,
+  journal: Journal,
+): string[] {
+  const out: string[] = [];
+  if (report.failed.length > 0) {
+    out.push(`rollback incomplete: ${report.failed.length} step(s) could not be undone:`);
+    for (const f of report.failed) out.push(`  ${f.title}: ${f.error}`);
+    out.push(`journal: ${journal.path} (retry with: reseed recover)`);
+  } else if (steps === 0 && journal.irreversible().length === 0) {
+    out.push('nothing had been changed on either server');
+  } else {
+    out.push(`every change was undone (${report.undone.length} step(s))`);
+  }
+  const irreversible = journal.irreversible();
+  for (const t of irreversible) out.push(`not undone (it cannot be, as the plan said): ${t}`);
+  if (differences === undefined) {
+    if (report.failed.length === 0 && steps > 0)
+      out.push('the servers could not be compared with the state recorded before the first change');
+  } else if (differences.length === 0) {
+    if (report.failed.length === 0)
+      out.push(
+        `compared with the state recorded before the first change: donor and joiner are as they were${irreversible.length ? ', but for what could not be undone' : ''}`,
+      );
+  } else {
+    out.push('compared with the state recorded before the first change, these differ:');
+    for (const d of differences) out.push(`  ${d}`);
+  }
+  return out;
 }

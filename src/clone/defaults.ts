@@ -24,6 +24,7 @@ export function defaultCloneOptions(over: Partial<CloneOptions> = {}): CloneOpti
     catchupTimeoutMs: 600_000,
     writable: false,
     verify: false,
+    dryRun: false,
     ...over,
   };
 }

@@ -1,8 +1,10 @@
+import { ReseedError } from '../errors.js';
 import type { Journal } from '../journal/journal.js';
 import type { Server } from '../mysql/server.js';
-import { quoteIdent, quoteString } from '../mysql/server.js';
+import { quoteIdent } from '../mysql/server.js';
 import { dropStatement, listObjects } from '../mysql/objects.js';
-import { listTables } from '../mysql/tables.js';
+import { faultPoint } from '../fault.js';
+import { undoOp } from './undo.js';
 
 export interface JoinerSchemaState {
   schema: string;
@@ -16,17 +18,19 @@ export async function joinerSchemas(
   signal?: AbortSignal,
 ): Promise<JoinerSchemaState[]> {
   const out: JoinerSchemaState[] = [];
-  for (const schema of schemas) {
-    const [row] = await meta.query(
-      `SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?)
-            + (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?)
-            + (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ?) AS n`,
-      [schema, schema, schema],
-      signal,
-    );
-    out.push({ schema, objects: Number(row?.n ?? 0) });
-  }
+  for (const schema of schemas) out.push({ schema, objects: await objectCount(meta, schema, signal) });
   return out;
+}
+
+async function objectCount(meta: Server, schema: string, signal?: AbortSignal): Promise<number> {
+  const [row] = await meta.query(
+    `SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?)
+          + (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?)
+          + (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ?) AS n`,
+    [schema, schema, schema],
+    signal,
+  );
+  return Number(row?.n ?? 0);
 }
 
 /** A name for the schema that holds a moved-aside schema's tables until the clone succeeds. */
@@ -34,55 +38,114 @@ export function asideName(journalId: string, index: number): string {
   return `reseed_aside_${journalId.replace(/[^0-9a-z]/gi, '').slice(-12)}_${index}`;
 }
 
+async function createDatabaseStatement(meta: Server, schema: string, signal?: AbortSignal): Promise<string> {
+  const [db] = await meta.query(`SHOW CREATE DATABASE ${quoteIdent(schema)}`, [], signal);
+  return String(db?.['Create Database'] ?? `CREATE DATABASE ${quoteIdent(schema)}`).replace(
+    /^CREATE DATABASE /,
+    'CREATE DATABASE IF NOT EXISTS ',
+  );
+}
+
 /**
- * Moves a joiner schema out of the way (for --force): its tables are renamed into an aside
- * schema (instant, whatever their size), its views, routines, triggers and events are saved in
- * the journal and dropped. The journal's undo puts everything back; after a successful clone
- * the aside schema is dropped.
+ * Moves joiner schemas out of the way (--force), in four journaled steps whose undos look before
+ * they act, so an interrupt at any point is undone without losing anything:
+ *  1. make the aside schemas (undo: drop each only if it is empty);
+ *  2. save every view, routine, trigger and event, and drop the triggers, which cannot move with
+ *     their table (undo: make them all again, once every table is back);
+ *  3. move every table into its aside schema with one RENAME TABLE, which the server does whole
+ *     or not at all (undo: move back exactly the tables that are in the aside schemas);
+ *  4. drop the emptied schemas, refused if a table is still there (undo: make them again).
+ * Nothing holding data is ever dropped here; the asides go once the clone has succeeded.
  */
 export async function moveAside(args: {
   meta: Server;
-  schema: string;
-  aside: string;
+  schemas: { schema: string; aside: string }[];
   journal: Journal;
   signal?: AbortSignal | undefined;
 }): Promise<void> {
-  const { meta, schema, aside, journal, signal } = args;
-  const [db] = await meta.query(`SHOW CREATE DATABASE ${quoteIdent(schema)}`, [], signal);
-  const createDb = String(db?.['Create Database'] ?? `CREATE DATABASE ${quoteIdent(schema)}`);
-  const tables = await listTables(meta, [schema], signal);
-  const objects = await listObjects(meta, [schema], signal);
-  const triggersFirst = objects.filter((o) => o.kind === 'trigger');
-  const undo: string[] = [
-    `DROP DATABASE IF EXISTS ${quoteIdent(schema)}`,
-    createDb.replace(/^CREATE DATABASE /, 'CREATE DATABASE IF NOT EXISTS '),
-    ...tables.map(
-      (t) =>
-        `RENAME TABLE ${quoteIdent(aside)}.${quoteIdent(t.name)} TO ${quoteIdent(schema)}.${quoteIdent(t.name)}`,
-    ),
-    `DROP DATABASE IF EXISTS ${quoteIdent(aside)}`,
-  ];
-  for (const o of objects) {
-    // Replayed with the object's sql_mode; a definer that is gone makes a warning, not an error.
-    undo.push(`USE ${quoteIdent(schema)}`);
-    if (o.sqlMode !== undefined) undo.push(`SET SESSION sql_mode = ${quoteString(o.sqlMode)}`);
-    undo.push(o.create);
+  const { meta, schemas, journal, signal } = args;
+  if (schemas.length === 0) return;
+  const names = schemas.map((s) => s.schema);
+  const creates = new Map<string, string>();
+  for (const s of names) creates.set(s, await createDatabaseStatement(meta, s, signal));
+  const tables = new Map<string, string[]>();
+  for (const s of names) {
+    const rows = await meta.query(
+      `SELECT TABLE_NAME AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE <> 'VIEW' ORDER BY 1`,
+      [s],
+      signal,
+    );
+    tables.set(
+      s,
+      rows.map((r) => String(r.n)),
+    );
+  }
+  // Sequences are tables: they move with the rest.
+  const objects = (await listObjects(meta, names, signal)).filter((o) => o.kind !== 'sequence');
+  const label = names.join(', ');
+
+  for (const { aside } of schemas) {
+    await journal.apply(
+      `create ${aside} on the joiner to hold moved-aside tables`,
+      { target: 'joiner', op: undoOp({ kind: 'drop-schema-if-empty', schema: aside }) },
+      () => meta.query(`CREATE DATABASE ${quoteIdent(aside)}`, [], signal),
+    );
   }
   await journal.apply(
-    `move joiner schema ${schema} aside to ${aside}`,
-    { target: 'joiner', statements: undo },
+    `save ${objects.length} view(s), routine(s), trigger(s) and event(s) of ${label} and drop their triggers`,
+    { target: 'joiner', op: undoOp({ kind: 'recreate-objects', objects }) },
     async () => {
-      await meta.query(`CREATE DATABASE ${quoteIdent(aside)}`, [], signal);
-      // Triggers cannot move with their table across schemas; they are recreated by the undo.
-      for (const t of triggersFirst) await meta.query(dropStatement(t), [], signal);
-      for (const t of tables) {
-        await meta.query(
-          `RENAME TABLE ${quoteIdent(schema)}.${quoteIdent(t.name)} TO ${quoteIdent(aside)}.${quoteIdent(t.name)}`,
+      for (const t of objects.filter((o) => o.kind === 'trigger'))
+        await meta.query(dropStatement(t), [], signal);
+    },
+  );
+  faultPoint('move-aside:objects-saved');
+  const moves = schemas.flatMap(({ schema, aside }) =>
+    tables.get(schema)!.map((t) => ({ schema, aside, t })),
+  );
+  if (moves.length > 0) {
+    await journal.apply(
+      `move ${moves.length} table(s) of ${label} aside`,
+      {
+        target: 'joiner',
+        op: undoOp({
+          kind: 'rename-back-all',
+          moves: schemas.map(({ schema, aside }) => ({
+            from: aside,
+            to: schema,
+            tables: tables.get(schema)!,
+            createSchema: creates.get(schema)!,
+          })),
+        }),
+      },
+      () =>
+        meta.query(
+          `RENAME TABLE ${moves
+            .map(
+              (m) =>
+                `${quoteIdent(m.schema)}.${quoteIdent(m.t)} TO ${quoteIdent(m.aside)}.${quoteIdent(m.t)}`,
+            )
+            .join(', ')}`,
           [],
           signal,
+        ),
+    );
+  }
+  faultPoint('move-aside:tables-moved');
+  await journal.apply(
+    `drop the emptied schema(s) ${label} on the joiner`,
+    { target: 'joiner', statements: [...creates.values()] },
+    async () => {
+      for (const s of names) {
+        const [row] = await meta.query(
+          `SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE <> 'VIEW'`,
+          [s],
+          signal,
         );
+        if (Number(row?.n ?? 0) > 0)
+          throw new ReseedError('COPY_FAILED', `schema ${s} on the joiner still holds tables after the move`);
+        await meta.query(`DROP DATABASE ${quoteIdent(s)}`, [], signal);
       }
-      await meta.query(`DROP DATABASE ${quoteIdent(schema)}`, [], signal);
     },
   );
 }

@@ -1,15 +1,34 @@
 import { ReseedError } from '../errors.js';
+import type { Journal } from '../journal/journal.js';
 import { compareVersions } from '../mysql/flavor/index.js';
 import { hasPrivilege } from '../mysql/facts.js';
 import { listSchemas, SYSTEM_SCHEMAS } from '../mysql/tables.js';
 import type { CloneContext, TransferMethod } from '../methods/method.js';
+import { probeSource, schemaPattern } from '../replication/replica.js';
 import { joinerSchemas } from './joiner-prepare.js';
 import type { JoinerSchemaState } from './joiner-prepare.js';
 
-export interface PreflightResult {
+/**
+ * What the clone will do, decided before anything changes and printed before it is done (all of
+ * it with --dry-run): nothing the user did not name is replaced or dropped unless the plan says so.
+ */
+export interface ClonePlan {
+  /** donor schemas to copy */
   schemas: string[];
-  /** joiner schemas with the same names as the donor's: empty ones, and (with --force) user data */
-  conflicts: JoinerSchemaState[];
+  /** joiner schemas holding data under a copied name: moved aside, dropped once the clone stands */
+  replace: JoinerSchemaState[];
+  /** joiner schemas holding data the donor does not have (--force without --schemas): likewise */
+  drop: JoinerSchemaState[];
+  /** empty joiner schemas under a copied name: dropped and made again as the donor has them */
+  emptied: string[];
+  /** joiner user schemas left as they are */
+  keep: string[];
+  /** the joiner's binary log GTID position, when it must be deleted (RESET MASTER) to replicate */
+  resetBinlog: string | undefined;
+  /** the joiner's replication that the clone replaces (or removes, with --no-replicate) */
+  oldReplication: string[];
+  /** replicate_wild_do_table patterns, when the user named the schemas */
+  filters: string[] | undefined;
   warnings: string[];
 }
 
@@ -25,17 +44,23 @@ const JOINER_PRIVILEGES = [
   'ALTER ROUTINE',
   'EVENT',
   'TRIGGER',
-  'SUPER',
+  // SET SESSION sql_log_bin (the copy writes no binlog), CHANGE MASTER/START SLAVE, read_only
+  'BINLOG ADMIN',
+  'REPLICATION SLAVE ADMIN',
+  'READ_ONLY ADMIN',
 ];
+
+/** A name for the staged replication connection and the probe of one clone. */
+export function stagedConnectionName(journalId: string, what: 'probe' | 'staged'): string {
+  return `reseed_${what}_${journalId.replace(/[^0-9a-z]/gi, '').slice(-10)}`;
+}
 
 /**
  * Everything that would make the clone fail or do harm, checked before anything changes; one
- * line each, all at once, so the operator fixes them in one go.
+ * line each, all at once, so the operator fixes them in one go. The last check, only when all
+ * others pass, proves the replication account from the joiner (journaled, and undone at once).
  */
-export async function preflight(
-  ctx: Omit<CloneContext, 'journal'>,
-  method: TransferMethod,
-): Promise<PreflightResult> {
+export async function preflight(ctx: CloneContext, method: TransferMethod): Promise<ClonePlan> {
   const { donor, joiner, options, signal } = ctx;
   const problems: string[] = [];
   const warnings: string[] = [];
@@ -46,7 +71,9 @@ export async function preflight(
     (d.serverUuid !== undefined && d.serverUuid === j.serverUuid) ||
     (d.serverId === j.serverId && d.hostname === j.hostname && d.port === j.port && d.datadir === j.datadir);
   if (sameServer) {
-    problems.push(`donor and joiner are the same server (${d.hostname}:${d.port}, server_id ${d.serverId})`);
+    problems.push(
+      `donor and joiner are the same server (${d.hostname}:${d.port}, server_id ${d.serverId}): --to must name another server`,
+    );
   } else if (d.serverId === j.serverId) {
     problems.push(
       `donor and joiner have the same server_id ${d.serverId}: give the joiner its own (server_id in its config) and restart it`,
@@ -82,6 +109,10 @@ export async function preflight(
     problems.push(
       'no replication account: pass --replication-user (its password in RESEED_REPLICATION_PASSWORD), or clone with --no-replicate',
     );
+  } else if (options.replicate && options.replicationPassword === undefined) {
+    problems.push(
+      `no password for the replication account ${options.replicationUser}: set RESEED_REPLICATION_PASSWORD or pass --replication-defaults-file`,
+    );
   }
   const missingDonor = DONOR_PRIVILEGES.filter((p) => !hasPrivilege(d, p));
   if (missingDonor.length) problems.push(`the donor account ${d.user} lacks ${missingDonor.join(', ')}`);
@@ -91,9 +122,10 @@ export async function preflight(
   // Schemas: the named ones must exist; by default all but the system schemas.
   const donorSchemas = await listSchemas(donor.meta, signal);
   let schemas = donorSchemas;
-  if (options.schemas.length > 0) {
-    const missing = options.schemas.filter((s) => !donorSchemas.includes(s));
+  const named = options.schemas.length > 0;
+  if (named) {
     const system = options.schemas.filter((s) => SYSTEM_SCHEMAS.includes(s));
+    const missing = options.schemas.filter((s) => !donorSchemas.includes(s) && !system.includes(s));
     if (missing.length)
       problems.push(`--schemas names schemas the donor does not have: ${missing.join(', ')}`);
     if (system.length)
@@ -102,31 +134,140 @@ export async function preflight(
   }
   if (schemas.length === 0 && problems.length === 0) problems.push('the donor has no user schema to copy');
 
-  // The joiner: user data anywhere is refused unless --force.
+  // The joiner: what is replaced, dropped and kept. Its data is replaced only with --force.
   const joinerAll = await joinerSchemas(joiner.meta, await listSchemas(joiner.meta, signal), signal);
-  const withData = joinerAll.filter((s) => s.objects > 0);
-  if (withData.length > 0 && !options.force) {
-    problems.push(
-      `the joiner already holds user data in ${withData.map((s) => s.schema).join(', ')}: use --force to replace it (moved aside, restored if the clone fails)`,
-    );
+  const replace = joinerAll.filter((s) => schemas.includes(s.schema) && s.objects > 0);
+  const emptied = joinerAll.filter((s) => schemas.includes(s.schema) && s.objects === 0).map((s) => s.schema);
+  const others = joinerAll.filter((s) => !schemas.includes(s.schema));
+  const drop = named ? [] : others.filter((s) => s.objects > 0);
+  const keep = others.filter((s) => !drop.includes(s)).map((s) => s.schema);
+  if (!sameServer && !options.force) {
+    if (replace.length)
+      problems.push(
+        `the joiner already holds data in ${replace.map((s) => s.schema).join(', ')}: use --force to replace it (moved aside, restored if the clone fails, dropped once it succeeds)`,
+      );
+    if (drop.length)
+      problems.push(
+        `the joiner holds data the donor does not have, in ${drop.map((s) => s.schema).join(', ')}: use --force to replace the joiner's data (those schemas are dropped once the clone succeeds), or name the schemas to copy with --schemas (the others are then kept)`,
+      );
   }
-  const conflicts = joinerAll.filter((s) => schemas.includes(s.schema) || (options.force && s.objects > 0));
-  if (j.replica)
+
+  // The joiner's replication: what it has now is replaced (or removed with --no-replicate).
+  const oldReplication = (await joiner.meta.query(j.flavor.allReplicaStatusSql, [], signal).catch(() => []))
+    .map((r) => j.flavor.parseReplicaStatus(r))
+    .filter((r) => r.sourceHost !== '')
+    .map((r) => `${r.connection ? `connection '${r.connection}' ` : ''}from ${r.sourceHost}:${r.sourcePort}`);
+
+  // A joiner whose binary log holds transactions of its own cannot take the donor's GTID position.
+  let resetBinlog: string | undefined;
+  if (options.replicate && options.gtid) {
+    const [g] = await joiner.meta.query(j.flavor.currentGtidSql, [], signal);
+    const own = String(g?.gtid ?? '');
+    if (own !== '') {
+      if (options.force) resetBinlog = own;
+      else
+        problems.push(
+          `the joiner's binary log holds transactions (GTID ${own}) that conflict with taking the donor's position: if they are not needed, run RESET MASTER on the joiner, or pass --force to have reseed delete them as part of replacing the joiner`,
+        );
+    }
+  }
+
+  const filters = named && options.replicate ? schemas.map(schemaPattern) : undefined;
+  if (filters && options.users)
     warnings.push(
-      `the joiner replicates from ${j.replica.sourceHost}:${j.replica.sourcePort}; that replication is replaced`,
+      'replication is limited to the copied schemas: account changes on the donor (the mysql schema) will not reach the joiner',
     );
 
   const resolved = { ...ctx, options: { ...ctx.options, schemas } };
   problems.push(...(await method.preflight(resolved)));
+  if (problems.length === 0 && options.replicate) {
+    const problem = await probeReplication(ctx, ctx.journal);
+    if (problem) problems.push(problem);
+  }
   if (problems.length === 0 && method.advisories) warnings.push(...(await method.advisories(resolved)));
   if (problems.length > 0) {
     throw new ReseedError(
       'PREFLIGHT_FAILED',
       `preflight found ${problems.length} problem${problems.length > 1 ? 's' : ''}; nothing was changed`,
-      {
-        hints: problems,
-      },
+      { hints: problems },
     );
   }
-  return { schemas, conflicts, warnings };
+  return { schemas, replace, drop, emptied, keep, resetBinlog, oldReplication, filters, warnings };
+}
+
+/** Where the joiner will connect for replication: the donor, its source, or --replication-host. */
+export function replicationAddress(ctx: Pick<CloneContext, 'donor' | 'options'>): {
+  host: string;
+  port: number;
+} {
+  const { donor, options } = ctx;
+  if (options.replicateFrom === 'source' && donor.facts.replica)
+    return { host: donor.facts.replica.sourceHost, port: donor.facts.replica.sourcePort };
+  return options.replicationHost ?? { host: donor.endpoint.host, port: donor.endpoint.port };
+}
+
+async function probeReplication(ctx: CloneContext, journal: Journal): Promise<string | undefined> {
+  const { donor, joiner, options, signal } = ctx;
+  // The account exists on the donor and may read binary logs (when the donor is the source).
+  if (options.replicateFrom === 'donor') {
+    const rows = await donor.meta
+      .query('SELECT Host AS h FROM mysql.user WHERE User = ?', [options.replicationUser], signal)
+      .catch(() => undefined);
+    if (rows && rows.length === 0)
+      return `the replication account ${options.replicationUser} does not exist on the donor: create it (CREATE USER ... ; GRANT REPLICATION SLAVE ON *.* TO ...)`;
+  }
+  const { host, port } = replicationAddress(ctx);
+  return probeSource({
+    joiner: joiner.meta,
+    flavor: joiner.facts.flavor,
+    target: {
+      host,
+      port,
+      user: options.replicationUser!,
+      password: options.replicationPassword ?? '',
+      ssl: options.replicationSsl,
+    },
+    connection: stagedConnectionName(journal.header.id, 'probe'),
+    journal,
+    signal,
+  });
+}
+
+/** The plan in the operator's words, one line each. */
+export function describePlan(plan: ClonePlan, ctx: Pick<CloneContext, 'donor' | 'options'>): string[] {
+  const { options } = ctx;
+  const lines = [`copy from the donor: ${plan.schemas.join(', ')}`];
+  const list = (xs: JoinerSchemaState[]) => xs.map((s) => `${s.schema} (${s.objects} objects)`).join(', ');
+  if (plan.replace.length)
+    lines.push(
+      `replace on the joiner: ${list(plan.replace)}: moved aside now, put back if the clone fails, dropped once it succeeds`,
+    );
+  if (plan.drop.length)
+    lines.push(
+      `DROP from the joiner (the donor has no such schema): ${list(plan.drop)}: moved aside now, put back if the clone fails, dropped once it succeeds`,
+    );
+  if (plan.emptied.length) lines.push(`replace empty joiner schemas: ${plan.emptied.join(', ')}`);
+  if (plan.keep.length) lines.push(`keep on the joiner, untouched: ${plan.keep.join(', ')}`);
+  if (plan.resetBinlog !== undefined)
+    lines.push(
+      `delete the joiner's binary logs (RESET MASTER; they hold GTID ${plan.resetBinlog}): this cannot be undone`,
+    );
+  if (options.replicate) {
+    const { host, port } = replicationAddress(ctx);
+    lines.push(
+      `replicate from ${host}:${port} as ${options.replicationUser} (${options.gtid ? 'GTID' : 'binlog file/position'})${
+        plan.filters
+          ? `, limited to ${plan.schemas.join(', ')} (replicate_wild_do_table ${plan.filters.join(',')})`
+          : ''
+      }`,
+    );
+    for (const r of plan.oldReplication)
+      lines.push(`replace the joiner's replication ${r} once the clone is verified (kept until then)`);
+  } else {
+    for (const r of plan.oldReplication)
+      lines.push(`remove the joiner's replication ${r} once the copy is done (--no-replicate)`);
+  }
+  if (options.users) lines.push("copy the donor's accounts and roles the joiner does not have");
+  if (!options.writable) lines.push('leave the joiner read-only');
+  return lines;
 }

@@ -7,6 +7,7 @@ import {
   readFileSync,
   readdirSync,
   truncateSync,
+  unlinkSync,
   writeSync,
 } from 'node:fs';
 import { homedir } from 'node:os';
@@ -17,10 +18,27 @@ import type { PublicEndpoint } from '../mysql/credentials.js';
 
 export type Target = 'donor' | 'joiner';
 
-/** How to undo one step: statements run in order on one server. Never holds a secret. */
+/**
+ * How to undo one step, on one server. Never holds a secret. Either plain statements run in
+ * order, or an operation (`op`) whose executor checks the server before it acts (move back only
+ * the tables that moved, drop a schema only when it is empty): an undo must never destroy data
+ * because the step it undoes was cut off half-way.
+ */
 export interface UndoAction {
   target: Target;
-  statements: string[];
+  statements?: string[];
+  op?: UndoOp;
+  /**
+   * This undo restarts something that changes data on its own (a replica's threads): the state
+   * comparison after a rollback reads the data before it runs.
+   */
+  resumes?: boolean;
+}
+
+/** An undo operation, interpreted by the executor (src/clone/undo.ts); plain JSON. */
+export interface UndoOp {
+  kind: string;
+  [key: string]: unknown;
 }
 
 export interface JournalHeader {
@@ -30,8 +48,9 @@ export interface JournalHeader {
 }
 
 type Entry =
-  | ({ t: 'begin'; id: string; at: string; pid: number } & JournalHeader)
-  | { t: 'step'; seq: number; title: string; undo: UndoAction }
+  | ({ t: 'begin'; id: string; at: string; pid: number; pidStart?: string } & JournalHeader)
+  | { t: 'state'; label: string; record: unknown }
+  | { t: 'step'; seq: number; title: string; undo: UndoAction | null }
   | { t: 'resolved'; seq: number }
   | { t: 'undone'; seq: number; ok: boolean; error?: string }
   | { t: 'end'; outcome: 'committed' | 'rolled-back'; at: string };
@@ -47,7 +66,7 @@ export interface RollbackReport {
   failed: { title: string; error: string }[];
 }
 
-export type UndoExecutor = (target: Target, statement: string) => Promise<void>;
+export type UndoExecutor = (action: UndoAction) => Promise<void>;
 
 export function journalDir(): string {
   return resolve(process.env.RESEED_STATE_DIR ?? join(homedir(), '.reseed', 'state'), 'journal');
@@ -56,23 +75,28 @@ export function journalDir(): string {
 /**
  * The durable undo log of one operation. Every step that changes a server records how to undo
  * itself *before* it acts (append + fsync), so a crash at any point leaves a journal that
- * `reseed recover` can roll back. Undo runs in reverse order.
+ * `reseed recover` can roll back. Undo runs in reverse order. The file is made at the first
+ * record: an operation refused before it changed anything leaves no journal behind.
  */
 export class Journal {
   readonly path: string;
-  readonly header: JournalHeader & { id: string; pid: number };
+  readonly header: JournalHeader & { id: string; pid: number; pidStart: string | undefined };
   #entries: Entry[];
   #fd: number | undefined;
+  #written: boolean;
+  readonly #readOnly: boolean;
 
-  private constructor(path: string, entries: Entry[], fd: number | undefined) {
+  private constructor(path: string, entries: Entry[], written: boolean, readOnly: boolean) {
     this.path = path;
     this.#entries = entries;
-    this.#fd = fd;
+    this.#written = written;
+    this.#readOnly = readOnly;
     const begin = entries[0];
     if (!begin || begin.t !== 'begin') throw new ReseedError('JOURNAL', `${path} is not a reseed journal`);
     this.header = {
       id: begin.id,
       pid: begin.pid,
+      pidStart: begin.pidStart,
       operation: begin.operation,
       donor: begin.donor,
       joiner: begin.joiner,
@@ -80,53 +104,103 @@ export class Journal {
   }
 
   static create(header: JournalHeader, dir = journalDir()): Journal {
-    mkdirSync(dir, { recursive: true });
     const id = `${new Date().toISOString().replace(/[:.]/g, '-')}-${randomBytes(3).toString('hex')}`;
-    const path = join(dir, `${id}.jsonl`);
-    const fd = openSync(path, 'a', 0o600);
-    const journal = new Journal(
-      path,
-      [{ t: 'begin', id, at: new Date().toISOString(), pid: process.pid, ...header }],
-      fd,
-    );
-    journal.#write(journal.#entries[0]!);
-    return journal;
+    const begin: Entry = {
+      t: 'begin',
+      id,
+      at: new Date().toISOString(),
+      pid: process.pid,
+      pidStart: processStartTime(process.pid),
+      ...header,
+    };
+    return new Journal(join(dir, `${id}.jsonl`), [begin], false, false);
   }
 
-  static open(path: string): Journal {
+  /**
+   * Reads a journal. `readOnly` (for listing) never writes; otherwise a torn last line (a crash
+   * before its newline; everything before it was fsynced) is cut off so appends start cleanly.
+   */
+  static open(path: string, options: { readOnly?: boolean } = {}): Journal {
     let bytes: Buffer;
     try {
       bytes = readFileSync(path);
     } catch (err) {
       throw new ReseedError('JOURNAL', `cannot read journal ${path}: ${errorMessage(err)}`, { cause: err });
     }
-    // A crash can leave a torn last line (no newline yet); everything before it was fsynced. The
-    // torn tail is cut off, so what is appended next starts on a line of its own.
     const complete = bytes.lastIndexOf(0x0a) + 1;
-    if (complete < bytes.length) truncateSync(path, complete);
     const entries: Entry[] = [];
-    for (const line of bytes.subarray(0, complete).toString('utf8').split('\n')) {
-      if (line.trim() !== '') entries.push(JSON.parse(line) as Entry);
+    const lines = bytes.subarray(0, complete).toString('utf8').split('\n');
+    for (const [i, line] of lines.entries()) {
+      if (line.trim() === '') continue;
+      try {
+        entries.push(JSON.parse(line) as Entry);
+      } catch (err) {
+        throw new ReseedError(
+          'JOURNAL',
+          `journal ${path} is damaged at line ${i + 1} (${errorMessage(err)}); nothing in it was run`,
+          {
+            cause: err,
+            hints: [
+              'look at that line: a step whose undo cannot be read must be undone by hand, then move the file away',
+            ],
+          },
+        );
+      }
     }
-    return new Journal(path, entries, openSync(path, 'a', 0o600));
+    if (!options.readOnly && complete < bytes.length) truncateSync(path, complete);
+    return new Journal(path, entries, true, options.readOnly === true);
   }
 
   get finished(): boolean {
     return this.#entries.some((e) => e.t === 'end');
   }
 
-  /** Steps whose undo is still owed, most recent first. */
+  /** 'committed', 'rolled-back', or undefined while the operation has not finished */
+  get outcome(): 'committed' | 'rolled-back' | undefined {
+    const end = this.#entries.find((e): e is Extract<Entry, { t: 'end' }> => e.t === 'end');
+    return end?.outcome;
+  }
+
+  /** Whether the file exists (something was recorded). */
+  get written(): boolean {
+    return this.#written;
+  }
+
+  /** Steps whose undo is still owed, most recent first. A finished journal owes nothing. */
   pending(): PendingStep[] {
+    if (this.finished) return [];
     const closed = new Set<number>();
     for (const e of this.#entries) if (e.t === 'resolved' || (e.t === 'undone' && e.ok)) closed.add(e.seq);
     return this.#entries
-      .filter((e): e is Extract<Entry, { t: 'step' }> => e.t === 'step' && !closed.has(e.seq))
+      .filter(
+        (e): e is Extract<Entry, { t: 'step' }> & { undo: UndoAction } =>
+          e.t === 'step' && e.undo !== null && !closed.has(e.seq),
+      )
       .map(({ seq, title, undo }) => ({ seq, title, undo }))
       .reverse();
   }
 
+  /** Steps that were run and cannot be undone (recorded with no undo), in order. */
+  irreversible(): string[] {
+    return this.#entries
+      .filter((e): e is Extract<Entry, { t: 'step' }> => e.t === 'step' && e.undo === null)
+      .map((e) => e.title);
+  }
+
   /** Records a step and its undo; call before the step changes anything. */
   record(title: string, undo: UndoAction): number {
+    return this.#recordStep(title, undo);
+  }
+
+  /**
+   * Records a step that cannot be undone (the plan printed before it said so), so that the
+   * journal and `recover` tell what happened.
+   */
+  recordIrreversible(title: string): number {
+    return this.#recordStep(title, null);
+  }
+
+  #recordStep(title: string, undo: UndoAction | null): number {
     const seq = this.#entries.filter((e) => e.t === 'step').length + 1;
     this.#append({ t: 'step', seq, title, undo });
     return seq;
@@ -143,20 +217,37 @@ export class Journal {
     this.#append({ t: 'resolved', seq });
   }
 
+  /** Keeps a state record (what a server looked like before the first change), by label. */
+  keepState(label: string, record: unknown): void {
+    this.#append({ t: 'state', label, record });
+  }
+
+  state(label: string): unknown {
+    for (const e of this.#entries) if (e.t === 'state' && e.label === label) return e.record;
+    return undefined;
+  }
+
   commit(): void {
+    if (!this.#written) return;
     this.#append({ t: 'end', outcome: 'committed', at: new Date().toISOString() });
     this.close();
   }
 
   /**
    * Runs the owed undo actions in reverse order. A failing action does not stop the others;
-   * every failure is reported.
+   * every failure is reported. `beforeResume` runs once, before the first undo that resumes
+   * activity (see UndoAction.resumes), or at the end when none does.
    */
-  async rollback(exec: UndoExecutor): Promise<RollbackReport> {
+  async rollback(exec: UndoExecutor, beforeResume?: () => Promise<void>): Promise<RollbackReport> {
     const report: RollbackReport = { undone: [], failed: [] };
+    let before = beforeResume;
     for (const step of this.pending()) {
+      if (step.undo.resumes && before) {
+        await before();
+        before = undefined;
+      }
       try {
-        for (const sql of step.undo.statements) await exec(step.undo.target, sql);
+        await exec(step.undo);
         this.#append({ t: 'undone', seq: step.seq, ok: true });
         report.undone.push(step.title);
       } catch (err) {
@@ -164,11 +255,25 @@ export class Journal {
         report.failed.push({ title: step.title, error: errorMessage(err) });
       }
     }
+    if (before) await before();
     // With failures the journal stays unfinished, so `reseed recover` finds it and tries again.
-    if (report.failed.length === 0)
+    if (report.failed.length === 0 && this.#written)
       this.#append({ t: 'end', outcome: 'rolled-back', at: new Date().toISOString() });
     this.close();
     return report;
+  }
+
+  /** Removes the file of a journal that owes nothing and ran nothing irreversible. */
+  discardIfClean(): void {
+    this.close();
+    if (this.#written && this.pending().length === 0 && this.irreversible().length === 0) {
+      try {
+        unlinkSync(this.path);
+      } catch {
+        // already gone
+      }
+      this.#written = false;
+    }
   }
 
   close(): void {
@@ -176,29 +281,82 @@ export class Journal {
     this.#fd = undefined;
   }
 
+  /** Whether the process that wrote this journal still runs (the same process, not a reused PID). */
+  ownerAlive(): boolean {
+    const { pid, pidStart } = this.header;
+    if (pid === process.pid) return false;
+    const now = processStartTime(pid);
+    if (now === undefined) return false;
+    // Journals written before the start time was recorded: trust the PID alone.
+    return pidStart === undefined || pidStart === now;
+  }
+
   #append(entry: Entry): void {
+    if (this.#readOnly) throw new ReseedError('INTERNAL', `journal ${this.path} was opened read-only`);
     this.#entries.push(entry);
+    if (this.#fd === undefined) {
+      mkdirSync(join(this.path, '..'), { recursive: true });
+      this.#fd = openSync(this.path, 'a', 0o600);
+      if (!this.#written) {
+        // The begin entry goes first, with the first step.
+        this.#write(this.#entries[0]!);
+        this.#written = true;
+      }
+    }
     this.#write(entry);
   }
 
   #write(entry: Entry): void {
-    if (this.#fd === undefined) throw new ReseedError('JOURNAL', `journal ${this.path} is closed`);
-    writeSync(this.#fd, JSON.stringify(entry) + '\n');
-    fsyncSync(this.#fd);
+    writeSync(this.#fd!, JSON.stringify(entry) + '\n');
+    fsyncSync(this.#fd!);
   }
+}
+
+export interface JournalScan {
+  /** journals of operations that never finished (crashed or killed), oldest first */
+  unfinished: Journal[];
+  /** files that could not be read: each is reported, and does not stop the others */
+  damaged: { path: string; error: ReseedError }[];
+}
+
+export function scanJournals(dir = journalDir(), options: { readOnly?: boolean } = {}): JournalScan {
+  const scan: JournalScan = { unfinished: [], damaged: [] };
+  if (!existsSync(dir)) return scan;
+  for (const name of readdirSync(dir).sort()) {
+    if (!name.endsWith('.jsonl')) continue;
+    const path = join(dir, name);
+    try {
+      const j = Journal.open(path, options);
+      if (j.finished) j.close();
+      else scan.unfinished.push(j);
+    } catch (err) {
+      scan.damaged.push({
+        path,
+        error: err instanceof ReseedError ? err : new ReseedError('JOURNAL', errorMessage(err)),
+      });
+    }
+  }
+  return scan;
 }
 
 /** Journals of operations that never finished (crashed or killed), oldest first. */
 export function unfinishedJournals(dir = journalDir()): Journal[] {
-  if (!existsSync(dir)) return [];
-  const out: Journal[] = [];
-  for (const name of readdirSync(dir).sort()) {
-    if (!name.endsWith('.jsonl')) continue;
-    const j = Journal.open(join(dir, name));
-    if (j.finished) j.close();
-    else out.push(j);
+  return scanJournals(dir).unfinished;
+}
+
+/**
+ * The kernel's start time of a process (field 22 of /proc/PID/stat), which tells a live process
+ * from a later one that reuses its PID. Undefined when no such process runs.
+ */
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[19];
+  } catch {
+    return undefined;
   }
-  return out;
 }
 
 export function processAlive(pid: number): boolean {

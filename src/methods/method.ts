@@ -44,6 +44,8 @@ export interface CloneOptions {
   catchupTimeoutMs: number;
   writable: boolean;
   verify: boolean;
+  /** make and print the plan only; change nothing */
+  dryRun: boolean;
 }
 
 /** One object handed to every step of a clone. */

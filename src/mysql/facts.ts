@@ -86,11 +86,13 @@ export function hasPrivilege(facts: ServerFacts, privilege: string): boolean {
   if (p.has('ALL PRIVILEGES') || p.has('ALL')) return true;
   if (p.has(privilege)) return true;
   // MariaDB 10.5 split SUPER and REPLICATION CLIENT into finer privileges; either name will do.
+  // MySQL 8 spells the dynamic privileges with underscores (SYSTEM_VARIABLES_ADMIN...).
   const aliases: Record<string, string[]> = {
     'BINLOG MONITOR': ['REPLICATION CLIENT', 'SUPER'],
     'REPLICATION CLIENT': ['BINLOG MONITOR', 'SUPER'],
-    'REPLICATION SLAVE ADMIN': ['SUPER'],
-    'READ_ONLY ADMIN': ['SUPER'],
+    'BINLOG ADMIN': ['SUPER', 'SYSTEM_VARIABLES_ADMIN', 'SESSION_VARIABLES_ADMIN'],
+    'REPLICATION SLAVE ADMIN': ['SUPER', 'REPLICATION_SLAVE_ADMIN'],
+    'READ_ONLY ADMIN': ['SUPER', 'SYSTEM_VARIABLES_ADMIN'],
     'SET USER': ['SUPER'],
     'CONNECTION ADMIN': ['SUPER'],
   };

@@ -28,24 +28,114 @@ export async function replicaStatus(
   return row ? flavor.parseReplicaStatus(row) : undefined;
 }
 
+/** Where the joiner's new replication points, and how it is limited. */
+export interface ReplicaSetup {
+  target: ReplicationTarget;
+  /** replicate_wild_do_table patterns (the copied schemas, when the user named them) */
+  filters: string[] | undefined;
+}
+
+/** `schema.%` for replicate_wild_do_table, the schema name's `%`, `_` and `\` taken literally. */
+export function schemaPattern(schema: string): string {
+  return `${schema.replace(/[\\%_]/g, (c) => `\\${c}`)}.%`;
+}
+
 /**
- * Points the joiner at its new source from the snapshot's coordinates and starts it. The
- * journal's undo removes the new settings and restores the previous source (all but its
- * password, which no server reveals).
+ * Proves, before anything is copied, that the joiner can replicate from the target: a temporary
+ * named connection on the joiner logs in to the source with the replication account and asks
+ * for a binary log that cannot exist. "Could not find first log file" (1236) means the host was
+ * reached, the password was right and the account may read binary logs; anything else is the
+ * reason replication would fail. Journaled, and removed whatever happens. Returns a problem line,
+ * or undefined when all is well; undefined too where the flavor has no named connections (MySQL).
+ */
+export async function probeSource(args: {
+  joiner: Server;
+  flavor: Flavor;
+  target: Omit<ReplicationTarget, 'useGtid' | 'gtid' | 'binlog'>;
+  connection: string;
+  journal: Journal;
+  timeoutMs?: number;
+  signal?: AbortSignal | undefined;
+}): Promise<string | undefined> {
+  const { joiner, flavor, target, connection, journal, signal } = args;
+  const use = flavor.useReplicaConnectionSql(connection);
+  if (!use) return undefined;
+  const seq = journal.record(`probe replication from ${target.host}:${target.port} on the joiner`, {
+    target: 'joiner',
+    op: { kind: 'remove-replica-connection', connection },
+  });
+  await joiner.query(use, [], signal);
+  try {
+    const change = flavor.changeSourceSql(
+      {
+        host: target.host,
+        port: target.port,
+        user: target.user,
+        gtid: false,
+        binlog: { file: 'reseed-probe-no-such-log.000001', position: 4 },
+        ssl: target.ssl,
+      },
+      target.password,
+    );
+    await joiner.query(change.sql, change.params, signal);
+    await joiner.query(`${flavor.startReplicaSql} IO_THREAD`, [], signal);
+    const deadline = Date.now() + (args.timeoutMs ?? 10_000);
+    for (;;) {
+      const s = await replicaStatus(joiner, flavor, signal);
+      if (s?.ioRunning || s?.lastIoErrno === 1236) return undefined;
+      if (s && s.lastIoErrno !== 0)
+        return `the joiner cannot replicate from ${target.host}:${target.port} as ${target.user}: ${s.lastIoError.replace(/ - retry-time: .*? message: /, ': ')}`;
+      if (Date.now() > deadline)
+        return `the joiner could not reach ${target.host}:${target.port} within ${Math.round((args.timeoutMs ?? 10_000) / 1000)} s (pass the address the joiner reaches the donor at with --replication-host)`;
+      await sleep(200, undefined, signal ? { signal } : undefined);
+    }
+  } finally {
+    await joiner.query(flavor.stopReplicaSql).catch(() => undefined);
+    await joiner.query(flavor.resetReplicaAllSql);
+    await joiner.query(flavor.useReplicaConnectionSql('')!);
+    journal.resolve(seq);
+  }
+}
+
+/**
+ * Points the joiner at its new source from the snapshot's coordinates and starts it, on a
+ * session whose replica statements act on `connection`: a staged connection (MariaDB) that
+ * leaves the joiner's own replication settings, and the password no server reveals, untouched
+ * until promoteReplica() replaces them once the clone is proven. Where the flavor has no named
+ * connections (MySQL) the default one is replaced at once, and its undo restores the previous
+ * settings without their password (the plan says so).
  */
 export async function configureReplica(args: {
   joiner: Server;
   flavor: Flavor;
-  target: ReplicationTarget;
+  setup: ReplicaSetup;
+  connection: string | undefined;
   journal: Journal;
   signal?: AbortSignal | undefined;
 }): Promise<void> {
-  const { joiner, flavor, target, journal, signal } = args;
-  const before = await replicaStatus(joiner, flavor, signal);
+  const { joiner, flavor, setup, connection, journal, signal } = args;
+  const { target } = setup;
   const [gtidRow] = await joiner.query(flavor.replicaGtidPositionSql, [], signal);
   const previousGtid = String(gtidRow?.gtid ?? '');
-  const undo = [flavor.stopReplicaSql, flavor.resetReplicaAllSql];
-  if (flavor.name === 'mariadb') undo.push(`SET GLOBAL gtid_slave_pos = ${quoteString(previousGtid)}`);
+  const title = `configure replication on the joiner from ${target.host}:${target.port}`;
+  const use = connection === undefined ? undefined : flavor.useReplicaConnectionSql(connection);
+  if (use) {
+    await journal.apply(
+      `${title} (staged as connection '${connection}')`,
+      { target: 'joiner', op: { kind: 'remove-replica-connection', connection, gtidSlavePos: previousGtid } },
+      async () => {
+        await joiner.query(use, [], signal);
+        await startReplica(joiner, flavor, setup, target.useGtid ? target.gtid : undefined, signal);
+      },
+    );
+    return;
+  }
+  const before = await replicaStatus(joiner, flavor, signal);
+  const undo = [
+    flavor.stopReplicaSql,
+    flavor.resetReplicaAllSql,
+    ...flavor.restoreGtidPositionSql(previousGtid),
+  ];
   if (before && before.sourceHost) {
     const change = flavor.changeSourceSql(
       {
@@ -60,39 +150,64 @@ export async function configureReplica(args: {
     // Inline the previous settings (no secret among them; the password is left out on purpose).
     undo.push(inlineWithoutPassword(change.sql, change.params));
   }
-  await journal.apply(
-    `configure replication on the joiner from ${target.host}:${target.port}`,
-    { target: 'joiner', statements: undo },
-    async () => {
-      await joiner.query(flavor.stopReplicaSql, [], signal);
-      await joiner.query(flavor.resetReplicaAllSql, [], signal);
-      if (target.useGtid)
-        for (const sql of flavor.setGtidPositionSql(target.gtid)) await joiner.query(sql, [], signal);
-      const change = flavor.changeSourceSql(
-        {
-          host: target.host,
-          port: target.port,
-          user: target.user,
-          gtid: target.useGtid,
-          binlog: target.binlog,
-          ssl: target.ssl,
-        },
-        target.password,
-      );
-      await joiner.query(change.sql, change.params, signal);
-      await joiner.query(flavor.startReplicaSql, [], signal);
-    },
-  );
+  await journal.apply(title, { target: 'joiner', statements: undo }, async () => {
+    await joiner.query(flavor.stopReplicaSql, [], signal);
+    await joiner.query(flavor.resetReplicaAllSql, [], signal);
+    await startReplica(joiner, flavor, setup, target.useGtid ? target.gtid : undefined, signal);
+  });
 }
 
-function inlineWithoutPassword(sql: string, params: unknown[]): string {
-  const parts = sql.split('?');
-  let out = parts[0]!;
-  for (let i = 1; i < parts.length; i++) {
-    const p = params[i - 1];
-    out += (typeof p === 'number' ? String(p) : quoteString(String(p ?? ''))) + parts[i]!;
-  }
-  return out.replace(/,\s*(MASTER|SOURCE)_PASSWORD\s*=\s*''/, '');
+/** CHANGE MASTER, filters, the GTID position when given, START SLAVE: on this session's connection. */
+async function startReplica(
+  joiner: Server,
+  flavor: Flavor,
+  setup: ReplicaSetup,
+  gtid: string | undefined,
+  signal?: AbortSignal,
+): Promise<void> {
+  const { target } = setup;
+  if (gtid !== undefined)
+    for (const sql of flavor.setGtidPositionSql(gtid)) await joiner.query(sql, [], signal);
+  const change = flavor.changeSourceSql(
+    {
+      host: target.host,
+      port: target.port,
+      user: target.user,
+      gtid: target.useGtid,
+      binlog: target.binlog,
+      ssl: target.ssl,
+    },
+    target.password,
+  );
+  await joiner.query(change.sql, change.params, signal);
+  // Always set: a connection keeps the filters it had, even through RESET SLAVE ALL.
+  for (const sql of flavor.replicateWildDoTableSql(setup.filters ?? [])) await joiner.query(sql, [], signal);
+  await joiner.query(flavor.startReplicaSql, [], signal);
+}
+
+/**
+ * Once the clone is proven (caught up, verified): the staged connection's replication moves to
+ * the joiner's default connection, replacing the settings the joiner had, and the staged
+ * connection is removed. A GTID replica goes on from gtid_slave_pos, which all connections share;
+ * a file/position replica from where the staged connection stopped.
+ */
+export async function promoteReplica(args: {
+  joiner: Server;
+  flavor: Flavor;
+  setup: ReplicaSetup;
+  connection: string;
+  signal?: AbortSignal | undefined;
+}): Promise<void> {
+  const { joiner, flavor, setup, connection, signal } = args;
+  await joiner.query(flavor.useReplicaConnectionSql(connection)!, [], signal);
+  await joiner.query(flavor.stopReplicaSql, [], signal);
+  const staged = await replicaStatus(joiner, flavor, signal);
+  await joiner.query(flavor.resetReplicaAllSql, [], signal);
+  await joiner.query(flavor.useReplicaConnectionSql('')!, [], signal);
+  await joiner.query(flavor.stopReplicaSql, [], signal);
+  await joiner.query(flavor.resetReplicaAllSql, [], signal);
+  const target = setup.target.useGtid ? setup.target : { ...setup.target, binlog: staged!.executed };
+  await startReplica(joiner, flavor, { ...setup, target }, undefined, signal);
 }
 
 /**
@@ -148,4 +263,14 @@ export async function waitForCatchUp(args: {
     }
     await sleep(200, undefined, signal ? { signal } : undefined).catch(() => undefined);
   }
+}
+
+function inlineWithoutPassword(sql: string, params: unknown[]): string {
+  const parts = sql.split('?');
+  let out = parts[0]!;
+  for (let i = 1; i < parts.length; i++) {
+    const p = params[i - 1];
+    out += (typeof p === 'number' ? String(p) : quoteString(String(p ?? ''))) + parts[i]!;
+  }
+  return out.replace(/,\s*(MASTER|SOURCE)_PASSWORD\s*=\s*''/, '');
 }

@@ -18,6 +18,37 @@ async function joinerOld(): Promise<string[]> {
   return (await joiner.sql('SELECT v FROM old.keep ORDER BY v')).map((r) => String(r.v));
 }
 
+async function assertJoinerAsBefore(): Promise<void> {
+  assert.deepEqual(await schemas(joiner), ['old', 'shop', 'test']);
+  assert.deepEqual(await joinerOld(), ['a', 'b']);
+  const [t] = await joiner.sql('SELECT v FROM shop.t');
+  assert.equal(t!.v, 'joiner');
+  await joiner.sql('SET SESSION sql_log_bin = 0');
+  const s = await joiner.session();
+  try {
+    await s.query('SET SESSION sql_log_bin = 0');
+    await s.query("INSERT INTO old.keep VALUES ('c')");
+    assert.deepEqual(
+      (await s.query('SELECT v FROM old.keep ORDER BY v')).map((r) => String(r.v)),
+      ['a', 'b', 'C'],
+      'the trigger is back',
+    );
+    await s.query("DELETE FROM old.keep WHERE v = 'C'");
+  } finally {
+    await s.close();
+  }
+  assert.equal(Number((await joiner.sql('SELECT old.f() AS f'))[0]!.f), 7);
+  assert.equal((await joiner.sql('SELECT COUNT(*) AS n FROM old.v'))[0]!.n, '2');
+  assert.deepEqual(
+    await joiner.sql("SELECT User FROM mysql.user WHERE User IN ('app', 'aaa_ro', 'reader')"),
+    [],
+    'the copied accounts and role were dropped',
+  );
+  const [st] = await joiner.sql('SHOW SLAVE STATUS');
+  assert.equal(st, undefined, 'no replication left configured');
+  assert.deepEqual(await joiner.sql('SHOW ALL SLAVES STATUS'), []);
+}
+
 describe('--force and --users', () => {
   before(async () => {
     [donor, joiner] = await Promise.all([startServer('force-donor'), startServer('force-joiner')]);
@@ -46,29 +77,27 @@ describe('--force and --users', () => {
   });
   after(stopAll);
 
-  it("a failed --force clone puts the joiner's data back as it was", async () => {
-    // A wrong replication password: the copy succeeds, replication cannot connect, all is undone.
+  it('a wrong replication password is refused before anything changes', async () => {
     const r = await reseed(cloneArgs(donor, joiner, '--force', '--users'), {
       env: { RESEED_REPLICATION_PASSWORD: 'wrong' },
     });
-    assert.equal(r.code, 7, r.stderr);
-    assert.match(r.stderr, /replication stopped with an error: .*Access denied/);
+    assert.equal(r.code, 4, r.stderr);
+    assert.match(r.stderr, /the joiner cannot replicate from 127\.0\.0\.1:\d+ as repl: .*Access denied/);
+    assert.match(r.stderr, /nothing was changed/);
+    await assertJoinerAsBefore();
+  });
+
+  it("a --force clone that fails after the copy puts the joiner's data back as it was", async () => {
+    const r = await reseed(cloneArgs(donor, joiner, '--force', '--users'), {
+      env: { ...REPL_ENV, RESEED_FAULT: 'caught-up' },
+    });
+    assert.equal(r.code, 11, r.stderr);
+    assert.match(r.stderr, /fault injected at caught-up/);
     assert.match(r.stderr, /every change was undone/);
-    assert.deepEqual(await schemas(joiner), ['old', 'shop', 'test']);
-    assert.deepEqual(await joinerOld(), ['a', 'b']);
-    const [t] = await joiner.sql('SELECT v FROM shop.t');
-    assert.equal(t!.v, 'joiner');
-    await joiner.sql("INSERT INTO old.keep VALUES ('c')");
-    assert.deepEqual(await joinerOld(), ['a', 'b', 'C'], 'the trigger is back');
-    assert.equal(Number((await joiner.sql('SELECT old.f() AS f'))[0]!.f), 7);
-    assert.equal((await joiner.sql('SELECT COUNT(*) AS n FROM old.v'))[0]!.n, '3');
-    assert.deepEqual(
-      await joiner.sql("SELECT User FROM mysql.user WHERE User IN ('app', 'aaa_ro', 'reader')"),
-      [],
-      'the copied accounts and role were dropped',
-    );
-    const [st] = await joiner.sql('SHOW SLAVE STATUS');
-    assert.equal(st, undefined, 'no replication left configured');
+    // The plan said so: the joiner's own binary log had to go (RESET MASTER), and the comparison says so.
+    assert.match(r.stderr, /delete the joiner's binary logs/);
+    assert.match(r.stderr, /these differ:\n\s+joiner: binary log GTID position was '0-\d+-\d+', now ''/);
+    await assertJoinerAsBefore();
   });
 
   it("--force replaces the joiner's data and --users copies accounts", async () => {
@@ -79,6 +108,8 @@ describe('--force and --users', () => {
       ['shop', 'test'],
       "the joiner holds the donor's data only; nothing left aside",
     );
+    assert.match(r.stderr, /DROP from the joiner \(the donor has no such schema\): old/, 'the plan said so');
+    assert.match(r.stderr, /dropped\s+old \(not on the donor; --force\)/, 'and the summary');
     const [t] = await joiner.sql('SELECT v FROM shop.t');
     assert.equal(t!.v, 'donor');
     const grants = await joiner.sql("SHOW GRANTS FOR 'app'@'%'");

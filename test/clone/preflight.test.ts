@@ -9,6 +9,10 @@ import { logical } from '../../src/methods/logical/index.js';
 import type { CloneOptions } from '../../src/methods/method.js';
 import { defaultCloneOptions } from '../../src/clone/defaults.js';
 import { nullProgress } from '../../src/progress.js';
+import { Journal } from '../../src/journal/journal.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /**
  * Refusals that need servers this machine cannot run (an older joiner, a MySQL joiner) are
@@ -21,6 +25,9 @@ function fake(schemas: string[], bulkExecute = false, versioned: string[] = []):
     connectionId: 1,
     async query(sql: string): Promise<Row[]> {
       if (/FROM information_schema\.SCHEMATA/.test(sql)) return schemas.map((s) => ({ s }));
+      // The replication probe: the account exists, and the joiner's probe reached the source.
+      if (/FROM mysql\.user WHERE User = \?/.test(sql)) return [{ h: '%' }];
+      if (/^SHOW (SLAVE|REPLICA) STATUS/.test(sql)) return [{ Last_IO_Errno: 1236 }];
       if (/AS n$/.test(sql.trim())) return [{ n: 0 }];
       if (/TABLE_TYPE AS type/.test(sql))
         return versioned.map((t) => ({ s: 'app', t, type: 'SYSTEM VERSIONED', engine: 'InnoDB' }));
@@ -32,6 +39,7 @@ function fake(schemas: string[], bulkExecute = false, versioned: string[] = []):
     bulkExecute,
     prepare: () => Promise.reject(new Error('not in the fake')),
     executeBulk: async () => 0,
+    killQuery: async () => undefined,
     close: async () => undefined,
     destroy: () => undefined,
   };
@@ -77,6 +85,14 @@ async function problems(
         joiner: { endpoint: { host: 'j', port: 2, user: 'u' }, meta: fake([], joinerBulk), facts: joiner },
         options: { ...options },
         log: silentLogger(),
+        journal: Journal.create(
+          {
+            operation: 'clone',
+            donor: { host: 'd', port: 1, user: 'u' },
+            joiner: { host: 'j', port: 2, user: 'u' },
+          },
+          mkdtempSync(join(tmpdir(), 'reseed-preflight-')),
+        ),
         progress: nullProgress,
         signal: new AbortController().signal,
       },

@@ -61,14 +61,55 @@ describe('refusals', () => {
   });
 
   it('refuses a joiner that holds user data, unless --force', async () => {
-    await joiner.sql('CREATE DATABASE keepme');
-    await joiner.sql('CREATE TABLE keepme.t (id INT)');
+    const s = await joiner.session();
+    await s.query('SET SESSION sql_log_bin = 0');
+    await s.query('CREATE DATABASE app');
+    await s.query('CREATE TABLE app.t (id INT)');
+    await s.close();
     try {
-      const r = await refuses(base(), 4, /the joiner already holds user data in keepme: use --force/);
+      const r = await refuses(base(), 4, /the joiner already holds data in app: use --force/);
       assert.match(r.stderr, /nothing was changed/);
     } finally {
-      await joiner.sql('DROP DATABASE keepme');
+      await joiner.sql('SET SESSION sql_log_bin = 0');
+      const c = await joiner.session();
+      await c.query('SET SESSION sql_log_bin = 0');
+      await c.query('DROP DATABASE app');
+      await c.close();
     }
+  });
+
+  it('refuses a joiner account that cannot turn off its binary log, and exits (no session left)', async () => {
+    const s = await joiner.session();
+    await s.query('SET SESSION sql_log_bin = 0');
+    await s.query("CREATE USER 'limited'@'127.0.0.1'");
+    await s.query(
+      "GRANT SELECT, CREATE, DROP, INSERT, ALTER, INDEX, CREATE VIEW, CREATE ROUTINE, ALTER ROUTINE, EVENT, TRIGGER, PROCESS ON *.* TO 'limited'@'127.0.0.1'",
+    );
+    await s.close();
+    const limited = joiner.uri.replace('root@', 'limited@');
+    const r = await refuses(
+      ['clone', '--from', donor.uri, '--to', limited, '--replication-user', 'repl'],
+      4,
+      /the joiner account limited@127\.0\.0\.1 lacks BINLOG ADMIN, REPLICATION SLAVE ADMIN, READ_ONLY ADMIN/,
+    );
+    assert.doesNotMatch(r.stderr, /INTERNAL|sql_log_bin/);
+    const left = await joiner.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'limited'");
+    assert.deepEqual(left, []);
+  });
+
+  it('says a schema is a system schema once, and does not suggest --force for cloning a server onto itself', async () => {
+    const r = await refuses(
+      [...base(), '--schemas', 'mysql'],
+      4,
+      /system schemas, which are never copied: mysql/,
+    );
+    assert.doesNotMatch(r.stderr, /does not have: mysql/);
+    const self = await refuses(
+      ['clone', '--from', donor.uri, '--to', donor.uri, '--replication-user', 'repl', '--force'],
+      4,
+      /same server/,
+    );
+    assert.doesNotMatch(self.stderr, /--force/);
   });
 
   it('refuses without a replication account, or with bad input', async () => {

@@ -20,7 +20,9 @@ describe('journal', () => {
     j.record('three', { target: 'joiner', statements: ['undo 3'] });
     j.resolve(two);
     const ran: string[] = [];
-    const report = await j.rollback(async (target, sql) => void ran.push(`${target}:${sql}`));
+    const report = await j.rollback(
+      async (undo) => void ran.push(...(undo.statements ?? []).map((sql) => `${undo.target}:${sql}`)),
+    );
     assert.deepEqual(ran, ['joiner:undo 3', 'joiner:undo 1']);
     assert.deepEqual(report, { undone: ['three', 'one'], failed: [] });
     assert.deepEqual(unfinishedJournals(dir), []);
@@ -39,8 +41,8 @@ describe('journal', () => {
       again.pending().map((p) => p.title),
       ['two', 'one'],
     );
-    const report = await again.rollback(async (_t, sql) => {
-      if (sql === 'undo 2') throw new Error('server gone');
+    const report = await again.rollback(async (undo) => {
+      if (undo.statements?.includes('undo 2')) throw new Error('server gone');
     });
     assert.deepEqual(report.failed, [{ title: 'two', error: 'server gone' }]);
     const [third] = unfinishedJournals(dir);

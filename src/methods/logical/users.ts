@@ -12,6 +12,8 @@ const SYSTEM_USERS = [
   'mysql.session',
   'mysql.infoschema',
   'debian-sys-maint',
+  // MariaDB's built-in role that every account has
+  'PUBLIC',
 ];
 
 function account(user: string, host: string): string {

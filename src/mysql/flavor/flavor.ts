@@ -3,7 +3,11 @@ import type { Row } from '../server.js';
 
 /** A replica's state, in the same words whatever the flavor calls its columns. */
 export interface ReplicaStatus {
+  /** the multi-source connection (MariaDB) or channel (MySQL) name; '' for the default one */
+  connection: string;
   ioRunning: boolean;
+  /** the I/O thread is on but not connected yet (or retrying after an error) */
+  ioConnecting: boolean;
   sqlRunning: boolean;
   secondsBehind: number | null;
   sourceHost: string;
@@ -13,7 +17,11 @@ export interface ReplicaStatus {
   /** position in the source's binlog of the last transaction the replica applied */
   executed: BinlogPosition;
   lastIoError: string;
+  lastIoErrno: number;
   lastSqlError: string;
+  lastSqlErrno: number;
+  /** the replication filters in force (Replicate_Do_DB, Replicate_Wild_Do_Table...), by column */
+  filters: Record<string, string>;
 }
 
 export type ReadLockMode = 'backup-stage' | 'ftwrl';
@@ -49,6 +57,18 @@ export interface Flavor {
   readonly currentGtidSql: string;
   readonly binlogStatusSql: string;
   readonly replicaStatusSql: string;
+  /** the status of every replication connection (MariaDB) or channel (MySQL), one row each */
+  readonly allReplicaStatusSql: string;
+  /**
+   * A session statement that makes the replica statements of this session (SHOW SLAVE STATUS,
+   * CHANGE MASTER, START/STOP/RESET SLAVE, filters) act on a named connection; undefined where the
+   * flavor has no such session setting (MySQL names its channel in each statement instead).
+   */
+  useReplicaConnectionSql(name: string): string | undefined;
+  /** statements that limit this session's replica connection to tables matching `patterns` */
+  replicateWildDoTableSql(patterns: string[]): string[];
+  /** deletes the server's binary logs and its GTID history (cannot be undone) */
+  readonly resetBinlogSql: string;
   readonly stopReplicaSql: string;
   readonly startReplicaSql: string;
   readonly stopReplicaSqlThreadSql: string;
@@ -66,6 +86,8 @@ export interface Flavor {
   gtidAtBinlogSql(): string | undefined;
   /** statements that make the joiner's GTID state equal `gtid` before replication starts */
   setGtidPositionSql(gtid: string): string[];
+  /** statements that put back the joiner's GTID state read before setGtidPositionSql ran */
+  restoreGtidPositionSql(previous: string): string[];
   changeSourceSql(options: ChangeSourceOptions, password: string): Statement;
   /** a query returning one column `result`: -1 on timeout, 0 (or 1 on MySQL) when reached */
   waitForGtidSql(gtid: string, timeoutSeconds: number): Statement;
@@ -95,12 +117,18 @@ export interface ReplicaStatusColumns {
   gtidOn: (value: string) => boolean;
   file: string;
   position: string;
+  connection: string;
 }
 
 export function parseReplicaStatusRow(row: Row, c: ReplicaStatusColumns): ReplicaStatus {
   const behind = row[c.behind];
+  const filters: Record<string, string> = {};
+  for (const k of Object.keys(row))
+    if (/^Replicate_/.test(k) && k !== 'Replicate_Ignore_Server_Ids') filters[k] = str(row, k);
   return {
+    connection: str(row, c.connection),
     ioRunning: str(row, c.io) === 'Yes',
+    ioConnecting: str(row, c.io) === 'Connecting',
     sqlRunning: str(row, c.sql) === 'Yes',
     secondsBehind: behind === null || behind === undefined || behind === '' ? null : Number(behind),
     sourceHost: str(row, c.host),
@@ -109,6 +137,9 @@ export function parseReplicaStatusRow(row: Row, c: ReplicaStatusColumns): Replic
     usingGtid: c.gtidOn(str(row, c.gtid)),
     executed: { file: str(row, c.file), position: Number(row[c.position] ?? 0) },
     lastIoError: str(row, 'Last_IO_Error'),
+    lastIoErrno: Number(row.Last_IO_Errno ?? 0),
     lastSqlError: str(row, 'Last_SQL_Error'),
+    lastSqlErrno: Number(row.Last_SQL_Errno ?? 0),
+    filters,
   };
 }

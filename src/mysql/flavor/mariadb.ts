@@ -1,6 +1,7 @@
 import type { ChangeSourceOptions, Flavor, ReadLockMode, ReplicaStatus, Statement } from './flavor.js';
 import { parseReplicaStatusRow, str } from './flavor.js';
 import type { Row } from '../server.js';
+import { quoteString } from '../server.js';
 import type { BinlogPosition } from '../../replication/coordinates.js';
 
 export const mariadb: Flavor = {
@@ -12,6 +13,15 @@ export const mariadb: Flavor = {
   currentGtidSql: 'SELECT @@GLOBAL.gtid_binlog_pos AS gtid',
   binlogStatusSql: 'SHOW MASTER STATUS',
   replicaStatusSql: 'SHOW SLAVE STATUS',
+  allReplicaStatusSql: 'SHOW ALL SLAVES STATUS',
+  useReplicaConnectionSql(name: string): string {
+    return `SET SESSION default_master_connection = ${quoteString(name)}`;
+  },
+  replicateWildDoTableSql(patterns: string[]): string[] {
+    // Set for the session's default_master_connection; the connection's threads must be stopped.
+    return [`SET GLOBAL replicate_wild_do_table = ${quoteString(patterns.join(','))}`];
+  },
+  resetBinlogSql: 'RESET MASTER',
   stopReplicaSql: 'STOP SLAVE',
   startReplicaSql: 'START SLAVE',
   stopReplicaSqlThreadSql: 'STOP SLAVE SQL_THREAD',
@@ -46,6 +56,9 @@ export const mariadb: Flavor = {
   setGtidPositionSql(gtid: string): string[] {
     // gtid_slave_pos may only change while the replica threads are stopped.
     return [`SET GLOBAL gtid_slave_pos = '${gtid.replace(/[^0-9,-]/g, '')}'`];
+  },
+  restoreGtidPositionSql(previous: string): string[] {
+    return this.setGtidPositionSql(previous);
   },
   changeSourceSql(o: ChangeSourceOptions, password: string): Statement {
     const parts = ['MASTER_HOST = ?', 'MASTER_PORT = ?', 'MASTER_USER = ?', 'MASTER_PASSWORD = ?'];
@@ -85,6 +98,7 @@ export const mariadb: Flavor = {
       gtidOn: (v) => !['', 'No'].includes(v),
       file: 'Relay_Master_Log_File',
       position: 'Exec_Master_Log_Pos',
+      connection: 'Connection_name',
     });
   },
   parseBinlogStatus(row: Row): BinlogPosition {

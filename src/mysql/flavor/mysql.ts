@@ -1,6 +1,7 @@
 import type { ChangeSourceOptions, Flavor, ReadLockMode, ReplicaStatus, Statement } from './flavor.js';
 import { parseReplicaStatusRow, str } from './flavor.js';
 import type { Row } from '../server.js';
+import { quoteString } from '../server.js';
 import type { BinlogPosition } from '../../replication/coordinates.js';
 
 /**
@@ -17,6 +18,17 @@ export function mysqlFlavor(version: { major: number; minor: number; patch: numb
     currentGtidSql: 'SELECT @@GLOBAL.gtid_executed AS gtid',
     binlogStatusSql: v84 ? 'SHOW BINARY LOG STATUS' : 'SHOW MASTER STATUS',
     replicaStatusSql: 'SHOW REPLICA STATUS',
+    allReplicaStatusSql: 'SHOW REPLICA STATUS',
+    // MySQL names a channel in each statement (FOR CHANNEL): reseed uses the default channel only.
+    useReplicaConnectionSql(): undefined {
+      return undefined;
+    },
+    replicateWildDoTableSql(patterns: string[]): string[] {
+      return [
+        `CHANGE REPLICATION FILTER REPLICATE_WILD_DO_TABLE = (${patterns.map((p) => quoteString(p)).join(', ')})`,
+      ];
+    },
+    resetBinlogSql: v84 ? 'RESET BINARY LOGS AND GTIDS' : 'RESET MASTER',
     stopReplicaSql: 'STOP REPLICA',
     startReplicaSql: 'START REPLICA',
     stopReplicaSqlThreadSql: 'STOP REPLICA SQL_THREAD',
@@ -50,6 +62,9 @@ export function mysqlFlavor(version: { major: number; minor: number; patch: numb
       // first (the load ran with sql_log_bin = 0, so it holds nothing of the clone).
       const clean = gtid.replace(/[^0-9a-fA-F:,-]/g, '');
       return [v84 ? 'RESET BINARY LOGS AND GTIDS' : 'RESET MASTER', `SET GLOBAL gtid_purged = '${clean}'`];
+    },
+    restoreGtidPositionSql(previous: string): string[] {
+      return this.setGtidPositionSql(previous);
     },
     changeSourceSql(o: ChangeSourceOptions, password: string): Statement {
       const parts = ['SOURCE_HOST = ?', 'SOURCE_PORT = ?', 'SOURCE_USER = ?', 'SOURCE_PASSWORD = ?'];
@@ -95,6 +110,7 @@ export function mysqlFlavor(version: { major: number; minor: number; patch: numb
         gtidOn: (v) => v === '1',
         file: 'Relay_Source_Log_File',
         position: 'Exec_Source_Log_Pos',
+        connection: 'Channel_Name',
       });
     },
     parseBinlogStatus(row: Row): BinlogPosition {

@@ -1,0 +1,14 @@
+import { ReseedError } from './errors.js';
+
+/**
+ * Test-only fault injection: RESEED_FAULT=<point> makes the operation fail at that point as if a
+ * server had refused a statement; RESEED_FAULT=<point>:kill makes the process die there at once
+ * (kill -9), leaving its journal for `reseed recover`. The points are named where they are placed
+ * (docs/testing.md lists them). Unset, this does nothing.
+ */
+export function faultPoint(point: string): void {
+  const fault = process.env.RESEED_FAULT;
+  if (!fault) return;
+  if (fault === `${point}:kill`) process.kill(process.pid, 'SIGKILL');
+  if (fault === point) throw new ReseedError('INTERNAL', `fault injected at ${point} (RESEED_FAULT)`);
+}
