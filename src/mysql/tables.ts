@@ -1,3 +1,4 @@
+import { ReseedError } from '../errors.js';
 import type { Server } from './server.js';
 import { quoteIdent } from './server.js';
 
@@ -79,7 +80,8 @@ export function keyReadExpression(c: ColumnInfo): string {
 export function keyLiteral(c: ColumnInfo, raw: Buffer): string {
   const text = raw.toString('latin1');
   if (NUMERIC_TYPES.has(c.dataType) || ['float', 'bit', 'enum', 'set'].includes(c.dataType)) {
-    if (!/^[-+0-9.eE]+$/.test(text)) throw new Error(`unexpected numeric key value for ${c.name}`);
+    if (!/^[-+0-9.eE]+$/.test(text))
+      throw new ReseedError('COPY_FAILED', `unexpected numeric key value for ${c.name}`);
     return text;
   }
   if (BINARY_TYPES.has(c.dataType)) return `X'${raw.toString('hex')}'`;

@@ -1,3 +1,4 @@
+import { ReseedError } from '../../errors.js';
 import { NULL_VALUE, lengthSize, valueLength } from '../../mysql/wire.js';
 
 const COM_STMT_BULK_EXECUTE = 0xfa;
@@ -63,7 +64,7 @@ export class BulkEncoder {
       // The value goes as it came, its length included.
       const size = lengthSize(first) + valueLength(buf, p);
       const stop = p + size;
-      if (stop > end) throw new Error('malformed row packet');
+      if (stop > end) throw new ReseedError('COPY_FAILED', 'malformed row packet from the donor');
       if (size < SHORT) for (; p < stop;) out[o++] = buf[p++]!;
       else {
         buf.copy(out, o, p, stop);
@@ -71,7 +72,7 @@ export class BulkEncoder {
         p = stop;
       }
     }
-    if (p !== end) throw new Error('malformed row packet');
+    if (p !== end) throw new ReseedError('COPY_FAILED', 'malformed row packet from the donor');
     this.#pos = o;
     this.rows++;
   }

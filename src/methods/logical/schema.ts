@@ -40,7 +40,7 @@ export async function createTables(args: {
     try {
       await createObject(joiner, object, signal);
       // SETVAL takes a literal number only.
-      if (!/^-?\d+$/.test(next)) throw new Error(`unexpected next value ${next}`);
+      if (!/^-?\d+$/.test(next)) throw new ReseedError('COPY_FAILED', `unexpected next value ${next}`);
       await joiner.query(
         `SELECT SETVAL(${quoteIdent(object.schema)}.${quoteIdent(object.name)}, ${next}, 0)`,
         [],

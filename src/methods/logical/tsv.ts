@@ -1,3 +1,4 @@
+import { ReseedError } from '../../errors.js';
 import { NULL_VALUE, lengthSize, valueLength } from '../../mysql/wire.js';
 
 const TAB = 0x09;
@@ -55,7 +56,7 @@ export class TsvEncoder {
       const len = valueLength(buf, p);
       p += lengthSize(first);
       const stop = p + len;
-      if (stop > end) throw new Error('malformed row packet');
+      if (stop > end) throw new ReseedError('COPY_FAILED', 'malformed row packet from the donor');
       for (; p < stop; p++) {
         const b = buf[p]!;
         const e = ESCAPE[b]!;
