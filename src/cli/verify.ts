@@ -24,6 +24,7 @@ interface VerifyFlags {
   chunkRows: string;
   lockMode: SnapshotLockMode;
   catchupTimeout: string;
+  replicaConnection?: string;
   json?: boolean;
   verbose?: boolean;
   defaultsFile?: string;
@@ -35,8 +36,10 @@ export function verifyCommand(): Command {
   const cmd = new Command('verify')
     .summary('compare a replica with its donor, table by table and chunk by chunk')
     .description(
-      'Checksums every table in chunks on both servers at one GTID position: the replica is ' +
-        "stopped, the donor's snapshot opened, and the replica let run exactly up to it. Also " +
+      'Checksums every table in chunks on both servers at one GTID position: when the joiner is a ' +
+        "GTID replica of the donor, its replication is paused, the donor's snapshot opened, the " +
+        'replica let run exactly up to it, and its threads given back as found (journaled: `reseed ' +
+        'recover` after a crash). Any other joiner is compared live, its replication untouched. Also ' +
         'compares table, view, routine, trigger and event definitions. Exits 8 when anything differs.',
     );
   addConnectionOptions(cmd)
@@ -52,6 +55,10 @@ export function verifyCommand(): Command {
       '--catchup-timeout <duration>',
       "how long the replica may take to reach the donor's position",
       '10m',
+    )
+    .option(
+      '--replica-connection <name>',
+      "the joiner's MariaDB multi-source connection that replicates from the donor (default: the default one)",
     )
     .option('--json', 'print the report as JSON')
     .option('-v, --verbose', 'log what happens to stderr')
@@ -79,6 +86,7 @@ async function runVerify(flags: VerifyFlags): Promise<number> {
       lockMode: flags.lockMode,
       readLock: DEFAULT_READ_LOCK_POLICY,
       catchupTimeoutMs: parseDuration(flags.catchupTimeout),
+      replicaConnection: flags.replicaConnection,
       log: logger(flags.verbose),
       progress,
       signal,
@@ -106,6 +114,8 @@ export function renderReport(r: VerifyReport): string {
     `${r.ok ? 'identical' : 'DIFFERENT'}: ${r.tables} tables (${r.chunks} chunks, ${r.rows} rows) and ${r.objects} objects compared at ${r.position || '(no GTID)'}`,
     `  method: ${r.method}`,
   ];
+  if (r.why) lines.push(`  why: ${r.why}`);
+  lines.push(`  replication: ${r.replication}`);
   for (const d of r.differences) lines.push(`  ${d.what}: ${d.detail}`);
   return lines.join('\n') + '\n';
 }
