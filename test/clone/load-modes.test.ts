@@ -8,7 +8,7 @@ import {
   reseed,
   startServer,
   stopAll,
-  cloneArgs,
+  copyArgs,
 } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
 
@@ -18,9 +18,7 @@ const TABLES = [...EVERY_TYPE_TABLES, 'types.big'];
 
 /** Clones into `joiner` (no replication), checks the loader used, verify's verdict and checksums. */
 async function cloneAndCompare(joiner: TestServer, loader: string, ...extra: string[]): Promise<void> {
-  const r = await reseed(
-    cloneArgs(donor, joiner, '--no-replicate', '--chunk-rows', '300', '--verify', '--json', ...extra),
-  );
+  const r = await reseed(copyArgs(donor, joiner, '--chunk-rows', '300', '--verify', '--json', ...extra));
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const summary = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
   assert.equal(summary.type, 'summary');
@@ -52,7 +50,7 @@ describe('how rows enter the joiner', () => {
 
   it('refuses --load-mode load-data on a joiner without local_infile, and bulk INSERTs do without it', async () => {
     const joiner = await startServer('load-noinfile', ['local_infile = OFF']);
-    const refused = await reseed(cloneArgs(donor, joiner, '--no-replicate', '--load-mode', 'load-data'));
+    const refused = await reseed(copyArgs(donor, joiner, '--load-mode', 'load-data'));
     assert.equal(refused.code, 4, refused.stderr);
     assert.match(refused.stderr, /local_infile=OFF: run SET GLOBAL local_infile = ON/);
     assert.deepEqual(
@@ -60,7 +58,7 @@ describe('how rows enter the joiner', () => {
       [],
     );
     // With the default max_allowed_packet every row fits a bulk packet: LOAD DATA is not needed.
-    const r = await reseed(cloneArgs(donor, joiner, '--no-replicate', '--json'));
+    const r = await reseed(copyArgs(donor, joiner, '--json'));
     assert.equal(r.code, 0, r.stderr + r.stdout);
     await assertSameTables(donor, joiner, TABLES);
   });
@@ -68,7 +66,7 @@ describe('how rows enter the joiner', () => {
   it('falls back to LOAD DATA when the joiner has no prepared statement left', async () => {
     const joiner = await startServer('load-nostmt');
     await joiner.sql('SET GLOBAL max_prepared_stmt_count = 0');
-    const r = await reseed(cloneArgs(donor, joiner, '--no-replicate', '--json'));
+    const r = await reseed(copyArgs(donor, joiner, '--json'));
     assert.equal(r.code, 0, r.stderr + r.stdout);
     assert.match(
       r.stdout,

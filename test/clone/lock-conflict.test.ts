@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { assertSameTables, cloneArgs, reseed, startServer, stopAll } from '../helpers/sandboxes.js';
+import { assertSameTables, copyArgs, reseed, startServer, stopAll } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
 
 let donor: TestServer;
@@ -29,22 +29,14 @@ describe('a lock conflict on the joiner', () => {
       try {
         await blocker.query('SET SESSION innodb_lock_wait_timeout = 60');
         const clone = reseed(
-          cloneArgs(
-            donor,
-            joiner,
-            '--no-replicate',
-            '--parallel',
-            '1',
-            '--chunk-rows',
-            '20000',
-            '--load-mode',
-            mode,
-            '--json',
-          ),
+          copyArgs(donor, joiner, '--parallel', '1', '--chunk-rows', '20000', '--load-mode', mode, '--json'),
         );
         const exists =
           "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = 't'";
-        while ((await blocker.query(exists)).length === 0) await sleep(5);
+        let ended = false;
+        void clone.then(() => (ended = true));
+        // A clone that ends before it made the table (a refusal) must not leave this loop spinning.
+        while (!ended && (await blocker.query(exists)).length === 0) await sleep(5);
         await blocker.query('BEGIN');
         await blocker.query('SELECT id FROM app.t WHERE id > 2000000000 FOR UPDATE');
         await sleep(1500);

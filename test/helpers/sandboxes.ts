@@ -55,15 +55,24 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs bin/reseed as a user would; `onStderr` sees output as it arrives (to send a signal). */
+/**
+ * Runs bin/reseed as a user would; `onStderr` sees output as it arrives (to send a signal). When
+ * `signal` aborts (AbortSignal.timeout(...) bounds a run), the child is killed with SIGKILL and
+ * the promise rejects with an AbortError.
+ */
 export function reseed(
   args: string[],
-  options: { env?: Record<string, string>; onStderr?: (text: string, pid: number) => void } = {},
+  options: {
+    env?: Record<string, string>;
+    onStderr?: (text: string, pid: number) => void;
+    signal?: AbortSignal;
+  } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(ROOT, 'bin', 'reseed'), ...args], {
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(options.signal ? { signal: options.signal, killSignal: 'SIGKILL' as const } : {}),
     });
     let stdout = '';
     let stderr = '';
@@ -103,6 +112,11 @@ export const REPL_ENV = { RESEED_REPLICATION_PASSWORD: 'repl-secret' };
 /** `clone --from donor --to joiner --replication-user repl`, then `extra`. */
 export function cloneArgs(donor: TestServer, joiner: TestServer, ...extra: string[]): string[] {
   return ['clone', '--from', donor.uri, '--to', joiner.uri, '--replication-user', 'repl', ...extra];
+}
+
+/** `clone --from donor --to joiner --no-replicate`, then `extra`: a copy without replication. */
+export function copyArgs(donor: TestServer, joiner: TestServer, ...extra: string[]): string[] {
+  return ['clone', '--from', donor.uri, '--to', joiner.uri, '--no-replicate', ...extra];
 }
 
 /** Loads test/fixtures/FILE: one statement per line-terminated ';' (none has a ';' inside). */
