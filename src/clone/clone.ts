@@ -268,21 +268,47 @@ async function run(
     loadedWith: result.loadedWith,
   });
 
-  // Once the clone stands: what was moved aside goes, and the joiner's old replication with it.
-  const commit = async (control: Server | undefined) => {
-    const removed = await removeOldReplication(ctx, before.joiner.replication, stopped, control);
-    for (const { aside } of moved)
-      await joiner.meta.query(`DROP DATABASE IF EXISTS ${quoteIdent(aside)}`, [], signal);
-    summary.dropped = plan.drop.map((s) => s.schema);
-    summary.replication.removed = removed;
+  /**
+   * Once the clone stands (copied, caught up, verified), the journal is committed first: from then
+   * on nothing is rolled back, and a crash or Ctrl-C cannot undo a good clone. Then, without the
+   * abort signal (these few statements are not worth stopping half-way): the staged replication
+   * replaces the joiner's previous one, older connections go, and so do the moved-aside schemas.
+   */
+  const commit = async (control: Server | undefined, promote: (() => Promise<void>) | undefined) => {
     journal.commit();
+    summary.dropped = plan.drop.map((s) => s.schema);
+    try {
+      await promote?.();
+      summary.replication.removed = await removeOldReplication(
+        ctx,
+        before.joiner.replication,
+        stopped,
+        control,
+      );
+      for (const { aside } of moved) await joiner.meta.query(`DROP DATABASE IF EXISTS ${quoteIdent(aside)}`);
+    } catch (err) {
+      throw new ReseedError(
+        'REPLICATION_FAILED',
+        `the clone is complete (its journal is committed), but finishing it failed: ${errorMessage(err)}`,
+        {
+          cause: err,
+          hints: [
+            'check SHOW ALL SLAVES STATUS on the joiner: until the new replication is on the default connection it runs on a connection named reseed_staged_...',
+            ...moved.map(
+              (m) =>
+                `the moved-aside copy of ${m.schema} may still be in ${m.aside}: drop it when you no longer need it`,
+            ),
+          ],
+        },
+      );
+    }
   };
 
   if (!options.replicate) {
     if (!options.writable) await setReadOnly(ctx);
     summary.readOnly = !options.writable || joiner.facts.readOnly;
     if (options.verify) await runVerify(ctx, summary, undefined);
-    await commit(undefined);
+    await commit(undefined, undefined);
     summary.durationMs = Date.now() - started;
     return summary;
   }
@@ -329,9 +355,9 @@ async function run(
     };
     if (!options.writable) await setReadOnly(ctx);
     summary.readOnly = !options.writable || joiner.facts.readOnly;
-    const promote = async () => {
-      if (staged) await promoteReplica({ joiner: control, flavor, setup, connection: staged, signal });
-    };
+    const promote = staged
+      ? () => promoteReplica({ joiner: control, flavor, setup, connection: staged })
+      : undefined;
     try {
       // Catch up with whom the joiner follows: the donor, or the donor's source.
       const source = fromSource ? await connect({ ...donor.endpoint, host, port }) : donor.meta;
@@ -352,8 +378,7 @@ async function run(
     } catch (err) {
       if (isReseedError(err) && err.code === 'CATCHUP_TIMEOUT') {
         // The copy is good and replication runs: keep it, and say so.
-        await promote();
-        await commit(control);
+        await commit(control, promote);
         throw new ReseedError(err.code, err.message, {
           cause: err,
           hints: [
@@ -369,8 +394,7 @@ async function run(
     if (options.verify) await runVerify(ctx, summary, staged);
     faultPoint('verified');
     // Proven: the joiner's previous replication settings may now be replaced.
-    await promote();
-    await commit(control);
+    await commit(control, promote);
   } finally {
     await control.close();
   }
@@ -447,7 +471,7 @@ async function removeOldReplication(
   stopped: string[],
   control: Server | undefined,
 ): Promise<string[]> {
-  const { joiner, options, signal } = ctx;
+  const { joiner, options } = ctx;
   const flavor = joiner.facts.flavor;
   const removed: string[] = [];
   for (const r of connections) {
@@ -460,10 +484,10 @@ async function removeOldReplication(
     const use = flavor.useReplicaConnectionSql(r.connection);
     if (r.connection !== '' && !use) continue;
     const s = control ?? joiner.meta;
-    if (use) await s.query(use, [], signal);
-    if (!stopped.includes(r.connection)) await s.query(flavor.stopReplicaSql, [], signal);
-    await s.query(flavor.resetReplicaAllSql, [], signal);
-    if (use) await s.query(flavor.useReplicaConnectionSql('')!, [], signal);
+    if (use) await s.query(use);
+    if (!stopped.includes(r.connection)) await s.query(flavor.stopReplicaSql);
+    await s.query(flavor.resetReplicaAllSql);
+    if (use) await s.query(flavor.useReplicaConnectionSql('')!);
     removed.push(label);
   }
   return removed;

@@ -78,6 +78,29 @@ describe('interrupting a clone', () => {
     assert.equal(list.stdout.trim(), 'nothing to recover');
   });
 
+  it('Ctrl-C twice exits at once and leaves the undo to `reseed recover`', async () => {
+    let sent = false;
+    const r = await reseed(cloneArgs(donor, joiner, '--parallel', '1', '--chunk-rows', '2000'), {
+      env: REPL_ENV,
+      onStderr: (text, pid) => {
+        if (!sent && text.includes('- copy')) {
+          sent = true;
+          setTimeout(() => {
+            process.kill(pid, 'SIGINT');
+            setTimeout(() => process.kill(pid, 'SIGINT'), 20);
+          }, 300);
+        }
+      },
+    });
+    assert.equal(r.code, 130, r.stderr);
+    assert.match(r.stderr, /SIGINT again: exiting now; run `reseed recover` to finish the undo/);
+    const rec = await reseed(['recover']);
+    assert.equal(rec.code, 0, rec.stdout + rec.stderr);
+    assert.match(rec.stdout, /donor and joiner are as they were/);
+    assert.deepEqual(await schemas(joiner), ['test']);
+    await assertDonorClean({ allowIdle: true });
+  });
+
   it('after kill -9, `reseed recover` finishes the undo', async () => {
     const r = await interruptedClone('SIGKILL');
     assert.equal(r.code, null);
