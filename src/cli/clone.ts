@@ -9,6 +9,7 @@ import { formatCoordinates } from '../replication/coordinates.js';
 import { METHODS } from '../methods/registry.js';
 import {
   abortOnSignals,
+  fileName,
   logger,
   parseDuration,
   parseHostPort,
@@ -190,8 +191,6 @@ function checkFlagConflicts(flags: CloneFlags, command: Command): void {
         `--no-replicate contradicts ${clash.join(', ')}: drop ${clash.length > 1 ? 'them' : 'it'}, or drop --no-replicate`,
       );
   }
-  if (flags.schemas !== undefined && parseList(flags.schemas).length === 0)
-    throw new ReseedError('USAGE', '--schemas names no schema: leave it out to copy every user schema');
 }
 
 async function runClone(flags: CloneFlags, command: Command): Promise<number> {
@@ -203,6 +202,10 @@ async function runClone(flags: CloneFlags, command: Command): Promise<number> {
   try {
     checkFlagConflicts(flags, command);
     const { donor, joiner } = resolveSides(flags.from, flags.to, flags, warn);
+    const replicationSslCa =
+      flags.replicationSslCa === undefined
+        ? undefined
+        : fileName(flags.replicationSslCa, '--replication-ssl-ca');
     const summary = await clone({
       donor,
       joiner,
@@ -219,9 +222,9 @@ async function runClone(flags: CloneFlags, command: Command): Promise<number> {
         lockMode: flags.lockMode,
         readLock: {
           ...DEFAULT_READ_LOCK_POLICY,
-          lockWaitTimeoutMs: parseDuration(flags.lockWaitTimeout),
-          maxLockTimeMs: parseDuration(flags.maxLockTime),
-          longQuerySeconds: Math.max(1, Math.round(parseDuration(flags.longQuery) / 1000)),
+          lockWaitTimeoutMs: parseDuration(flags.lockWaitTimeout, '--lock-wait-timeout'),
+          maxLockTimeMs: parseDuration(flags.maxLockTime, '--max-lock-time'),
+          longQuerySeconds: Math.max(1, Math.round(parseDuration(flags.longQuery, '--long-query') / 1000)),
         },
         users: flags.users === true,
         force: flags.force === true,
@@ -230,10 +233,13 @@ async function runClone(flags: CloneFlags, command: Command): Promise<number> {
         replicateFrom: flags.replicateFrom,
         replicationUser: flags.replicationUser,
         replicationPassword: replicationPassword(flags.replicationDefaultsFile),
-        replicationHost: flags.replicationHost ? parseHostPort(flags.replicationHost) : undefined,
+        replicationHost:
+          flags.replicationHost === undefined
+            ? undefined
+            : parseHostPort(flags.replicationHost, '--replication-host'),
         replicationSsl:
-          flags.replicationSsl || flags.replicationSslCa ? { ca: flags.replicationSslCa } : undefined,
-        catchupTimeoutMs: parseDuration(flags.catchupTimeout),
+          flags.replicationSsl || replicationSslCa !== undefined ? { ca: replicationSslCa } : undefined,
+        catchupTimeoutMs: parseDuration(flags.catchupTimeout, '--catchup-timeout'),
         writable: flags.writable === true,
         verify: flags.verify === true,
         dryRun: flags.dryRun === true,

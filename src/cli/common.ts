@@ -7,10 +7,14 @@ import { maskUri, parseSslMode, readOptionFile, resolveEndpoint } from '../mysql
 import type { TlsOptions } from '../mysql/credentials.js';
 import type { Endpoint } from '../mysql/credentials.js';
 
-/** "10s", "500ms", "5m", "1h" or plain seconds, to milliseconds. */
-export function parseDuration(text: string): number {
+/** "10s", "500ms", "5m", "1h" or plain seconds, to milliseconds; `option` names the flag in messages. */
+export function parseDuration(text: string, option?: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) throw new ReseedError('USAGE', `not a duration: "${text}" (examples: 500ms, 10s, 5m, 1h)`);
+  if (!m)
+    throw new ReseedError(
+      'USAGE',
+      `${option ? `${option}: ` : ''}not a duration: "${text}" (examples: 500ms, 10s, 5m, 1h)`,
+    );
   const n = Number(m[1]);
   const unit = m[2] ?? 's';
   return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!);
@@ -23,17 +27,26 @@ export function parsePositiveInt(name: string, text: string, max = 1_000_000_000
   return r.data;
 }
 
+/**
+ * The names of --schemas. Given but naming nothing ("", ",") is refused: taken as "every
+ * schema", a list emptied by a shell variable would widen the operation to the whole server.
+ */
 export function parseList(text: string | undefined): string[] {
-  return (text ?? '')
+  const names = (text ?? '')
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
+  if (text !== undefined && names.length === 0)
+    throw new ReseedError('USAGE', '--schemas names no schema: leave it out for every user schema');
+  return names;
 }
 
-export function parseHostPort(text: string): { host: string; port: number } {
-  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(text);
-  if (!m) throw new ReseedError('USAGE', `not host[:port]: "${text}"`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: m[2] ? Number(m[2]) : 3306 };
+export function parseHostPort(text: string, option: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(text.trim());
+  const port = m?.[2] ? Number(m[2]) : 3306;
+  if (!m || port < 1 || port > 65535)
+    throw new ReseedError('USAGE', `${option} takes host[:port] with a port from 1 to 65535, not "${text}"`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
 
 export interface SideOptions {
@@ -50,10 +63,16 @@ export interface SideOptions {
 function tlsFlags(o: SideOptions): TlsOptions {
   const tls: TlsOptions = {};
   if (o.sslMode) tls.mode = parseSslMode(o.sslMode, '--ssl-mode');
-  if (o.sslCa) tls.ca = o.sslCa;
-  if (o.sslCert) tls.cert = o.sslCert;
-  if (o.sslKey) tls.key = o.sslKey;
+  if (o.sslCa !== undefined) tls.ca = fileName(o.sslCa, '--ssl-ca');
+  if (o.sslCert !== undefined) tls.cert = fileName(o.sslCert, '--ssl-cert');
+  if (o.sslKey !== undefined) tls.key = fileName(o.sslKey, '--ssl-key');
   return tls;
+}
+
+/** An empty file name (a shell variable left unset) is refused, not taken as "no such option". */
+export function fileName(text: string, option: string): string {
+  if (text.trim() === '') throw new ReseedError('USAGE', `${option} names no file`);
+  return text;
 }
 
 /** Resolves both endpoints and warns about a password in a URI (visible in the process list). */
@@ -94,10 +113,13 @@ export function scrubProcessTitle(): void {
   }
 }
 
+/**
+ * RESEED_REPLICATION_PASSWORD wins over --replication-defaults-file, but a file that was named is
+ * read all the same: a typo in its name is refused, never ignored.
+ */
 export function replicationPassword(defaultsFile: string | undefined): string | undefined {
-  if (process.env.RESEED_REPLICATION_PASSWORD !== undefined) return process.env.RESEED_REPLICATION_PASSWORD;
-  if (defaultsFile) return readOptionFile(defaultsFile).password;
-  return undefined;
+  const fromFile = defaultsFile === undefined ? undefined : readOptionFile(defaultsFile).password;
+  return process.env.RESEED_REPLICATION_PASSWORD ?? fromFile;
 }
 
 export function logger(verbose: boolean | undefined): Logger {

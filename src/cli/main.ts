@@ -12,7 +12,6 @@ const program = new Command('reseed')
     'Seed a MySQL/MariaDB replica from a live donor: a consistent copy, the exact coordinates, replication configured, started and verified.',
   )
   .version('0.1.0')
-  .showHelpAfterError()
   .addCommand(cloneCommand())
   .addCommand(verifyCommand())
   .addCommand(recoverCommand())
@@ -32,19 +31,41 @@ function commandPath(cmd: Command): string {
 }
 
 /**
+ * commander's message as one line: "X is invalid. Allowed choices are a, b." becomes
+ * "X is invalid (allowed choices are a, b)", and "unknown option '--x'\n(Did you mean --y?)"
+ * becomes "unknown option '--x' (did you mean --y?)".
+ */
+function oneLine(message: string): string {
+  const [first = '', ...lines] = message
+    .replace(/^error: /, '')
+    .trim()
+    .split(/\n+/);
+  const [head = '', ...sentences] = first.split(/\.\s+/);
+  const more = [...sentences, ...lines].map((s) => {
+    const text = s
+      .trim()
+      .replace(/^\((.*)\)$/, '$1')
+      .replace(/\.$/, '');
+    return text.charAt(0).toLowerCase() + text.slice(1);
+  });
+  return more.length ? `${head} (${more.join('; ')})` : head.replace(/\.$/, '');
+}
+
+/**
  * commander's own usage errors (unknown option, missing option, bad choice...) exit 2, as
- * documented, and under --json are one error line like any other (reportError's shape); --help
- * and --version exit 0. addCommand() copies no settings, so each command gets its own.
+ * documented, and read like every other error (reportError's shape: one "reseed: " line, a hint,
+ * one JSON line under --json); --help and --version exit 0. addCommand() copies no settings, so
+ * each command gets its own.
  */
 function reportUsageErrors(cmd: Command): void {
-  if (json) cmd.showHelpAfterError(false).configureOutput({ outputError: () => undefined });
+  cmd.showHelpAfterError(false).configureOutput({ outputError: () => undefined });
   cmd.exitOverride((err) => {
-    if (json && err.exitCode !== 0) {
-      const message =
-        err.code === 'commander.help'
-          ? `${commandPath(cmd)} needs a command: see ${commandPath(cmd)} --help`
-          : err.message.replace(/^error: /, '');
-      reportError(new ReseedError('USAGE', message), true);
+    if (err.code === 'commander.help' && json && err.exitCode !== 0) {
+      const path = commandPath(cmd);
+      reportError(new ReseedError('USAGE', `${path} needs a command: see ${path} --help`), true);
+    } else if (err.code !== 'commander.help' && err.exitCode !== 0) {
+      const hints = [`see: ${commandPath(cmd)} --help`];
+      reportError(new ReseedError('USAGE', oneLine(err.message), { hints }), json);
     }
     throw err;
   });

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { describeOutcome } from '../clone/clone.js';
 import { undoAndCompare } from '../clone/undo.js';
@@ -42,12 +43,47 @@ function endpointUri(e: PublicEndpoint): string {
   return `mysql://${encodeURIComponent(e.user)}@${e.host.includes(':') ? `[${e.host}]` : e.host}:${e.port}${e.socketPath ? `?socket=${encodeURIComponent(e.socketPath)}` : ''}`;
 }
 
+function isEndpoint(e: unknown): e is PublicEndpoint {
+  const o = e as Partial<PublicEndpoint> | null | undefined;
+  return typeof o?.host === 'string' && typeof o.port === 'number' && typeof o.user === 'string';
+}
+
+/**
+ * The file named by --journal: a path that does not exist, a directory, or a file whose first
+ * line is no journal header is a mistake on the command line (exit 2), not a damaged journal.
+ */
+function checkJournalFile(path: string): void {
+  const refuse = (why: string, cause?: unknown) =>
+    new ReseedError('USAGE', `--journal ${path === '' ? '""' : path} ${why}`, {
+      cause,
+      hints: ['`reseed recover --list` lists the unfinished journals'],
+    });
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw refuse('does not exist', err);
+    if (code === 'EISDIR') throw refuse('is a directory, not a journal file', err);
+    throw refuse(`cannot be read: ${errorMessage(err)}`, err);
+  }
+  let begin: { t?: unknown; donor?: unknown; joiner?: unknown } | null | undefined;
+  try {
+    begin = JSON.parse(text.split('\n', 1)[0]!) as typeof begin;
+  } catch {
+    begin = undefined;
+  }
+  if (begin?.t !== 'begin' || !isEndpoint(begin.donor) || !isEndpoint(begin.joiner))
+    throw refuse('is not a reseed journal (its first line is no journal header)');
+}
+
 /** Lists (never writing) or rolls back unfinished journals; one bad journal does not stop the others. */
 async function recover(flags: RecoverFlags): Promise<number> {
   const readOnly = flags.list === true;
   let scan: JournalScan;
-  if (flags.journal) {
+  if (flags.journal !== undefined) {
     scan = { unfinished: [], damaged: [] };
+    checkJournalFile(flags.journal);
     const j = Journal.open(flags.journal, { readOnly: true });
     if (j.finished) {
       process.stdout.write(
@@ -72,6 +108,13 @@ async function recover(flags: RecoverFlags): Promise<number> {
   }
   for (const j of scan.unfinished) {
     const { donor, joiner } = j.header;
+    if (!isEndpoint(donor) || !isEndpoint(joiner)) {
+      j.close();
+      fail(
+        new ReseedError('JOURNAL', `${j.path} names no donor or joiner in its header; nothing in it was run`),
+      );
+      continue;
+    }
     process.stdout.write(
       `${j.path}: ${j.header.operation} ${describeEndpoint(donor)} -> ${describeEndpoint(joiner)}\n`,
     );

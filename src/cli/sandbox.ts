@@ -49,7 +49,7 @@ export function sandboxCommand(): Command {
         // No defaults here: an option left out must not count as asking an existing sandbox
         // to change (sandboxUp refuses that).
         const s = await sandboxUp(name, {
-          port: o.port ? parsePositiveInt('--port', o.port, 65535) : undefined,
+          port: o.port === undefined ? undefined : parsePositiveInt('--port', o.port, 65535),
           bufferPool: o.bufferPool === undefined ? undefined : checkBufferPool(o.bufferPool),
         });
         process.stdout.write(describe(s) + '\n');

@@ -72,6 +72,10 @@ export function resolveTls(...sources: (TlsOptions | undefined)[]): TlsSettings 
   const ca = pick('ca');
   const cert = pick('cert');
   const key = pick('key');
+  // Before the mode: a key alone would otherwise mean "no TLS", and be silently ignored.
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new ReseedError('USAGE', 'a client certificate needs both --ssl-cert and --ssl-key');
+  }
   const mode = pick('mode') ?? (ca ? 'verify-ca' : cert ? 'required' : 'disabled');
   if (mode === 'disabled') return undefined;
   if (mode !== 'required' && !ca) {
@@ -79,9 +83,6 @@ export function resolveTls(...sources: (TlsOptions | undefined)[]): TlsSettings 
       'USAGE',
       `ssl-mode ${mode} checks the server's certificate: give its CA with --ssl-ca`,
     );
-  }
-  if ((cert === undefined) !== (key === undefined)) {
-    throw new ReseedError('USAGE', 'a client certificate needs both --ssl-cert and --ssl-key');
   }
   const tls: TlsSettings = { mode };
   if (ca) tls.ca = ca;
@@ -292,9 +293,10 @@ export function resolveEndpoint(
   const parsed = parseUri(uri);
   const env = sources.env ?? process.env;
   const files: OptionFileValues[] = [];
-  if (sources.sideDefaultsFile) files.push(readOptionFile(sources.sideDefaultsFile));
+  // A file that was named is read even when its name is empty: a typo is refused, never ignored.
+  if (sources.sideDefaultsFile !== undefined) files.push(readOptionFile(sources.sideDefaultsFile));
   const shared = sources.defaultsFile ?? defaultOptionFile(sources.home ?? homedir());
-  const sharedValues = shared ? readOptionFile(shared) : { tls: {} };
+  const sharedValues = shared !== undefined ? readOptionFile(shared) : { tls: {} };
   const sideValues = files[0] ?? { tls: {} };
   const sideEnv = env[`RESEED_${sources.side.toUpperCase()}_PASSWORD`];
   const password =

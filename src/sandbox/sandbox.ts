@@ -79,7 +79,10 @@ function binary(name: string): string {
 
 function validateName(name: string): void {
   if (!NAME_RE.test(name)) {
-    throw new ReseedError('USAGE', `bad sandbox name "${name}": letters, digits, "_", "-", "." (64 at most)`);
+    throw new ReseedError(
+      'USAGE',
+      `bad sandbox name "${name}": use 1 to 64 letters, digits, "_", "-" and ".", starting with a letter or digit`,
+    );
   }
 }
 
@@ -448,7 +451,7 @@ async function start(dir: string, meta: SandboxMeta, signal?: AbortSignal): Prom
   let lastError = 'no connection within 60 s';
   while (Date.now() < deadline && !signal?.aborted && exit === undefined) {
     try {
-      if (await answersAsOurs(endpoint, meta)) return;
+      if (await answersAsOurs(endpoint, dir)) return;
       lastError = `port ${meta.port} is answered by another server`;
     } catch (err) {
       lastError = errorMessage(err);
@@ -473,11 +476,12 @@ async function start(dir: string, meta: SandboxMeta, signal?: AbortSignal): Prom
  * Whether the server on the sandbox's port is this sandbox's: when two processes were given the
  * same free port, the one whose mariadbd cannot bind it would otherwise take the other's for its own.
  */
-async function answersAsOurs(endpoint: Endpoint, meta: SandboxMeta): Promise<boolean> {
+async function answersAsOurs(endpoint: Endpoint, dir: string): Promise<boolean> {
   const server = await connect(endpoint, { connectTimeoutMs: 1000 });
   try {
-    const [row] = await server.query('SELECT @@server_id AS id');
-    return Number(row?.id) === meta.serverId;
+    // The datadir, not the server_id: extra configuration may set the server_id (a test does).
+    const [row] = await server.query('SELECT @@datadir AS d');
+    return resolve(String(row?.d)) === resolve(join(dir, 'data'));
   } finally {
     await server.close();
   }

@@ -11,14 +11,17 @@ import type { CliResult } from '../helpers/sandboxes.js';
 const SIDES = ['--from', 'mysql://admin@127.0.0.1:1', '--to', 'mysql://admin@127.0.0.1:2'];
 
 /** The one line on stdout, as reportError prints it under --json. */
-function jsonError(r: CliResult): { type: string; code: string; exitCode: number; message: string } {
+function jsonError(
+  r: CliResult,
+  hints: string[] = [],
+): { type: string; code: string; exitCode: number; message: string } {
   const lines = r.stdout.split('\n').filter((l) => l !== '');
   assert.equal(lines.length, 1, `one line on stdout: ${r.stdout}`);
   const event = JSON.parse(lines[0]!) as Record<string, unknown>;
   assert.deepEqual(Object.keys(event), ['type', 'code', 'exitCode', 'message', 'hints']);
   assert.deepEqual(
     { type: event.type, code: event.code, exitCode: event.exitCode, hints: event.hints },
-    { type: 'error', code: 'USAGE', exitCode: 2, hints: [] },
+    { type: 'error', code: 'USAGE', exitCode: 2, hints },
   );
   return event as ReturnType<typeof jsonError>;
 }
@@ -38,23 +41,32 @@ describe('usage errors', () => {
   it("are one JSON line under --json, commander's own included, and exit 2", async () => {
     const unknown = await reseed(['clone', ...SIDES, '--json', '--no-such-option']);
     assert.equal(unknown.code, 2, unknown.stderr);
-    assert.match(jsonError(unknown).message, /^unknown option '--no-such-option'/);
+    assert.match(
+      jsonError(unknown, ['see: reseed clone --help']).message,
+      /^unknown option '--no-such-option'/,
+    );
     const missing = await reseed(['clone', '--json', '--to', SIDES[3]!]);
     assert.equal(missing.code, 2);
-    assert.match(jsonError(missing).message, /required option '--from <uri>' not specified/);
+    assert.match(
+      jsonError(missing, ['see: reseed clone --help']).message,
+      /required option '--from <uri>' not specified/,
+    );
     const choice = await reseed(['verify', ...SIDES, '--ssl-mode', 'sometimes', '--json']);
     assert.equal(choice.code, 2);
-    assert.match(jsonError(choice).message, /'sometimes' is invalid/);
+    assert.match(
+      jsonError(choice, ['see: reseed verify --help']).message,
+      /^option '--ssl-mode <mode>' argument 'sometimes' is invalid \(allowed choices are [^)]+\)$/,
+    );
     const command = await reseed(['no-such-command', '--json']);
     assert.equal(command.code, 2);
-    assert.match(jsonError(command).message, /unknown command 'no-such-command'/);
+    assert.match(jsonError(command, ['see: reseed --help']).message, /unknown command 'no-such-command'/);
   });
 
-  it('keep their text without --json, and --help and --version still exit 0', async () => {
+  it('are one "reseed: " line and a hint without --json, and --help and --version still exit 0', async () => {
     const unknown = await reseed(['clone', ...SIDES, '--no-such-option']);
     assert.equal(unknown.code, 2);
     assert.equal(unknown.stdout, '');
-    assert.match(unknown.stderr, /^error: unknown option '--no-such-option'/);
+    assert.equal(unknown.stderr, "reseed: unknown option '--no-such-option'\n  see: reseed clone --help\n");
     for (const args of [
       ['--help'],
       ['clone', '--help', '--json'],
