@@ -12,7 +12,7 @@ import type { CloneContext, CloneOptions, CloneSide } from '../methods/method.js
 import { getMethod } from '../methods/registry.js';
 import type { ProgressSink } from '../progress.js';
 import type { Coordinates } from '../replication/coordinates.js';
-import { configureReplica, promoteReplica, waitForCatchUp } from '../replication/replica.js';
+import { configureReplica, parkConnection, promoteReplica, waitForCatchUp } from '../replication/replica.js';
 import type { ReplicaSetup } from '../replication/replica.js';
 import { verify } from '../verify/verify.js';
 import type { VerifyReport } from '../verify/verify.js';
@@ -232,6 +232,8 @@ async function run(
   // Make room on the joiner: stop its replication (every connection that runs, each thread as it
   // was, restarted by the undo), move aside what the plan replaces, drop same-name empty schemas.
   const stopped = await stopJoinerReplication(ctx, before.joiner.replication);
+  if (plan.park !== undefined)
+    await parkConnection({ joiner: joiner.meta, flavor, connection: plan.park, journal, signal });
   faultPoint('replication-stopped');
   const moved = [...plan.replace, ...plan.drop].map((s, i) => ({
     schema: s.schema,

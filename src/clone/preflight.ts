@@ -1,10 +1,10 @@
 import { ReseedError } from '../errors.js';
 import type { Journal } from '../journal/journal.js';
 import { compareVersions } from '../mysql/flavor/index.js';
-import { hasPrivilege } from '../mysql/facts.js';
+import { hasPrivilege, sameServer } from '../mysql/facts.js';
 import { listSchemas, SYSTEM_SCHEMAS } from '../mysql/tables.js';
 import type { CloneContext, TransferMethod } from '../methods/method.js';
-import { probeSource, schemaPattern } from '../replication/replica.js';
+import { checkAccountFromHere, probeSource, schemaPattern } from '../replication/replica.js';
 import { joinerSchemas } from './joiner-prepare.js';
 import type { JoinerSchemaState } from './joiner-prepare.js';
 
@@ -29,6 +29,8 @@ export interface ClonePlan {
   oldReplication: string[];
   /** replicate_wild_do_table patterns, when the user named the schemas */
   filters: string[] | undefined;
+  /** the joiner's connection that already points at the new source, parked while the new one is staged */
+  park: string | undefined;
   warnings: string[];
 }
 
@@ -67,10 +69,8 @@ export async function preflight(ctx: CloneContext, method: TransferMethod): Prom
   const d = donor.facts;
   const j = joiner.facts;
 
-  const sameServer =
-    (d.serverUuid !== undefined && d.serverUuid === j.serverUuid) ||
-    (d.serverId === j.serverId && d.hostname === j.hostname && d.port === j.port && d.datadir === j.datadir);
-  if (sameServer) {
+  const same = sameServer(d, j);
+  if (same) {
     problems.push(
       `donor and joiner are the same server (${d.hostname}:${d.port}, server_id ${d.serverId}): --to must name another server`,
     );
@@ -141,7 +141,7 @@ export async function preflight(ctx: CloneContext, method: TransferMethod): Prom
   const others = joinerAll.filter((s) => !schemas.includes(s.schema));
   const drop = named ? [] : others.filter((s) => s.objects > 0);
   const keep = others.filter((s) => !drop.includes(s)).map((s) => s.schema);
-  if (!sameServer && !options.force) {
+  if (!same && !options.force) {
     if (replace.length)
       problems.push(
         `the joiner already holds data in ${replace.map((s) => s.schema).join(', ')}: use --force to replace it (moved aside, restored if the clone fails, dropped once it succeeds)`,
@@ -153,10 +153,18 @@ export async function preflight(ctx: CloneContext, method: TransferMethod): Prom
   }
 
   // The joiner's replication: what it has now is replaced (or removed with --no-replicate).
-  const oldReplication = (await joiner.meta.query(j.flavor.allReplicaStatusSql, [], signal).catch(() => []))
+  const connections = (await joiner.meta.query(j.flavor.allReplicaStatusSql, [], signal).catch(() => []))
     .map((r) => j.flavor.parseReplicaStatus(r))
-    .filter((r) => r.sourceHost !== '')
-    .map((r) => `${r.connection ? `connection '${r.connection}' ` : ''}from ${r.sourceHost}:${r.sourcePort}`);
+    .filter((r) => r.sourceHost !== '');
+  const oldReplication = connections.map(
+    (r) => `${r.connection ? `connection '${r.connection}' ` : ''}from ${r.sourceHost}:${r.sourcePort}`,
+  );
+  const target = replicationAddress(ctx);
+  const park = options.replicate
+    ? connections.find(
+        (r) => r.sourceHost.toLowerCase() === target.host.toLowerCase() && r.sourcePort === target.port,
+      )?.connection
+    : undefined;
 
   // A joiner whose binary log holds transactions of its own cannot take the donor's GTID position.
   let resetBinlog: string | undefined;
@@ -181,8 +189,24 @@ export async function preflight(ctx: CloneContext, method: TransferMethod): Prom
   const resolved = { ...ctx, options: { ...ctx.options, schemas } };
   problems.push(...(await method.preflight(resolved)));
   if (problems.length === 0 && options.replicate) {
-    const problem = await probeReplication(ctx, ctx.journal);
-    if (problem) problems.push(problem);
+    if (park === undefined) {
+      const problem = await probeReplication(ctx, ctx.journal);
+      if (problem) problems.push(problem);
+    } else {
+      // The joiner already has a connection to that source: MariaDB allows no second one for a
+      // probe, so the account is checked from here (the joiner reaches the source already).
+      const checked = await checkAccountFromHere(
+        {
+          ...target,
+          user: options.replicationUser!,
+          password: options.replicationPassword ?? '',
+          ssl: options.replicationSsl,
+        },
+        signal,
+      );
+      if (checked.problem) problems.push(checked.problem);
+      if (checked.warning) warnings.push(checked.warning);
+    }
   }
   if (problems.length === 0 && method.advisories) warnings.push(...(await method.advisories(resolved)));
   if (problems.length > 0) {
@@ -192,7 +216,7 @@ export async function preflight(ctx: CloneContext, method: TransferMethod): Prom
       { hints: problems },
     );
   }
-  return { schemas, replace, drop, emptied, keep, resetBinlog, oldReplication, filters, warnings };
+  return { schemas, replace, drop, emptied, keep, resetBinlog, oldReplication, filters, park, warnings };
 }
 
 /** Where the joiner will connect for replication: the donor, its source, or --replication-host. */

@@ -98,3 +98,11 @@ export function hasPrivilege(facts: ServerFacts, privilege: string): boolean {
   };
   return (aliases[privilege] ?? []).some((a) => p.has(a));
 }
+
+/** Whether two inspected endpoints are one server (by server_uuid, or server_id with host, port and datadir). */
+export function sameServer(a: ServerFacts, b: ServerFacts): boolean {
+  return (
+    (a.serverUuid !== undefined && a.serverUuid === b.serverUuid) ||
+    (a.serverId === b.serverId && a.hostname === b.hostname && a.port === b.port && a.datadir === b.datadir)
+  );
+}

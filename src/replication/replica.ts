@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ReseedError, throwIfAborted } from '../errors.js';
+import { ReseedError, errorMessage, throwIfAborted } from '../errors.js';
 import type { Journal } from '../journal/journal.js';
 import type { ChangeSourceOptions, Flavor, ReplicaStatus } from '../mysql/flavor/index.js';
 import type { Server } from '../mysql/server.js';
-import { quoteString } from '../mysql/server.js';
+import { connect, quoteString, sqlErrno } from '../mysql/server.js';
 import type { ProgressSink } from '../progress.js';
 import type { BinlogPosition } from './coordinates.js';
 
@@ -91,11 +91,97 @@ export async function probeSource(args: {
     }
   } finally {
     await joiner.query(flavor.stopReplicaSql).catch(() => undefined);
-    await joiner.query(flavor.resetReplicaAllSql);
+    // 1617: the connection was never made (its CHANGE MASTER failed): nothing to remove.
+    await joiner.query(flavor.resetReplicaAllSql).catch((err: unknown) => {
+      if (sqlErrno(err) !== 1617) throw err;
+    });
     await joiner.query(flavor.useReplicaConnectionSql('')!);
     journal.resolve(seq);
   }
 }
+
+/**
+ * Checks the replication account from reseed's own host: it logs in to the source and may read
+ * binary logs (REPLICATION SLAVE). Used when the joiner already has a connection to that source,
+ * which the probe's second connection cannot be (MariaDB refuses two connections to one
+ * host:port). Returns a problem line, a warning (the source is not reachable from here), or
+ * nothing.
+ */
+export async function checkAccountFromHere(
+  target: Omit<ReplicationTarget, 'useGtid' | 'gtid' | 'binlog'>,
+  signal?: AbortSignal,
+): Promise<{ problem?: string; warning?: string }> {
+  let s: Server;
+  try {
+    s = await connect(
+      { host: target.host, port: target.port, user: target.user, password: target.password },
+      { connectTimeoutMs: 5000 },
+    );
+  } catch (err) {
+    const errno = (err as { cause?: { errno?: number } }).cause?.errno;
+    if (errno === 1045 || errno === 1044)
+      return {
+        problem: `the replication account ${target.user} cannot log in to ${target.host}:${target.port}: ${errorMessage(err).replace(/^cannot connect to [^:]+:\d+: /, '')}`,
+      };
+    return {
+      warning: `the replication account could not be checked from this host (${target.host}:${target.port}: ${errorMessage(err).replace(/^cannot connect to [^:]+:\d+: /, '')}); the joiner already replicates from there`,
+    };
+  }
+  try {
+    const grants = await s.query('SHOW GRANTS FOR CURRENT_USER()', [], signal);
+    const global = grants
+      .map((g) => String(Object.values(g)[0] ?? ''))
+      .map((g) => /^GRANT (.+?) ON \*\.\* TO /i.exec(g)?.[1] ?? '')
+      .join(',')
+      .toUpperCase();
+    if (!/ALL PRIVILEGES|REPLICATION SLAVE(?! ADMIN)/.test(global))
+      return {
+        problem: `the replication account ${target.user} lacks REPLICATION SLAVE on ${target.host}:${target.port}`,
+      };
+    return {};
+  } finally {
+    await s.close();
+  }
+}
+
+/**
+ * Parks a stopped replication connection that points at `host:port`, so a staged connection to
+ * the same source can be made (MariaDB refuses two connections to one host:port): only its host
+ * changes, to a name that resolves nowhere; its user, password (which no server reveals) and
+ * other settings stay. The undo puts the host back, and the position for a file/position replica
+ * (changing the host forgets it).
+ */
+export async function parkConnection(args: {
+  joiner: Server;
+  flavor: Flavor;
+  connection: string;
+  journal: Journal;
+  signal?: AbortSignal | undefined;
+}): Promise<void> {
+  const { joiner, flavor, connection, journal, signal } = args;
+  const use = flavor.useReplicaConnectionSql(connection);
+  if (!use) return;
+  await joiner.query(use, [], signal);
+  try {
+    const s = await replicaStatus(joiner, flavor, signal);
+    if (!s) return;
+    const restore = [
+      `CHANGE MASTER TO MASTER_HOST = ${quoteString(s.sourceHost)}, MASTER_PORT = ${s.sourcePort}`,
+    ];
+    if (!s.usingGtid && s.executed.file)
+      restore[0] += `, MASTER_LOG_FILE = ${quoteString(s.executed.file)}, MASTER_LOG_POS = ${s.executed.position}`;
+    await journal.apply(
+      `park the joiner's replication ${connection ? `connection '${connection}' ` : ''}from ${s.sourceHost}:${s.sourcePort} (its host renamed while the new replication is staged)`,
+      { target: 'joiner', statements: [use, ...restore, flavor.useReplicaConnectionSql('')!] },
+      () => joiner.query(`CHANGE MASTER TO MASTER_HOST = ${quoteString(PARKED_HOST)}`, [], signal),
+    );
+  } finally {
+    await joiner.query(flavor.useReplicaConnectionSql('')!);
+  }
+}
+
+/** Where a parked connection points: a reserved name (RFC 2606) that resolves nowhere. */
+export const PARKED_HOST = 'parked-by-reseed.invalid';
 
 /**
  * Points the joiner at its new source from the snapshot's coordinates and starts it, on a

@@ -5,7 +5,7 @@ import type { KeyRange } from '../mysql/chunking.js';
 import { planRanges, rawReadSessionSql } from '../mysql/chunking.js';
 import type { Endpoint } from '../mysql/credentials.js';
 import { publicEndpoint } from '../mysql/credentials.js';
-import { hasPrivilege, inspect } from '../mysql/facts.js';
+import { hasPrivilege, inspect, sameServer } from '../mysql/facts.js';
 import type { ServerFacts } from '../mysql/facts.js';
 import type { Flavor, ReplicaStatus } from '../mysql/flavor/index.js';
 import { listObjects, objectLabel } from '../mysql/objects.js';
@@ -100,6 +100,11 @@ async function verifyWith(req: VerifyRequest, opened: Server[]): Promise<VerifyR
   const joinerMeta = await openSession(req.joiner, 'joiner', [SESSION_TZ], opened);
   const donorFacts = await inspect(donorMeta, signal);
   const joinerFacts = await inspect(joinerMeta, signal);
+  if (sameServer(donorFacts, joinerFacts))
+    throw new ReseedError(
+      'PREFLIGHT_FAILED',
+      `donor and joiner are the same server (${donorFacts.hostname}:${donorFacts.port}, server_id ${donorFacts.serverId}): --to must name its replica; nothing was compared`,
+    );
   const flavor = joinerFacts.flavor;
   const use = await useReplicaConnection(joinerMeta, flavor, req.replicaConnection, signal);
   const schemas = await resolveSchemas(donorMeta, req.schemas, signal);

@@ -213,6 +213,37 @@ describe('trust: nothing lost, nothing broken, and "as they were" checked', () =
     await replicaWorks();
   });
 
+  it('re-seeds a replica of the donor itself: its connection is parked, and given back with its password on failure', async () => {
+    // The joiner replicates from the donor already, as another account with another password.
+    await donor.sql("CREATE USER IF NOT EXISTS 'repl2'@'127.0.0.1' IDENTIFIED BY 'other-secret'");
+    await donor.sql("GRANT REPLICATION SLAVE ON *.* TO 'repl2'@'127.0.0.1'");
+    await joinerSql([
+      'RESET MASTER',
+      `CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${donor.info.port}, MASTER_USER='repl2', MASTER_PASSWORD='other-secret', MASTER_USE_GTID=slave_pos`,
+      'START SLAVE',
+    ]);
+    const [pos] = await donor.sql('SELECT @@gtid_binlog_pos AS g');
+    await joiner.sql('SELECT MASTER_GTID_WAIT(?, 20)', [pos!.g]);
+    const failed = await reseed(cloneArgs(donor, joiner, '--force'), {
+      env: { ...REPL_ENV, RESEED_FAULT: 'caught-up' },
+    });
+    assert.match(failed.stderr, /fault injected at caught-up/);
+    assert.match(failed.stderr, /every change was undone/);
+    const [st] = await joiner.sql('SHOW SLAVE STATUS');
+    assert.equal(st!.Master_Host, '127.0.0.1');
+    assert.equal(st!.Master_User, 'repl2');
+    for (let i = 0; i < 40 && (await joiner.sql('SHOW SLAVE STATUS'))[0]!.Slave_IO_Running !== 'Yes'; i++)
+      await new Promise((r) => setTimeout(r, 250));
+    const [again] = await joiner.sql('SHOW SLAVE STATUS');
+    assert.equal(again!.Slave_IO_Running, 'Yes', `its password still works: ${String(again!.Last_IO_Error)}`);
+    const ok = await reseed(cloneArgs(donor, joiner, '--force'), { env: REPL_ENV });
+    assert.equal(ok.code, 0, ok.stderr);
+    const all = await joiner.sql('SHOW ALL SLAVES STATUS');
+    assert.equal(all.length, 1);
+    assert.equal(all[0]!.Master_User, 'repl');
+    assert.equal(all[0]!.Slave_IO_Running, 'Yes');
+  });
+
   it('a successful clone replaces the previous replication, and says so', async () => {
     await joinerReplicatesFromOther();
     const r = await reseed(cloneArgs(donor, joiner, '--force'), { env: REPL_ENV });
