@@ -74,6 +74,8 @@ describe('interrupting a clone', () => {
     );
     assert.deepEqual(await schemas(joiner), ['test']);
     await assertDonorClean();
+    // Nothing of ours runs on the joiner either: the statements in flight were killed there.
+    assert.deepEqual(await otherSessions(joiner), []);
     const list = await reseed(['recover', '--list']);
     assert.equal(list.stdout.trim(), 'nothing to recover');
   });

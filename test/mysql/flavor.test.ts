@@ -48,10 +48,16 @@ describe('flavor detection and SQL', () => {
       Relay_Source_Log_File: 'binlog.000003',
       Exec_Source_Log_Pos: '1234',
       Last_IO_Error: '',
+      Last_SQL_Errno: 1062,
       Last_SQL_Error: 'Duplicate entry',
+      Channel_Name: 'eu',
+      Replicate_Do_DB: 'app',
+      Replicate_Ignore_Server_Ids: '',
     });
     assert.deepEqual(s, {
+      connection: 'eu',
       ioRunning: true,
+      ioConnecting: false,
       sqlRunning: false,
       secondsBehind: null,
       sourceHost: 'db0',
@@ -60,7 +66,10 @@ describe('flavor detection and SQL', () => {
       usingGtid: true,
       executed: { file: 'binlog.000003', position: 1234 },
       lastIoError: '',
+      lastIoErrno: 0,
       lastSqlError: 'Duplicate entry',
+      lastSqlErrno: 1062,
+      filters: { Replicate_Do_DB: 'app' },
     });
   });
 

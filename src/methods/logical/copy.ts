@@ -331,6 +331,9 @@ async function bulkChunk(
     return loadDataChunk(job);
   }
   used.add('bulk-insert');
+  // executeBulk takes no signal: on abort, the packet the joiner is inserting is killed there.
+  const kill = () => void joiner.killQuery();
+  signal.addEventListener('abort', kill, { once: true });
   try {
     const encoder = new BulkEncoder(statement.id, statement.parameters, BATCH_BYTES + (BATCH_BYTES >> 1));
     const batchBytes = Math.min(BATCH_BYTES, maxPacket >> 2);
@@ -407,6 +410,7 @@ async function bulkChunk(
     if (stored !== rows) throw countMismatch(name, rows, stored);
     return { rows, bytes };
   } finally {
+    signal.removeEventListener('abort', kill);
     statement.close();
   }
 }
