@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { describeOutcome } from '../clone/clone.js';
+import { describeOutcome } from '../clone/outcome.js';
 import { undoAndCompare } from '../clone/undo.js';
 import { EXIT_CODES, ReseedError, errorMessage, isReseedError } from '../errors.js';
 import { Journal, journalDir, scanJournals } from '../journal/journal.js';

@@ -1,6 +1,5 @@
 import { ReseedError, errorMessage, isReseedError } from '../errors.js';
 import { faultPoint } from '../fault.js';
-import type { ErrorCode } from '../errors.js';
 import { Journal } from '../journal/journal.js';
 import type { Logger } from '../log.js';
 import type { Endpoint } from '../mysql/credentials.js';
@@ -20,8 +19,8 @@ import { asideName, moveAside } from './joiner-prepare.js';
 import { describePlan, preflight, replicationAddress, stagedConnectionName } from './preflight.js';
 import type { ClonePlan } from './preflight.js';
 import { captureState } from './state-record.js';
-import type { ReplicationState } from './state-record.js';
-import { undoAndCompare } from './undo.js';
+import { inPhase, phaseError, rollback } from './outcome.js';
+import { removeOldReplication, stopJoinerReplication } from './joiner-replication.js';
 import type { RecordedState } from './undo.js';
 
 export interface CloneSummary {
@@ -80,33 +79,6 @@ async function openSide(endpoint: Endpoint, signal: AbortSignal): Promise<CloneS
   } catch (err) {
     meta.destroy();
     throw err;
-  }
-}
-
-const LOST = new Set(['PROTOCOL_CONNECTION_LOST', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED']);
-
-/**
- * A server's refusal inside a phase is that phase's failure (exit code by phase), and a lost
- * connection is CONNECT_FAILED; anything else keeps its own code.
- */
-function phaseError(err: unknown, code: ErrorCode): unknown {
-  if (!isReseedError(err) || err.code !== 'INTERNAL') return err;
-  const { sqlErrno, sqlCode } = err as { sqlErrno?: number; sqlCode?: string };
-  if ((sqlCode && LOST.has(sqlCode)) || sqlErrno === 2006 || sqlErrno === 2013)
-    return new ReseedError('CONNECT_FAILED', `lost the connection: ${err.message}`, {
-      cause: err,
-      hints: err.hints,
-    });
-  if (sqlErrno !== undefined || sqlCode !== undefined)
-    return new ReseedError(code, err.message, { cause: err, hints: err.hints });
-  return err;
-}
-
-async function inPhase<T>(code: ErrorCode, action: () => Promise<T>): Promise<T> {
-  try {
-    return await action();
-  } catch (err) {
-    throw phaseError(err, code);
   }
 }
 
@@ -173,7 +145,7 @@ export async function clone(req: CloneRequest): Promise<CloneSummary> {
     return await run(ctx, plan, lines, before, started);
   } catch (err) {
     if (journal.finished || !journal.written) throw err;
-    throw await rollback(journal, req, err);
+    throw await rollback(journal, { donor: req.donor, joiner: req.joiner }, err, req.log);
   } finally {
     donor.meta.destroy();
     joiner.meta.destroy();
@@ -435,66 +407,6 @@ async function runVerify(ctx: CloneContext, summary: CloneSummary, replicaConnec
   }
 }
 
-/** Stops every replication connection of the joiner that runs; the undo restarts each thread that ran. */
-async function stopJoinerReplication(ctx: CloneContext, connections: ReplicationState[]): Promise<string[]> {
-  const { joiner, journal, signal } = ctx;
-  const flavor = joiner.facts.flavor;
-  const stopped: string[] = [];
-  for (const r of connections.filter((x) => x.ioOn || x.sqlOn)) {
-    const use = flavor.useReplicaConnectionSql(r.connection);
-    if (r.connection !== '' && !use) continue;
-    const around = (sql: string[]) => (use ? [use, ...sql, flavor.useReplicaConnectionSql('')!] : sql);
-    const restart =
-      r.ioOn && r.sqlOn
-        ? flavor.startReplicaSql
-        : r.ioOn
-          ? `${flavor.startReplicaSql} IO_THREAD`
-          : flavor.startReplicaSqlThreadSql;
-    await journal.apply(
-      `stop the joiner's replication ${r.connection ? `connection '${r.connection}' ` : ''}from ${r.source}`,
-      { target: 'joiner', statements: around([restart]), resumes: true },
-      async () => {
-        for (const sql of around([flavor.stopReplicaSql])) await joiner.meta.query(sql, [], signal);
-      },
-    );
-    stopped.push(r.connection);
-  }
-  return stopped;
-}
-
-/**
- * At commit: the joiner's previous replication connections are removed (the new replication,
- * if any, was promoted to the default connection already). Their settings could not be restored
- * once removed, which is why this waits until the clone has succeeded.
- */
-async function removeOldReplication(
-  ctx: CloneContext,
-  connections: ReplicationState[],
-  stopped: string[],
-  control: Server | undefined,
-): Promise<string[]> {
-  const { joiner, options } = ctx;
-  const flavor = joiner.facts.flavor;
-  const removed: string[] = [];
-  for (const r of connections) {
-    const label = `${r.connection ? `connection '${r.connection}' ` : ''}from ${r.source}`;
-    // The default connection now holds the new replication: it was replaced, not removed.
-    if (r.connection === '' && options.replicate) {
-      removed.push(label);
-      continue;
-    }
-    const use = flavor.useReplicaConnectionSql(r.connection);
-    if (r.connection !== '' && !use) continue;
-    const s = control ?? joiner.meta;
-    if (use) await s.query(use);
-    if (!stopped.includes(r.connection)) await s.query(flavor.stopReplicaSql);
-    await s.query(flavor.resetReplicaAllSql);
-    if (use) await s.query(flavor.useReplicaConnectionSql('')!);
-    removed.push(label);
-  }
-  return removed;
-}
-
 async function setReadOnly(ctx: CloneContext): Promise<void> {
   const { joiner, journal, signal } = ctx;
   const [row] = await joiner.meta.query('SELECT @@GLOBAL.read_only AS ro', [], signal);
@@ -504,77 +416,4 @@ async function setReadOnly(ctx: CloneContext): Promise<void> {
     { target: 'joiner', statements: [`SET GLOBAL read_only = ${before}`] },
     () => joiner.meta.query('SET GLOBAL read_only = ON', [], signal),
   );
-}
-
-/**
- * Undoes the journal, then compares both servers with the state recorded before the first
- * change. The operator is told what differs, never only that all is well.
- */
-async function rollback(journal: Journal, req: CloneRequest, err: unknown): Promise<Error> {
-  const original = isReseedError(err) ? err : new ReseedError('INTERNAL', errorMessage(err), { cause: err });
-  const steps = journal.pending().length;
-  let outcome: Awaited<ReturnType<typeof undoAndCompare>>;
-  try {
-    outcome = await undoAndCompare(journal, { donor: req.donor, joiner: req.joiner });
-  } catch (rollbackError) {
-    req.log.error({ err: rollbackError }, 'rollback could not run');
-    const state = [
-      `rollback could not run: ${errorMessage(rollbackError)}`,
-      `journal: ${journal.path} (retry with: reseed recover)`,
-    ];
-    return Object.assign(new AggregateError([original, rollbackError], original.message), {
-      code: 'JOURNAL',
-      hints: [...original.hints, ...state],
-    });
-  }
-  const { report, differences } = outcome;
-  const hints = [...original.hints, ...describeOutcome(report, differences, steps, journal)];
-  if (report.failed.length > 0) {
-    const rollbackError = new ReseedError('JOURNAL', hints.join('\n'));
-    return Object.assign(new AggregateError([original, rollbackError], original.message), {
-      code: 'JOURNAL',
-      hints,
-    });
-  }
-  if ((differences && differences.length > 0) || journal.irreversible().length > 0)
-    return new ReseedError('STATE_DIFFERS', original.message, { cause: original, hints });
-  return new ReseedError(original.code, original.message, {
-    cause: original,
-    retryable: original.retryable,
-    hints,
-  });
-}
-
-/** The lines that say what state the servers are in after a rollback (clone and recover). */
-export function describeOutcome(
-  report: { undone: string[]; failed: { title: string; error: string }[] },
-  differences: string[] | undefined,
-  steps: number,
-  journal: Journal,
-): string[] {
-  const out: string[] = [];
-  if (report.failed.length > 0) {
-    out.push(`rollback incomplete: ${report.failed.length} step(s) could not be undone:`);
-    for (const f of report.failed) out.push(`  ${f.title}: ${f.error}`);
-    out.push(`journal: ${journal.path} (retry with: reseed recover)`);
-  } else if (steps === 0 && journal.irreversible().length === 0) {
-    out.push('nothing had been changed on either server');
-  } else {
-    out.push(`every change was undone (${report.undone.length} step(s))`);
-  }
-  const irreversible = journal.irreversible();
-  for (const t of irreversible) out.push(`not undone (it cannot be, as the plan said): ${t}`);
-  if (differences === undefined) {
-    if (report.failed.length === 0 && steps > 0)
-      out.push('the servers could not be compared with the state recorded before the first change');
-  } else if (differences.length === 0) {
-    if (report.failed.length === 0)
-      out.push(
-        `compared with the state recorded before the first change: donor and joiner are as they were${irreversible.length ? ', but for what could not be undone' : ''}`,
-      );
-  } else {
-    out.push('compared with the state recorded before the first change, these differ:');
-    for (const d of differences) out.push(`  ${d}`);
-  }
-  return out;
 }
