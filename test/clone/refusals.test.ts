@@ -1,14 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { REPL_ENV, createReplUser, reseed, schemas, startServer, stopAll } from '../helpers/sandboxes.js';
+import { REPL_ENV, createReplUser, reseed, startServer, stopAll } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
+import { assertStateIs, serverState } from '../helpers/state.js';
 
 let donor: TestServer;
 let joiner: TestServer;
-
-async function gtidOf(s: TestServer): Promise<string> {
-  return String((await s.sql('SELECT @@gtid_binlog_pos AS g'))[0]!.g);
-}
 
 /** A refusal exits with `code`, says `message`, and changes nothing on either server. */
 async function refuses(
@@ -17,16 +14,11 @@ async function refuses(
   message: RegExp,
   servers: TestServer[] = [donor, joiner],
 ) {
-  const before = await Promise.all(
-    servers.map(async (s) => ({ schemas: await schemas(s), gtid: await gtidOf(s) })),
-  );
+  const before = await Promise.all(servers.map((s) => serverState(s)));
   const r = await reseed(args, { env: REPL_ENV });
   assert.equal(r.code, code, r.stderr);
   assert.match(r.stderr, message);
-  const after = await Promise.all(
-    servers.map(async (s) => ({ schemas: await schemas(s), gtid: await gtidOf(s) })),
-  );
-  assert.deepEqual(after, before, 'nothing changed');
+  for (const [i, s] of servers.entries()) await assertStateIs(s, before[i]!);
   return r;
 }
 
