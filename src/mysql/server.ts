@@ -1,16 +1,16 @@
 import mysql from 'mysql2';
-import type { Connection, ConnectionOptions, FieldPacket, QueryOptions } from 'mysql2';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import type { Connection, FieldPacket, QueryOptions } from 'mysql2';
 import { PassThrough, finished } from 'node:stream';
 import type { Readable } from 'node:stream';
 import { ReseedError, abortError, errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { Logger } from '../log.js';
-import type { Endpoint, TlsSettings } from './credentials.js';
-import { valueLength } from './wire.js';
+import { RawCommand, bulkOperations, queueCommand } from './bulk-command.js';
+import { connectHints, connectionOptions } from './connection-options.js';
+import type { Endpoint } from './credentials.js';
 import { describeEndpoint } from './credentials.js';
+import { QueryKiller, drop } from './kill-query.js';
+import type { SessionParts } from './kill-query.js';
 
 /** A row from a metadata query: column name to value (numbers and dates as strings, never lossy). */
 export type Row = Record<string, unknown>;
@@ -93,23 +93,6 @@ interface WireQuery {
   on(event: string, fn: (...args: unknown[]) => void): void;
 }
 
-/** The subset of mysql2's Connection internals this file reads. */
-interface ConnectionInternals {
-  /** the command the connection runs: sent, its answer not yet complete */
-  _command: object | null;
-  _fatalError: Error | null;
-  /** fails the running and queued commands, as when the connection is lost */
-  _notifyError(err: Error): void;
-  stream?: { destroy(): void };
-  addCommand(command: unknown): void;
-  /** set at the handshake by the patch below */
-  reseedBulk?: boolean;
-}
-
-function internals(connection: Connection): ConnectionInternals {
-  return connection as unknown as ConnectionInternals;
-}
-
 export interface ConnectOptions {
   /** Session statements run right after connecting (sql_log_bin=0, time_zone...). */
   init?: string[];
@@ -118,145 +101,8 @@ export interface ConnectOptions {
   log?: Logger;
 }
 
-/** The side connection that sends KILL QUERY: its connect timeout, and its whole life. */
-const KILL_CONNECT_TIMEOUT_MS = 2000;
-const KILL_DEADLINE_MS = 5000;
 /** close() waits this long for the statement before COM_QUIT, then drops the socket. */
 const CLOSE_TIMEOUT_MS = 2000;
-
-// mysql2 internals, reached by file path (its package exports do not list them). Two things
-// mysql2 lacks: asking a MariaDB server for bulk operations at the handshake, and sending a
-// prepared-statement command whose parameters the caller has already encoded.
-const mysql2Lib = join(dirname(createRequire(import.meta.url).resolve('mysql2')), 'lib');
-const requireLib = createRequire(join(mysql2Lib, 'index.js'));
-type CommandClass = new () => {
-  on(event: string, fn: (...args: unknown[]) => void): void;
-  onResult?: (err: Error | null, result?: unknown) => void;
-};
-const Command = requireLib('./commands/command.js') as CommandClass;
-const ClientHandshake = requireLib('./commands/client_handshake.js') as {
-  prototype: Record<string, unknown>;
-};
-/** MARIADB_CLIENT_STMT_BULK_OPERATIONS, in the extended (upper 32 bits) capability word */
-const MARIADB_BULK_OPERATIONS = 0x4;
-for (const method of ['sendSSLRequest', 'sendCredentials']) {
-  const original = ClientHandshake.prototype[method] as (this: HandshakeState, c: unknown) => unknown;
-  ClientHandshake.prototype[method] = function (this: HandshakeState, connection: { reseedBulk?: boolean }) {
-    // mysql2 leaves the extended word at 0 unless it negotiated MariaDB's extended metadata;
-    // when it did, the server reads the word and bulk operations can be asked for too.
-    if (
-      this.mariadbExtendedClientFlags &&
-      this.handshake.mariadbExtendedCapabilityFlags & MARIADB_BULK_OPERATIONS
-    ) {
-      this.mariadbExtendedClientFlags |= MARIADB_BULK_OPERATIONS;
-      connection.reseedBulk = true;
-    }
-    return original.call(this, connection);
-  };
-}
-interface HandshakeState {
-  mariadbExtendedClientFlags: number;
-  handshake: { mariadbExtendedCapabilityFlags: number };
-}
-
-/** A mysql2 command that writes one ready-made packet and reads an OK (or ERR) packet back. */
-class RawCommand extends Command {
-  readonly #packet: Buffer;
-  constructor(packet: Buffer, onResult: (err: Error | null, affected?: number) => void) {
-    super();
-    this.#packet = packet;
-    this.onResult = onResult as (err: Error | null, result?: unknown) => void;
-  }
-  start(_packet: unknown, connection: { writePacket(p: unknown): void }): unknown {
-    const buffer = this.#packet;
-    connection.writePacket({
-      buffer,
-      length: () => buffer.length - 4,
-      // Called for packets under 16 MB only: mysql2 frames larger ones itself.
-      writeHeader(sequenceId: number) {
-        buffer.writeUIntLE(buffer.length - 4, 0, 3);
-        buffer[3] = sequenceId;
-      },
-    });
-    return this.response;
-  }
-  response(packet: WirePacket): null {
-    // OK packet: 0x00, then the affected rows as a length-encoded integer.
-    this.onResult!(null, valueLength(packet.buffer, packet.offset + 1));
-    return null;
-  }
-}
-
-/** mysql2's (Node's) TLS options for `tls`: the files are read here, at each connection. */
-function sslOptions(tls: TlsSettings): NonNullable<ConnectionOptions['ssl']> {
-  const read = (what: string, path: string | undefined): string | undefined => {
-    if (path === undefined) return undefined;
-    try {
-      return readFileSync(path, 'utf8');
-    } catch (err) {
-      throw new ReseedError('CONFIG', `cannot read the TLS ${what} ${path}: ${errorMessage(err)}`, {
-        cause: err,
-      });
-    }
-  };
-  // required: encrypted, certificate unchecked; verify-ca: its chain checked; verify-identity:
-  // its chain and the host name (or IP address) it names.
-  const ssl: NonNullable<ConnectionOptions['ssl']> & { verifyIdentity?: boolean } = {
-    rejectUnauthorized: tls.mode !== 'required',
-    verifyIdentity: tls.mode === 'verify-identity',
-  };
-  const ca = read('CA', tls.ca);
-  const cert = read('certificate', tls.cert);
-  const key = read('key', tls.key);
-  if (ca) ssl.ca = ca;
-  if (cert) ssl.cert = cert;
-  if (key) ssl.key = key;
-  return ssl;
-}
-
-function connectHints(err: unknown, endpoint: Endpoint): string[] {
-  const message = errorMessage(err);
-  const addTls =
-    'add --ssl-mode required, or --ssl-ca <CA file> to check its certificate too (docs/credentials.md)';
-  if (/insecure transport|ssl|tls|certificate|self.signed|secure connection/i.test(message)) {
-    return endpoint.tls
-      ? [
-          "check the TLS settings: --ssl-ca must be the CA that signed the server's certificate, and verify-identity needs the host named in it (docs/credentials.md)",
-        ]
-      : [`the server wants TLS: ${addTls}`];
-  }
-  const hints = ['check the host, port, user and password (see docs/credentials.md)'];
-  // MariaDB answers a plain connection it refuses for want of TLS with "Access denied" too.
-  if (!endpoint.tls && (err as { errno?: number }).errno === 1045) {
-    hints.push(`if the server requires TLS (require_secure_transport=ON): ${addTls}`);
-  }
-  return hints;
-}
-
-/** mysql2's options for `endpoint`; the TLS files are read here, at each call. */
-function connectionOptions(endpoint: Endpoint, connectTimeoutMs: number): ConnectionOptions {
-  const config: ConnectionOptions = {
-    user: endpoint.user,
-    password: endpoint.password ?? '',
-    connectTimeout: connectTimeoutMs,
-    supportBigNumbers: true,
-    bigNumberStrings: true,
-    dateStrings: true,
-    decimalNumbers: false,
-    multipleStatements: false,
-    charset: 'utf8mb4_general_ci',
-    infileStreamFactory: () => {
-      throw new ReseedError('INTERNAL', 'LOAD DATA LOCAL without a stream');
-    },
-  };
-  if (endpoint.tls) config.ssl = sslOptions(endpoint.tls);
-  if (endpoint.socketPath) config.socketPath = endpoint.socketPath;
-  else {
-    config.host = endpoint.host;
-    config.port = endpoint.port;
-  }
-  return config;
-}
 
 export async function connect(endpoint: Endpoint, options: ConnectOptions = {}): Promise<Server> {
   const config = connectionOptions(endpoint, options.connectTimeoutMs ?? 10_000);
@@ -310,31 +156,15 @@ function initFailed(label: string, statement: string, err: unknown): ReseedError
   return Object.assign(failure, { sqlErrno: errno });
 }
 
-interface ServerParts {
+interface ServerParts extends SessionParts {
   endpoint: Endpoint;
-  label: string;
-  connection: Connection;
-  /** what `connection` was made with, for the side connection that kills its statements */
-  config: ConnectionOptions;
-  log: Logger;
 }
 
 class Mysql2Server implements Server {
   readonly endpoint: Endpoint;
   readonly label: string;
   readonly #connection: Connection;
-  readonly #config: ConnectionOptions;
-  readonly #log: Logger;
-  /** Commands this session sent for its callers: killQuery() kills no handshake or quit. */
-  readonly #statements = new WeakSet<object>();
-  /** Kills in flight, by the command they aim at. */
-  readonly #kills = new WeakMap<object, Promise<void>>();
-  /**
-   * Settled once every kill in flight is done. New statements wait for it: a KILL QUERY that
-   * arrives after its target ended must find the session idle (the server then ignores it),
-   * never running the caller's next statement.
-   */
-  #gate: Promise<void> | undefined;
+  readonly #killer: QueryKiller;
   #fatal: Error | undefined;
   #closed = false;
 
@@ -342,14 +172,13 @@ class Mysql2Server implements Server {
     this.endpoint = parts.endpoint;
     this.label = parts.label;
     this.#connection = parts.connection;
-    this.#config = parts.config;
-    this.#log = parts.log;
+    this.#killer = new QueryKiller(parts);
     // An idle connection that dies must not crash the process; the next call reports it.
     parts.connection.on('error', (err) => (this.#fatal = err));
   }
 
   get bulkExecute(): boolean {
-    return internals(this.#connection).reseedBulk === true;
+    return bulkOperations(this.#connection);
   }
 
   get connectionId(): number {
@@ -372,7 +201,7 @@ class Mysql2Server implements Server {
               close: () => this.#connection.unprepare(sql),
             });
           });
-          this.#statements.add(command);
+          this.#killer.track(command);
         },
         reject,
       );
@@ -389,8 +218,8 @@ class Mysql2Server implements Server {
           const command = new RawCommand(packet, (err, affected) =>
             err ? reject(this.#wrap(err, 'COM_STMT_BULK_EXECUTE')) : resolve(affected ?? 0),
           );
-          this.#statements.add(command);
-          internals(this.#connection).addCommand(command);
+          this.#killer.track(command);
+          queueCommand(this.#connection, command);
         },
         reject,
       );
@@ -404,7 +233,7 @@ class Mysql2Server implements Server {
       let command: object | undefined;
       const onAbort = () => {
         reject(abortError(signal!));
-        if (command) void this.#stop(command);
+        if (command) void this.#killer.stop(command);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#whenFree(
@@ -416,7 +245,7 @@ class Mysql2Server implements Server {
             if (err) return reject(this.#wrap(err, sql));
             resolve(Array.isArray(rows) ? (rows as Row[]) : []);
           });
-          this.#statements.add(command);
+          this.#killer.track(command);
         },
         (err) => {
           signal?.removeEventListener('abort', onAbort);
@@ -429,18 +258,18 @@ class Mysql2Server implements Server {
   async *streamRaw(sql: string, signal?: AbortSignal): AsyncIterable<RawRow> {
     const refused = this.#refuse(sql, signal);
     if (refused) throw refused;
-    await this.#gate;
+    await this.#killer.gate;
     const late = this.#refuse(sql, signal);
     if (late) throw late;
     const query = this.#connection.query({ sql, rowsAsArray: true, typeCast: (field) => field.buffer() });
-    this.#statements.add(query);
+    this.#killer.track(query);
     // The error of a killed query comes after its stream is gone; unheard, mysql2 would throw it
     // while reading packets and break the connection.
     query.on('error', () => undefined);
     const stream = query.stream({ highWaterMark: 256 });
     const onAbort = () => {
       stream.destroy(abortError(signal!));
-      this.#abandon(query);
+      this.#killer.abandon(query);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -451,7 +280,7 @@ class Mysql2Server implements Server {
       signal?.removeEventListener('abort', onAbort);
       // Given up before its end (aborted, failed, or the consumer stopped reading): the server
       // would go on producing rows that nobody reads. A no-op when it ended.
-      this.#abandon(query);
+      this.#killer.abandon(query);
     }
   }
 
@@ -465,7 +294,7 @@ class Mysql2Server implements Server {
       const onAbort = () => {
         abandoned = true;
         reject(abortError(signal!));
-        if (query) this.#abandon(query);
+        if (query) this.#killer.abandon(query);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#whenFree(
@@ -473,7 +302,7 @@ class Mysql2Server implements Server {
         () => {
           if (signal?.aborted) return;
           query = connection.query(sql) as unknown as WireQuery;
-          this.#statements.add(query);
+          this.#killer.track(query);
           // mysql2 drives a query through states; after the column definitions its next state is
           // `this.row`. Our own `row` reads the packet bytes and leaves end-of-rows to mysql2.
           // This is the one place reseed relies on mysql2 internals; the logical clone tests cover
@@ -565,7 +394,7 @@ class Mysql2Server implements Server {
                 ? settle(this.#wrap(err, sql))
                 : settle(null, (result as { affectedRows?: number }).affectedRows ?? 0),
           );
-          this.#statements.add(command);
+          this.#killer.track(command);
         },
         settle,
       );
@@ -573,8 +402,7 @@ class Mysql2Server implements Server {
   }
 
   killQuery(): Promise<void> {
-    const current = internals(this.#connection)._command;
-    return current && this.#statements.has(current) ? this.#kill(current) : Promise.resolve();
+    return this.#killer.killRunning();
   }
 
   close(): Promise<void> {
@@ -591,61 +419,7 @@ class Mysql2Server implements Server {
 
   destroy(): void {
     this.#closed = true;
-    const current = internals(this.#connection)._command;
-    // The server notices a client gone only when it next reads or writes: a statement it runs
-    // (a long UPDATE and its row locks) would go on to its end. Once dropped, the session can
-    // run nothing else, so the kill cannot hit another statement.
-    const running = current !== null && this.#statements.has(current) && !this.#kills.has(current);
-    drop(this.#connection);
-    if (running) void this.#kill(current, () => true);
-  }
-
-  /** True while `command` is the one the session runs: sent, its answer not complete. */
-  #runs(command: object): boolean {
-    return internals(this.#connection)._command === command;
-  }
-
-  /**
-   * Stops a statement its caller gave up on: killed if it runs; if it still waits its turn behind
-   * another, it is never sent (a mysql2 command whose first state sends nothing ends at once).
-   */
-  #stop(command: object): Promise<void> {
-    if (this.#runs(command)) return this.#kill(command);
-    (command as { start: () => null }).start = () => null;
-    return Promise.resolve();
-  }
-
-  #kill(command: object, stillRunning = () => this.#runs(command)): Promise<void> {
-    if (!stillRunning()) return Promise.resolve();
-    const pending = this.#kills.get(command);
-    if (pending) return pending;
-    const done = killStatement(this.#config, this.connectionId, stillRunning).then((failure) => {
-      if (failure !== undefined) {
-        this.#log.warn(
-          { err: errorMessage(failure), connectionId: this.connectionId },
-          `${this.label}: could not kill the statement of an interrupted session; it runs until it ends`,
-        );
-      }
-    });
-    this.#kills.set(command, done);
-    const gate: Promise<void> = Promise.all([this.#gate, done]).then(() => {
-      if (this.#gate === gate) this.#gate = undefined;
-    });
-    this.#gate = gate;
-    return done;
-  }
-
-  /**
-   * Kills a query whose rows nobody wants any more, and reads none of them until then: they
-   * would only compete with the kill for this process. What is left then is read and dropped.
-   */
-  #abandon(query: object): void {
-    if (!this.#runs(query)) {
-      void this.#stop(query);
-      return;
-    }
-    this.#connection.pause();
-    void this.#kill(query).then(() => this.#connection.resume());
+    this.#killer.dropSession();
   }
 
   /**
@@ -654,8 +428,8 @@ class Mysql2Server implements Server {
    */
   async #abandonLoad(command: object | undefined, fileOpen: () => boolean): Promise<void> {
     if (!command) return;
-    await this.#stop(command);
-    if (this.#runs(command) && fileOpen()) this.destroy();
+    await this.#killer.stop(command);
+    if (this.#killer.runs(command) && fileOpen()) this.destroy();
   }
 
   /**
@@ -670,8 +444,9 @@ class Mysql2Server implements Server {
         fail(err);
       }
     };
-    if (!this.#gate) return run();
-    void this.#gate.then(() => {
+    const gate = this.#killer.gate;
+    if (!gate) return run();
+    void gate.then(() => {
       const refused = this.#refuse(sql);
       if (refused) fail(refused);
       else run();
@@ -704,71 +479,6 @@ class Mysql2Server implements Server {
 function shortSql(sql: string): string {
   if (/IDENTIFIED|PASSWORD/i.test(sql)) return '(statement withheld: it may hold a secret)';
   return sql.length > 160 ? `${sql.slice(0, 160)}...` : sql;
-}
-
-/**
- * Sends `KILL QUERY threadId` from a short-lived side connection (the session itself, busy with
- * its statement, reads nothing else). `stillRunning` is asked once connected: a statement that
- * ended meanwhile is left alone. Never throws; resolves with what went wrong, if anything, once
- * the side connection is closed.
- */
-async function killStatement(
-  config: ConnectionOptions,
-  threadId: number,
-  stillRunning: () => boolean,
-): Promise<unknown> {
-  const side = mysql.createConnection({ ...config, connectTimeout: KILL_CONNECT_TIMEOUT_MS });
-  side.on('error', () => undefined); // reported through the callbacks below
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      new Promise<void>((resolve, reject) =>
-        side.connect((err) => {
-          if (err) return reject(err);
-          if (!stillRunning()) return resolve();
-          side.query(`KILL QUERY ${threadId}`, (e) => (e ? reject(e) : resolve()));
-        }),
-      ),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`no answer within ${KILL_DEADLINE_MS} ms`)),
-          KILL_DEADLINE_MS,
-        );
-      }),
-    ]);
-    await new Promise<void>((resolve) => side.end(() => resolve()));
-    return undefined;
-  } catch (err) {
-    drop(side);
-    // 1094, unknown thread: the session is gone, and its statement with it.
-    return (err as { errno?: number }).errno === 1094 ? undefined : err;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Closes the socket now (mysql2's destroy() only half-closes it, which a vanished server never
- * answers), and fails what was sent or queued on it as a lost connection does: nobody is left
- * waiting for an answer that cannot come.
- */
-function drop(connection: Connection): void {
-  const c = internals(connection);
-  const lost = Object.assign(new Error('the session was closed before its statement ended'), {
-    fatal: true,
-    code: 'PROTOCOL_CONNECTION_LOST',
-  });
-  connection.on('error', () => undefined); // from here on, failures reach the callers below
-  if (!c._fatalError) {
-    // mysql2 tells a command without a callback (a streamed query) nothing: it tells the connection
-    const current = c._command as { onResult?: unknown; listenerCount?(e: string): number } | null;
-    if (current && !current.onResult && current.listenerCount?.('error')) {
-      (current as unknown as { emit(e: string, err: Error): void }).emit('error', lost);
-    }
-    c._notifyError(lost);
-  }
-  connection.destroy();
-  c.stream?.destroy();
 }
 
 let fallbackLog: Logger | undefined;
