@@ -7,7 +7,8 @@ import { getSandbox, sandboxEndpoint, sandboxRemove, sandboxUp } from '../sandbo
 import { ReseedError } from '../errors.js';
 import { abortOnSignals, logger, parsePositiveInt, reportError } from './common.js';
 import { renderSummary } from './clone.js';
-import { formatBytes, formatMs, terminalSink } from './output.js';
+import { formatBytes, formatMs } from './output.js';
+import { terminalSink } from './progress-screen.js';
 import { renderReport } from './verify.js';
 
 const SIZE_UNITS = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
@@ -39,8 +40,8 @@ export function demoCommand(): Command {
         process.exitCode = reportError(err, false);
         return;
       }
-      const { signal, dispose } = abortOnSignals();
       const term = terminalSink();
+      const { signal, dispose } = abortOnSignals(() => term.stop());
       try {
         for (const name of ['demo-donor', 'demo-joiner']) if (getSandbox(name)) await sandboxRemove(name);
         process.stderr.write('Starting two sandboxes...\n');
@@ -71,9 +72,9 @@ export function demoCommand(): Command {
             verify: true,
           }),
         });
-        term.stop();
-        process.stderr.write(renderSummary(summary));
-        if (summary.verify) process.stderr.write('Verification: ' + renderReport(summary.verify));
+        term.stop(true);
+        process.stdout.write(renderSummary(summary));
+        if (summary.verify) process.stdout.write('Verification: ' + renderReport(summary.verify));
         process.stderr.write(
           [
             '',

@@ -87,6 +87,8 @@ export interface TransferMethod {
   readonly name: string;
   readonly summary: string;
   readonly capabilities: MethodCapabilities;
+  /** the phases run() announces as progress events, in order */
+  readonly phases: readonly string[];
   /** problems that forbid this method here, one line each; empty when all is well */
   preflight(ctx: Omit<CloneContext, 'journal'>): Promise<string[]>;
   /** what the user should know before the copy but that does not forbid it, one line each */

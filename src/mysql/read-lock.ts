@@ -85,6 +85,8 @@ export interface ReadLockArgs {
   policy: ReadLockPolicy;
   log: Logger;
   signal?: AbortSignal | undefined;
+  /** told why the lock waits (long-running queries), and undefined once it goes on */
+  onWaiting?: ((reason: string | undefined) => void) | undefined;
 }
 
 export async function acquireReadLock(args: ReadLockArgs): Promise<HeldReadLock> {
@@ -104,6 +106,10 @@ export async function acquireReadLock(args: ReadLockArgs): Promise<HeldReadLock>
       if (blockers.length === 0) break;
       lastBlocker = blockers[0];
       if (Date.now() >= windowDeadline) break;
+      const longest = blockers.reduce((a, b) => (b.time > a.time ? b : a));
+      args.onWaiting?.(
+        `read lock waits for ${blockers.length === 1 ? 'a query' : `${blockers.length} queries`} running over ${policy.longQuerySeconds} s to end (connection ${longest.id} of ${longest.user}, ${longest.time} s; attempt ${attempt} of ${policy.retries})`,
+      );
       log.info(
         { blockers: blockers.length, attempt },
         'waiting for long-running queries before the read lock',
@@ -111,6 +117,7 @@ export async function acquireReadLock(args: ReadLockArgs): Promise<HeldReadLock>
       await sleep(250, undefined, signal ? { signal } : undefined).catch(() => undefined);
       throwIfAborted(signal);
     }
+    args.onWaiting?.(undefined);
     // 2. Take the lock; our own statement is killed if it waits longer than allowed.
     const started = Date.now();
     let killed = false;

@@ -39,6 +39,8 @@ export interface SnapshotOptions {
   signal?: AbortSignal | undefined;
   /** lock-free attempts before falling back to a read lock (auto mode) */
   lockFreeAttempts?: number;
+  /** told why the read lock waits (long-running queries), and undefined once it goes on */
+  onWaiting?: ((reason: string | undefined) => void) | undefined;
 }
 
 const START = 'START TRANSACTION WITH CONSISTENT SNAPSHOT';
@@ -183,6 +185,7 @@ async function lineUpUnderLock(
       policy: o.policy,
       log: o.log,
       signal: o.signal,
+      onWaiting: o.onWaiting,
     });
     let binlog: BinlogPosition;
     let gtid: string;

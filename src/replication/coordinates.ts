@@ -129,6 +129,37 @@ export function gtidContains(flavor: FlavorName, a: string, b: string): boolean 
     : mysqlGtidContains(parseMysqlGtidSet(a), parseMysqlGtidSet(b));
 }
 
+/**
+ * How many transactions of position `target` the position `have` lacks: the catch-up's "GTID
+ * distance". MariaDB: per domain, how far `have`'s sequence number is behind (sequence numbers of
+ * a domain count its transactions). MySQL: transactions of `target`'s set missing from `have`.
+ */
+export function gtidDistance(flavor: FlavorName, target: string, have: string): number {
+  if (flavor === 'mariadb') {
+    const mine = parseMariadbGtid(have);
+    let n = 0n;
+    for (const [domain, { seq }] of parseMariadbGtid(target)) {
+      const at = mine.get(domain)?.seq ?? 0n;
+      if (at < seq) n += seq - at;
+    }
+    return Number(n);
+  }
+  const mine = parseMysqlGtidSet(have);
+  let n = 0n;
+  for (const [uuid, ranges] of parseMysqlGtidSet(target)) {
+    const covered = mine.get(uuid) ?? [];
+    for (const [lo, hi] of ranges) {
+      n += hi - lo + 1n;
+      for (const [clo, chi] of covered) {
+        const a = clo > lo ? clo : lo;
+        const b = chi < hi ? chi : hi;
+        if (a <= b) n -= b - a + 1n;
+      }
+    }
+  }
+  return Number(n);
+}
+
 export function compareBinlog(a: BinlogPosition, b: BinlogPosition): number {
   if (a.file !== b.file) return a.file < b.file ? -1 : 1;
   return a.position - b.position;

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import {
   formatCoordinates,
   gtidContains,
+  gtidDistance,
   normalizeGtid,
   parseMariadbGtid,
   parseMysqlGtidSet,
@@ -37,6 +38,17 @@ describe('GTID positions', () => {
     assert.equal(gtidContains('mysql', `${u}:1-100`, `${u}:5-10:20`), true);
     assert.equal(gtidContains('mysql', `${u}:1-10:12-20`, `${u}:10-12`), false);
     assert.equal(gtidContains('mysql', `${u}:1-10`, ''), true);
+  });
+
+  it('counts the transactions a position lacks (the catch-up distance)', () => {
+    assert.equal(gtidDistance('mariadb', '0-1-120,1-2-7', '0-1-100,1-2-7'), 20);
+    assert.equal(gtidDistance('mariadb', '0-1-10,1-2-3', '0-1-10'), 3, 'a domain not seen yet');
+    assert.equal(gtidDistance('mariadb', '0-1-10', '0-1-12'), 0, 'ahead counts as there');
+    const u = '3e11fa47-71ca-11e1-9e33-c80aa9429562';
+    const v = '4e11fa47-71ca-11e1-9e33-c80aa9429562';
+    assert.equal(gtidDistance('mysql', `${u}:1-100,${v}:1-5`, `${u}:1-90`), 15);
+    assert.equal(gtidDistance('mysql', `${u}:1-100`, `${u}:1-10:20-30:95-200`), 73);
+    assert.equal(gtidDistance('mysql', `${u}:1-10`, `${u}:1-10`), 0);
   });
 
   it('formats coordinates with the source position of a replica donor', () => {

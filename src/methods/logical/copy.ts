@@ -100,15 +100,8 @@ export async function copyTables(o: CopyOptions): Promise<{ tables: TableCopyRes
   const used = new Set<Loader>();
   const results = new Map<string, TableCopyResult>();
   const ordered = [...o.tables].sort((a, b) => b.dataBytes - a.dataBytes);
-  for (const t of ordered) {
+  for (const t of ordered)
     results.set(displayName(t), { table: displayName(t), rows: 0, bytes: 0, chunks: 0 });
-    o.progress.emit({
-      type: 'table-planned',
-      table: displayName(t),
-      estimatedRows: t.estimatedRows,
-      estimatedBytes: t.dataBytes,
-    });
-  }
   const state = new Map<string, TableState>();
   const finished: TableInfo[] = [];
   const queue = chunks(o.planner, ordered, o.chunkRows, o.signal, state, finished, o.donors.length);
@@ -141,6 +134,7 @@ export async function copyTables(o: CopyOptions): Promise<{ tables: TableCopyRes
     const name = displayName(table);
     const indexes = o.deferredIndexes.get(table) ?? [];
     if (indexes.length) {
+      o.progress.emit({ type: 'table-indexing', table: name, indexes: indexes.length });
       const t = Date.now();
       // LOCK=SHARED: nothing else writes to the table, so InnoDB keeps no log of concurrent changes.
       await joiner.query(`ALTER TABLE ${tableName(table)} ${indexes.join(', ')}, LOCK=SHARED`, [], signal);
@@ -173,6 +167,15 @@ export async function copyTables(o: CopyOptions): Promise<{ tables: TableCopyRes
       r.chunks++;
       const st = state.get(name)!;
       st.pending--;
+      o.progress.emit({
+        type: 'chunk-done',
+        table: name,
+        rows: copied.rows,
+        bytes: copied.bytes,
+        chunks: r.chunks + st.pending,
+        chunksDone: r.chunks,
+        allPlanned: st.planned,
+      });
       if (st.planned && st.pending === 0) finished.push(table);
     }
   };

@@ -8,6 +8,7 @@ import type { SnapshotGroup } from '../../mysql/snapshot.js';
 import { compareVersions, parseVersion } from '../../mysql/flavor/index.js';
 import { displayName, listTableKinds, listTables } from '../../mysql/tables.js';
 import type { Coordinates } from '../../replication/coordinates.js';
+import { throttleReporter } from '../../progress.js';
 import type { CloneContext, TransferMethod, TransferResult } from '../method.js';
 import { copyTables, loaderFor } from './copy.js';
 import { createObjects, createTables } from './schema.js';
@@ -18,6 +19,7 @@ const SNAPSHOT_ENGINES = new Set(['innodb', 'rocksdb']);
 
 export const logical: TransferMethod = {
   name: 'logical',
+  phases: ['snapshot', 'schema', 'copy', 'objects'],
   summary: 'one consistent snapshot, parallel chunked copy streamed into the joiner with LOAD DATA',
   capabilities: {
     donorLock: 'none-or-brief',
@@ -96,9 +98,17 @@ export const logical: TransferMethod = {
         monitor: donor.meta,
         log,
         signal,
+        onWaiting: throttleReporter(progress),
       });
       const coordinates: Coordinates = { ...group.coordinates };
       const { lockMode, lockHeldMs } = group;
+      progress.emit({
+        type: 'snapshot',
+        sessions: group.sessions.length,
+        lockMode,
+        lockHeldMs,
+        gtid: coordinates.gtid,
+      });
       if (donor.facts.replica) {
         const [row] = await donor.meta.query(flavor.replicaStatusSql, [], signal);
         const [g] = await donor.meta.query(flavor.replicaGtidPositionSql, [], signal);
@@ -123,6 +133,14 @@ export const logical: TransferMethod = {
       t = Date.now();
       progress.emit({ type: 'phase', phase: 'schema' });
       const tables = await listTables(donor.meta, options.schemas, signal);
+      // The estimates, before any row moves: the whole copy's size is known up front.
+      for (const table of tables)
+        progress.emit({
+          type: 'table-planned',
+          table: displayName(table),
+          estimatedRows: table.estimatedRows,
+          estimatedBytes: table.dataBytes,
+        });
       const objects = await listObjects(donor.meta, options.schemas, signal);
       // A sequence's state as of the snapshot (its row, read in the snapshot).
       const sequences: { object: SchemaObject; next: string }[] = [];
@@ -181,10 +199,18 @@ export const logical: TransferMethod = {
 
       // 4. Views, routines, triggers (after the rows, so loading fires none), events, accounts.
       t = Date.now();
-      progress.emit({ type: 'phase', phase: 'objects' });
+      const created = objects.filter((o) => o.kind !== 'sequence');
+      progress.emit({ type: 'phase', phase: 'objects', detail: describeObjects(created) });
       const ddl = await connect(joiner.endpoint, { init: ['SET SESSION sql_log_bin = 0'] });
       opened.push(ddl);
-      await createObjects({ joiner: ddl, flavor: joiner.facts.flavor, objects, signal });
+      let done = 0;
+      await createObjects({
+        joiner: ddl,
+        flavor: joiner.facts.flavor,
+        objects,
+        signal,
+        onCreated: () => progress.emit({ type: 'objects', done: ++done, total: created.length }),
+      });
       const users = options.users
         ? await copyUsers({ donor: donor.meta, joiner: joiner.meta, journal, progress, signal })
         : 0;
@@ -206,3 +232,11 @@ export const logical: TransferMethod = {
     }
   },
 };
+
+/** "2 views, 1 function, 1 trigger": what the objects phase creates. */
+function describeObjects(objects: SchemaObject[]): string {
+  if (objects.length === 0) return 'none';
+  const counts = new Map<string, number>();
+  for (const o of objects) counts.set(o.kind, (counts.get(o.kind) ?? 0) + 1);
+  return [...counts].map(([kind, n]) => `${n} ${kind}${n === 1 ? '' : 's'}`).join(', ');
+}

@@ -90,16 +90,21 @@ export async function createObjects(args: {
   objects: SchemaObject[];
   signal?: AbortSignal | undefined;
   asReplica?: boolean | undefined;
+  /** called after each object is created (progress) */
+  onCreated?: (() => void) | undefined;
 }): Promise<void> {
-  const { joiner, flavor, objects, signal, asReplica = true } = args;
+  const { joiner, flavor, objects, signal, asReplica = true, onCreated = () => {} } = args;
   // Sequences are made with the tables (createTables).
   const ofKind = (...kinds: ObjectKind[]) => objects.filter((o) => kinds.includes(o.kind));
-  for (const o of ofKind('function', 'procedure')) await createOrDescribe(joiner, o, signal);
-  await createViews(joiner, ofKind('view'), signal);
-  for (const o of ofKind('trigger')) await createOrDescribe(joiner, o, signal);
-  for (const o of ofKind('event')) {
-    await createOrDescribe(joiner, asReplica && flavor.name === 'mariadb' ? disabledOnReplica(o) : o, signal);
-  }
+  const create = async (o: SchemaObject) => {
+    await createOrDescribe(joiner, o, signal);
+    onCreated();
+  };
+  for (const o of ofKind('function', 'procedure')) await create(o);
+  await createViews(joiner, ofKind('view'), signal, onCreated);
+  for (const o of ofKind('trigger')) await create(o);
+  for (const o of ofKind('event'))
+    await create(asReplica && flavor.name === 'mariadb' ? disabledOnReplica(o) : o);
 }
 
 /**
@@ -111,13 +116,19 @@ export async function createObjects(args: {
 const VIEW_WAITS_FOR = new Set([1146, 1356]);
 
 /** Views in rounds, until none is left; a round that creates none fails with its first error. */
-async function createViews(joiner: Server, views: SchemaObject[], signal?: AbortSignal): Promise<void> {
+async function createViews(
+  joiner: Server,
+  views: SchemaObject[],
+  signal: AbortSignal | undefined,
+  onCreated: () => void,
+): Promise<void> {
   let pending = views;
   while (pending.length > 0) {
     const failed: { view: SchemaObject; err: unknown }[] = [];
     for (const v of pending) {
       try {
         await createObject(joiner, v, signal);
+        onCreated();
       } catch (err) {
         if (!VIEW_WAITS_FOR.has(sqlErrno(err) ?? 0)) throw describe(v, err);
         failed.push({ view: v, err });
