@@ -19,7 +19,8 @@ import {
   reportError,
   resolveSides,
 } from './common.js';
-import { formatBytes, formatMs, jsonSink, terminalSink } from './output.js';
+import { formatBytes, formatMs, jsonSink } from './output.js';
+import { terminalSink } from './progress-screen.js';
 
 export interface CloneFlags {
   from: string;
@@ -55,10 +56,13 @@ export interface CloneFlags {
   joinerDefaultsFile?: string;
 }
 
-export function addConnectionOptions(cmd: Command): Command {
+export function addConnectionOptions(cmd: Command, describe: { to?: string } = {}): Command {
   return cmd
     .requiredOption('--from <uri>', 'the donor: mysql://user@host:port')
-    .requiredOption('--to <uri>', 'the joiner: mysql://user@host:port (its user schemas are replaced)')
+    .requiredOption(
+      '--to <uri>',
+      describe.to ?? 'the joiner: mysql://user@host:port (its user schemas are replaced)',
+    )
     .option(
       '--defaults-file <file>',
       'option file with [client] user/password for both sides (default ~/.my.cnf)',
@@ -195,10 +199,12 @@ function checkFlagConflicts(flags: CloneFlags, command: Command): void {
 
 async function runClone(flags: CloneFlags, command: Command): Promise<number> {
   const json = flags.json === true;
-  const term = json ? undefined : terminalSink();
-  const progress = fanOut(...(json ? [jsonSink()] : [term!]));
+  const log = logger(flags.verbose);
+  // Log lines (--verbose) go to stderr too: the live area would draw over them.
+  const sink = json ? jsonSink() : terminalSink(process.stderr, { live: log.level === 'silent' });
+  const progress = fanOut(sink);
   const warn = (message: string) => progress.emit({ type: 'warning', message });
-  const { signal, dispose } = abortOnSignals();
+  const { signal, dispose } = abortOnSignals(() => sink.stop());
   try {
     checkFlagConflicts(flags, command);
     const { donor, joiner } = resolveSides(flags.from, flags.to, flags, warn);
@@ -209,7 +215,7 @@ async function runClone(flags: CloneFlags, command: Command): Promise<number> {
     const summary = await clone({
       donor,
       joiner,
-      log: logger(flags.verbose),
+      log,
       progress,
       signal,
       options: {
@@ -245,13 +251,13 @@ async function runClone(flags: CloneFlags, command: Command): Promise<number> {
         dryRun: flags.dryRun === true,
       },
     });
-    term?.stop();
+    sink.stop(!summary.dryRun);
     if (json) process.stdout.write(JSON.stringify({ type: 'summary', ...summary }) + '\n');
     else if (summary.dryRun) process.stderr.write('dry run: nothing was changed\n');
-    else process.stderr.write(renderSummary(summary));
+    else process.stdout.write(renderSummary(summary));
     return 0;
   } catch (err) {
-    term?.stop();
+    sink.stop();
     return reportError(
       err instanceof ReseedError || err instanceof Error ? err : new Error(String(err)),
       json,

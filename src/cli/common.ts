@@ -129,13 +129,18 @@ export function logger(verbose: boolean | undefined): Logger {
 
 /**
  * Ctrl-C and SIGTERM abort the operation, which then rolls back through its journal. A second
- * Ctrl-C exits at once, leaving the journal for `reseed recover`.
+ * Ctrl-C exits at once, leaving the journal for `reseed recover`. `beforeMessage` runs before
+ * anything is printed (it ends a live progress display, which would draw over the message).
  */
-export function abortOnSignals(): { signal: AbortSignal; dispose(): void } {
+export function abortOnSignals(beforeMessage: () => void = () => {}): {
+  signal: AbortSignal;
+  dispose(): void;
+} {
   const controller = new AbortController();
   let count = 0;
   const handler = (name: NodeJS.Signals) => {
     count++;
+    beforeMessage();
     if (count === 1) {
       process.stderr.write(
         `\n${name}: stopping and undoing what was changed (press Ctrl-C again to exit at once)\n`,
@@ -146,13 +151,19 @@ export function abortOnSignals(): { signal: AbortSignal; dispose(): void } {
       process.exit(EXIT_CODES.ABORTED);
     }
   };
+  // SIGHUP: the terminal went away (ssh dropped, window closed); undo as for Ctrl-C. Writing to
+  // a terminal that is gone fails: that must not end the process before its undo.
+  process.stderr.on('error', () => undefined);
+  process.stdout.on('error', () => undefined);
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
+  process.on('SIGHUP', handler);
   return {
     signal: controller.signal,
     dispose() {
       process.off('SIGINT', handler);
       process.off('SIGTERM', handler);
+      process.off('SIGHUP', handler);
     },
   };
 }

@@ -1,6 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { JOINER_LOCK } from '../clone/clone.js';
 import { describeOutcome } from '../clone/outcome.js';
+import type { Endpoint } from '../mysql/credentials.js';
+import { connect } from '../mysql/server.js';
+import type { Server } from '../mysql/server.js';
 import { undoAndCompare } from '../clone/undo.js';
 import { EXIT_CODES, ReseedError, errorMessage, isReseedError } from '../errors.js';
 import { Journal, journalDir, scanJournals } from '../journal/journal.js';
@@ -77,6 +81,22 @@ function checkJournalFile(path: string): void {
     throw refuse('is not a reseed journal (its first line is no journal header)');
 }
 
+/**
+ * The joiner's reseed lock, held while recover undoes: refused when another operation (a new
+ * clone, another recover) is working on it. Unreachable joiner: the undo reports it step by step.
+ */
+async function lockJoiner(endpoint: Endpoint): Promise<Server | undefined> {
+  const s = await connect(endpoint).catch(() => undefined);
+  if (!s) return undefined;
+  const [row] = await s.query('SELECT GET_LOCK(?, 0) AS got', [JOINER_LOCK]);
+  if (Number(row?.got) === 1) return s;
+  await s.close();
+  throw new ReseedError(
+    'JOURNAL',
+    'another reseed operation is working on the joiner (it holds the lock reseed:joiner): let it finish, then run recover again',
+  );
+}
+
 /** Lists (never writing) or rolls back unfinished journals; one bad journal does not stop the others. */
 async function recover(flags: RecoverFlags): Promise<number> {
   const readOnly = flags.list === true;
@@ -118,6 +138,10 @@ async function recover(flags: RecoverFlags): Promise<number> {
     process.stdout.write(
       `${j.path}: ${j.header.operation} ${describeEndpoint(donor)} -> ${describeEndpoint(joiner)}\n`,
     );
+    if (j.ownerAlive())
+      process.stdout.write(
+        `  its process ${j.header.pid} is still running: it undoes its own changes if it fails\n`,
+      );
     for (const p of j.pending()) process.stdout.write(`  owed: ${p.title} (on the ${p.undo.target})\n`);
     for (const t of j.irreversible()) process.stdout.write(`  done, cannot be undone: ${t}\n`);
     if (readOnly) continue;
@@ -145,7 +169,9 @@ async function recover(flags: RecoverFlags): Promise<number> {
       tls: joiner.tls,
     });
     const steps = j.pending().length;
+    let lock: Server | undefined;
     try {
+      lock = await lockJoiner(jo.endpoint);
       const { report, differences } = await undoAndCompare(j, { donor: d.endpoint, joiner: jo.endpoint });
       for (const u of report.undone) process.stdout.write(`  undone: ${u}\n`);
       for (const f of report.failed) process.stdout.write(`  FAILED: ${f.title}: ${f.error}\n`);
@@ -171,6 +197,8 @@ async function recover(flags: RecoverFlags): Promise<number> {
           ? err
           : new ReseedError('JOURNAL', `${j.path}: ${errorMessage(err)}`, { cause: err }),
       );
+    } finally {
+      await lock?.close();
     }
   }
   return exit;

@@ -14,7 +14,8 @@ import {
   reportError,
   resolveSides,
 } from './common.js';
-import { jsonSink, terminalSink } from './output.js';
+import { jsonSink } from './output.js';
+import { terminalSink } from './progress-screen.js';
 
 interface VerifyFlags {
   from: string;
@@ -25,6 +26,7 @@ interface VerifyFlags {
   lockMode: SnapshotLockMode;
   catchupTimeout: string;
   replicaConnection?: string;
+  applyHeld?: boolean;
   json?: boolean;
   verbose?: boolean;
   defaultsFile?: string;
@@ -39,10 +41,12 @@ export function verifyCommand(): Command {
       'Checksums every table in chunks on both servers at one GTID position: when the joiner is a ' +
         "GTID replica of the donor, its replication is paused, the donor's snapshot opened, the " +
         'replica let run exactly up to it, and its threads given back as found (journaled: `reseed ' +
-        'recover` after a crash). Any other joiner is compared live, its replication untouched. Also ' +
-        'compares table, view, routine, trigger and event definitions. Exits 8 when anything differs.',
+        'recover` after a crash), but for a thread that stops on an error meanwhile, which is left ' +
+        'stopped with its error. A stopped SQL thread is refused unless --apply-held. Any other ' +
+        'joiner is compared live, its replication untouched. Also compares table, view, routine, ' +
+        'trigger and event definitions. Exits 8 when anything differs.',
     );
-  addConnectionOptions(cmd)
+  addConnectionOptions(cmd, { to: 'the replica to compare: mysql://user@host:port' })
     .option('--schemas <list>', 'comma-separated schemas (default: all but the system schemas)')
     .option('--parallel <n>', 'checksum sessions on each side', '4')
     .option('--chunk-rows <n>', 'rows per checksummed chunk', '100000')
@@ -60,6 +64,10 @@ export function verifyCommand(): Command {
       '--replica-connection <name>',
       "the joiner's MariaDB multi-source connection that replicates from the donor (default: the default one)",
     )
+    .option(
+      '--apply-held',
+      "let verify run a stopped SQL thread up to the donor's snapshot (it applies the transactions the replica holds back), then stop it again",
+    )
     .option('--json', 'print the report as JSON')
     .option('-v, --verbose', 'log what happens to stderr')
     .action(async (flags: VerifyFlags) => {
@@ -70,9 +78,10 @@ export function verifyCommand(): Command {
 
 async function runVerify(flags: VerifyFlags): Promise<number> {
   const json = flags.json === true;
-  const term = json ? undefined : terminalSink();
-  const progress = json ? jsonSink() : term!;
-  const { signal, dispose } = abortOnSignals();
+  const log = logger(flags.verbose);
+  // Log lines (--verbose) go to stderr too: the live area would draw over them.
+  const progress = json ? jsonSink() : terminalSink(process.stderr, { live: log.level === 'silent' });
+  const { signal, dispose } = abortOnSignals(() => progress.stop());
   try {
     const { donor, joiner } = resolveSides(flags.from, flags.to, flags, (message) =>
       progress.emit({ type: 'warning', message }),
@@ -87,11 +96,12 @@ async function runVerify(flags: VerifyFlags): Promise<number> {
       readLock: DEFAULT_READ_LOCK_POLICY,
       catchupTimeoutMs: parseDuration(flags.catchupTimeout),
       replicaConnection: flags.replicaConnection,
-      log: logger(flags.verbose),
+      applyHeld: flags.applyHeld === true,
+      log,
       progress,
       signal,
     });
-    term?.stop();
+    progress.stop(true);
     if (json) process.stdout.write(JSON.stringify({ type: 'verify', ...report }) + '\n');
     else process.stdout.write(renderReport(report));
     if (!report.ok) {
@@ -102,7 +112,7 @@ async function runVerify(flags: VerifyFlags): Promise<number> {
     }
     return 0;
   } catch (err) {
-    term?.stop();
+    progress.stop();
     return reportError(err, json);
   } finally {
     dispose();

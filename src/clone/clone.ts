@@ -107,6 +107,7 @@ export async function clone(req: CloneRequest): Promise<CloneSummary> {
   });
   const ctx: CloneContext = { donor, joiner, options, journal, log: req.log, progress, signal };
   try {
+    await lockJoiner(joiner.meta, signal);
     let plan: ClonePlan;
     try {
       plan = await inPhase('PREFLIGHT_FAILED', () => preflight(ctx, method));
@@ -116,7 +117,17 @@ export async function clone(req: CloneRequest): Promise<CloneSummary> {
     }
     options.schemas = plan.schemas;
     const lines = describePlan(plan, ctx);
-    progress.emit({ type: 'plan', lines, dryRun: options.dryRun });
+    progress.emit({
+      type: 'plan',
+      lines,
+      dryRun: options.dryRun,
+      phases: [
+        'preflight',
+        ...method.phases,
+        ...(options.replicate ? ['replicate'] : []),
+        ...(options.verify ? ['verify'] : []),
+      ],
+    });
     for (const w of plan.warnings) progress.emit({ type: 'warning', message: w });
     if (options.dryRun) return dryRunSummary(ctx, plan, lines, started);
     // The joiner's metadata session writes no binlog: preflight has checked the privilege.
@@ -416,4 +427,26 @@ async function setReadOnly(ctx: CloneContext): Promise<void> {
     { target: 'joiner', statements: [`SET GLOBAL read_only = ${before}`] },
     () => joiner.meta.query('SET GLOBAL read_only = ON', [], signal),
   );
+}
+
+/** The name of the lock (GET_LOCK, on the joiner) that keeps two reseed operations off one joiner. */
+export const JOINER_LOCK = 'reseed:joiner';
+
+/**
+ * Two clones onto one joiner would move each other's data aside and drop it: the joiner's metadata
+ * session holds a named lock for the whole clone (the server releases it when that session ends,
+ * even after a kill -9), and a second clone is refused at once, naming the session that holds it.
+ */
+async function lockJoiner(meta: Server, signal: AbortSignal): Promise<void> {
+  const [row] = await meta.query(
+    'SELECT GET_LOCK(?, 0) AS got, IS_USED_LOCK(?) AS holder',
+    [JOINER_LOCK, JOINER_LOCK],
+    signal,
+  );
+  if (Number(row?.got) !== 1)
+    throw new ReseedError(
+      'PREFLIGHT_FAILED',
+      `another reseed operation is working on the joiner (its session ${String(row?.holder)} holds the lock ${JOINER_LOCK}); nothing was changed`,
+      { hints: ['wait for it to finish (or stop it: Ctrl-C undoes its changes), then run this again'] },
+    );
 }

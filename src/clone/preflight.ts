@@ -1,5 +1,6 @@
 import { ReseedError } from '../errors.js';
-import type { Journal } from '../journal/journal.js';
+import { scanJournals } from '../journal/journal.js';
+import type { PublicEndpoint } from '../mysql/credentials.js';
 import { compareVersions } from '../mysql/flavor/index.js';
 import { hasPrivilege, sameServer } from '../mysql/facts.js';
 import { listSchemas, SYSTEM_SCHEMAS } from '../mysql/tables.js';
@@ -114,6 +115,7 @@ export async function preflight(ctx: CloneContext, method: TransferMethod): Prom
       `no password for the replication account ${options.replicationUser}: set RESEED_REPLICATION_PASSWORD or pass --replication-defaults-file`,
     );
   }
+  problems.push(...unfinishedOperations(ctx));
   const missingDonor = DONOR_PRIVILEGES.filter((p) => !hasPrivilege(d, p));
   if (missingDonor.length) problems.push(`the donor account ${d.user} lacks ${missingDonor.join(', ')}`);
   const missingJoiner = JOINER_PRIVILEGES.filter((p) => !hasPrivilege(j, p));
@@ -175,7 +177,7 @@ export async function preflight(ctx: CloneContext, method: TransferMethod): Prom
       if (options.force) resetBinlog = own;
       else
         problems.push(
-          `the joiner's binary log holds transactions (GTID ${own}) that conflict with taking the donor's position: if they are not needed, run RESET MASTER on the joiner, or pass --force to have reseed delete them as part of replacing the joiner`,
+          `the joiner's binary log holds transactions (GTID ${own}: written there, or replicated from an earlier source) that conflict with taking the donor's position: if they are not needed, run RESET MASTER on the joiner, or pass --force to have reseed delete them as part of replacing the joiner`,
         );
     }
   }
@@ -189,24 +191,9 @@ export async function preflight(ctx: CloneContext, method: TransferMethod): Prom
   const resolved = { ...ctx, options: { ...ctx.options, schemas } };
   problems.push(...(await method.preflight(resolved)));
   if (problems.length === 0 && options.replicate) {
-    if (park === undefined) {
-      const problem = await probeReplication(ctx, ctx.journal);
-      if (problem) problems.push(problem);
-    } else {
-      // The joiner already has a connection to that source: MariaDB allows no second one for a
-      // probe, so the account is checked from here (the joiner reaches the source already).
-      const checked = await checkAccountFromHere(
-        {
-          ...target,
-          user: options.replicationUser!,
-          password: options.replicationPassword ?? '',
-          ssl: options.replicationSsl,
-        },
-        signal,
-      );
-      if (checked.problem) problems.push(checked.problem);
-      if (checked.warning) warnings.push(checked.warning);
-    }
+    const checked = await checkReplication(ctx, park !== undefined);
+    problems.push(...checked.problems);
+    warnings.push(...checked.warnings);
   }
   if (problems.length === 0 && method.advisories) warnings.push(...(await method.advisories(resolved)));
   if (problems.length > 0) {
@@ -230,31 +217,72 @@ export function replicationAddress(ctx: Pick<CloneContext, 'donor' | 'options'>)
   return options.replicationHost ?? { host: donor.endpoint.host, port: donor.endpoint.port };
 }
 
-async function probeReplication(ctx: CloneContext, journal: Journal): Promise<string | undefined> {
-  const { donor, joiner, options, signal } = ctx;
-  // The account exists on the donor and may read binary logs (when the donor is the source).
+/**
+ * The replication account, proven before any copy: from the joiner itself (the probe), unless the
+ * joiner already has a connection to that source (MariaDB allows no second one); and from here,
+ * which also tells whether the address is the expected server (its server_id).
+ */
+async function checkReplication(
+  ctx: CloneContext,
+  sameSource: boolean,
+): Promise<{ problems: string[]; warnings: string[] }> {
+  const { donor, joiner, options, journal, signal } = ctx;
+  const problems: string[] = [];
+  const warnings: string[] = [];
   if (options.replicateFrom === 'donor') {
     const rows = await donor.meta
       .query('SELECT Host AS h FROM mysql.user WHERE User = ?', [options.replicationUser], signal)
       .catch(() => undefined);
     if (rows && rows.length === 0)
-      return `the replication account ${options.replicationUser} does not exist on the donor: create it (CREATE USER ... ; GRANT REPLICATION SLAVE ON *.* TO ...)`;
+      return {
+        problems: [
+          `the replication account ${options.replicationUser} does not exist on the donor: create it (CREATE USER ... ; GRANT REPLICATION SLAVE ON *.* TO ...)`,
+        ],
+        warnings,
+      };
   }
   const { host, port } = replicationAddress(ctx);
-  return probeSource({
-    joiner: joiner.meta,
-    flavor: joiner.facts.flavor,
-    target: {
-      host,
-      port,
-      user: options.replicationUser!,
-      password: options.replicationPassword ?? '',
-      ssl: options.replicationSsl,
-    },
-    connection: stagedConnectionName(journal.header.id, 'probe'),
-    journal,
-    signal,
-  });
+  const target = {
+    host,
+    port,
+    user: options.replicationUser!,
+    password: options.replicationPassword ?? '',
+    ssl: options.replicationSsl,
+  };
+  if (!sameSource) {
+    const problem = await probeSource({
+      joiner: joiner.meta,
+      flavor: joiner.facts.flavor,
+      target,
+      connection: stagedConnectionName(journal.header.id, 'probe'),
+      journal,
+      signal,
+    });
+    if (problem) return { problems: [problem], warnings };
+  }
+  // TLS as reseed reaches the donor (encrypted, certificate unchecked: the replication CA is a
+  // path on the joiner's host).
+  const tls = donor.endpoint.tls || options.replicationSsl ? { mode: 'required' as const } : undefined;
+  const here = await checkAccountFromHere(target, tls, signal);
+  // Once the probe proved the account from the joiner, a failure from here is only a warning.
+  if (here.problem && sameSource) problems.push(here.problem);
+  else if (here.problem || (here.warning && sameSource)) warnings.push(here.problem ?? here.warning!);
+  const expected = expectedSourceId(ctx);
+  if (here.serverId !== undefined && expected !== undefined && here.serverId !== expected.id)
+    problems.push(
+      `the server at ${host}:${port} is not ${expected.name} (its server_id is ${here.serverId}, not ${expected.id}): give ${expected.name}'s address as the joiner reaches it with --replication-host`,
+    );
+  return { problems, warnings };
+}
+
+/** The server_id the joiner's replication must reach: the donor's, or its source's. */
+function expectedSourceId(ctx: CloneContext): { id: number; name: string } | undefined {
+  const { donor, options } = ctx;
+  if (options.replicateFrom === 'source') {
+    const id = donor.facts.replica?.sourceServerId;
+    return id ? { id, name: "the donor's source" } : undefined;
+  }
+  return { id: donor.facts.serverId, name: 'the donor' };
 }
 
 /** The plan in the operator's words, one line each. */
@@ -285,8 +313,16 @@ export function describePlan(plan: ClonePlan, ctx: Pick<CloneContext, 'donor' | 
           : ''
       }`,
     );
+    if (plan.filters)
+      lines.push(
+        `the filter is set at run time: put replicate_wild_do_table = ${plan.filters.join(',')} in the joiner's configuration to keep it across a restart`,
+      );
     for (const r of plan.oldReplication)
-      lines.push(`replace the joiner's replication ${r} once the clone is verified (kept until then)`);
+      lines.push(
+        r.startsWith('connection ')
+          ? `remove the joiner's replication ${r} once the clone is verified (kept until then; the schemas it fed get no more changes)`
+          : `replace the joiner's replication ${r} once the clone is verified (kept until then)`,
+      );
   } else {
     for (const r of plan.oldReplication)
       lines.push(`remove the joiner's replication ${r} once the copy is done (--no-replicate)`);
@@ -294,4 +330,25 @@ export function describePlan(plan: ClonePlan, ctx: Pick<CloneContext, 'donor' | 
   if (options.users) lines.push("copy the donor's accounts and roles the joiner does not have");
   if (!options.writable) lines.push('leave the joiner read-only');
   return lines;
+}
+
+/**
+ * An earlier operation on this joiner (or with it as donor) that never finished owes undo steps:
+ * cloning over it would let a later `reseed recover` undo this clone. Its journal is named.
+ */
+function unfinishedOperations(ctx: CloneContext): string[] {
+  const same = (a: PublicEndpoint, b: PublicEndpoint) =>
+    a.host.toLowerCase() === b.host.toLowerCase() && a.port === b.port && a.socketPath === b.socketPath;
+  const joiner = ctx.joiner.endpoint;
+  const out: string[] = [];
+  for (const j of scanJournals(undefined, { readOnly: true }).unfinished) {
+    if (j.path === ctx.journal.path) continue;
+    if (!same(j.header.joiner, joiner) && !same(j.header.donor, joiner)) continue;
+    out.push(
+      j.ownerAlive()
+        ? `another reseed ${j.header.operation} (process ${j.header.pid}) is working on the joiner: wait for it to finish (journal ${j.path})`
+        : `an earlier reseed ${j.header.operation} on the joiner did not finish: run \`reseed recover\` first (journal ${j.path})`,
+    );
+  }
+  return out;
 }

@@ -1,11 +1,11 @@
-import { ReseedError } from '../errors.js';
+import { ReseedError, errorMessage } from '../errors.js';
 import type { Flavor } from '../mysql/flavor/index.js';
 import type { Journal, RollbackReport, Target, UndoAction, UndoOp } from '../journal/journal.js';
 import type { Endpoint } from '../mysql/credentials.js';
 import { inspect } from '../mysql/facts.js';
 import type { SchemaObject } from '../mysql/objects.js';
 import { dropStatement } from '../mysql/objects.js';
-import { connect, quoteIdent } from '../mysql/server.js';
+import { connect, quoteIdent, sqlErrno } from '../mysql/server.js';
 import type { Server } from '../mysql/server.js';
 import { createObjects } from '../methods/logical/schema.js';
 import { captureState, compareState, settledReplication } from './state-record.js';
@@ -131,7 +131,13 @@ export async function rollbackJournal(
   try {
     return await journal.rollback(async (action: UndoAction) => {
       const s = await session(action.target);
-      for (const sql of action.statements ?? []) await s.query(sql);
+      try {
+        for (const sql of action.statements ?? []) await s.query(sql);
+      } catch (err) {
+        // Resuming a replication connection that an earlier undo removed (1617): nothing to resume.
+        if (!(action.resumes && sqlErrno(err) === 1617)) throw err;
+        await s.query("SET SESSION default_master_connection = ''").catch(() => undefined);
+      }
       if (action.op) await runOperation(s, action.op as unknown as UndoOperation);
     }, beforeResume);
   } finally {
@@ -198,7 +204,12 @@ export async function undoAndCompare(
   if (!before || !joinerData || report.failed.length > 0) return { report, differences: undefined };
   const differences: string[] = [];
   for (const target of ['donor', 'joiner'] as const) {
-    const s = await connect(endpoints[target]);
+    const s = await connect(endpoints[target]).catch((err: unknown) => {
+      // Undone, but not proven: say so rather than claim it.
+      differences.push(`${target}: could not be compared (${errorMessage(err)})`);
+      return undefined;
+    });
+    if (!s) continue;
     try {
       const flavor = await flavorOf(target, s);
       const data =

@@ -234,14 +234,18 @@ export class Journal {
   }
 
   /**
-   * Runs the owed undo actions in reverse order. A failing action does not stop the others;
-   * every failure is reported. `beforeResume` runs once, before the first undo that resumes
-   * activity (see UndoAction.resumes), or at the end when none does.
+   * Runs the owed undo actions in reverse order, except those that resume activity (replica
+   * threads, see UndoAction.resumes): they run last, after everything else is put back, so a
+   * replica restarts on restored data, and `beforeResume` (the state comparison's read of the
+   * data) runs between the two. A failing action does not stop the others; every failure is
+   * reported.
    */
   async rollback(exec: UndoExecutor, beforeResume?: () => Promise<void>): Promise<RollbackReport> {
     const report: RollbackReport = { undone: [], failed: [] };
+    const owed = this.pending();
+    const ordered = [...owed.filter((p) => !p.undo.resumes), ...owed.filter((p) => p.undo.resumes)];
     let before = beforeResume;
-    for (const step of this.pending()) {
+    for (const step of ordered) {
       if (step.undo.resumes && before) {
         await before();
         before = undefined;

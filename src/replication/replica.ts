@@ -5,7 +5,9 @@ import type { ChangeSourceOptions, Flavor, ReplicaStatus } from '../mysql/flavor
 import type { Server } from '../mysql/server.js';
 import { connect, quoteString, sqlErrno } from '../mysql/server.js';
 import type { ProgressSink } from '../progress.js';
+import type { TlsSettings } from '../mysql/credentials.js';
 import type { BinlogPosition } from './coordinates.js';
+import { gtidDistance } from './coordinates.js';
 
 export interface ReplicationTarget {
   host: string;
@@ -45,8 +47,10 @@ export function schemaPattern(schema: string): string {
  * named connection on the joiner logs in to the source with the replication account and asks
  * for a binary log that cannot exist. "Could not find first log file" (1236) means the host was
  * reached, the password was right and the account may read binary logs; anything else is the
- * reason replication would fail. Journaled, and removed whatever happens. Returns a problem line,
- * or undefined when all is well; undefined too where the flavor has no named connections (MySQL).
+ * reason replication would fail. (It asks for no real position: an I/O thread that reads a real
+ * binary log without GTID sets the joiner's gtid_slave_pos, shared by every connection.)
+ * Journaled, and removed whatever happens. Returns a problem line, or undefined when all is well;
+ * undefined too where the flavor has no named connections (MySQL).
  */
 export async function probeSource(args: {
   joiner: Server;
@@ -60,7 +64,8 @@ export async function probeSource(args: {
   const { joiner, flavor, target, connection, journal, signal } = args;
   const use = flavor.useReplicaConnectionSql(connection);
   if (!use) return undefined;
-  const seq = journal.record(`probe replication from ${target.host}:${target.port} on the joiner`, {
+  const where = `${target.host}:${target.port}`;
+  const seq = journal.record(`probe replication from ${where} on the joiner`, {
     target: 'joiner',
     op: { kind: 'remove-replica-connection', connection },
   });
@@ -82,11 +87,11 @@ export async function probeSource(args: {
     const deadline = Date.now() + (args.timeoutMs ?? 10_000);
     for (;;) {
       const s = await replicaStatus(joiner, flavor, signal);
-      if (s?.ioRunning || s?.lastIoErrno === 1236) return undefined;
+      if (s?.lastIoErrno === 1236) return undefined;
       if (s && s.lastIoErrno !== 0)
-        return `the joiner cannot replicate from ${target.host}:${target.port} as ${target.user}: ${s.lastIoError.replace(/ - retry-time: .*? message: /, ': ')}`;
+        return `the joiner cannot replicate from ${where} as ${target.user}: ${s.lastIoError.replace(/ - retry-time: .*? message: /, ': ')}`;
       if (Date.now() > deadline)
-        return `the joiner could not reach ${target.host}:${target.port} within ${Math.round((args.timeoutMs ?? 10_000) / 1000)} s (pass the address the joiner reaches the donor at with --replication-host)`;
+        return `the joiner could not reach ${where} within ${Math.round((args.timeoutMs ?? 10_000) / 1000)} s (pass the address the joiner reaches the donor at with --replication-host)`;
       await sleep(200, undefined, signal ? { signal } : undefined);
     }
   } finally {
@@ -109,12 +114,19 @@ export async function probeSource(args: {
  */
 export async function checkAccountFromHere(
   target: Omit<ReplicationTarget, 'useGtid' | 'gtid' | 'binlog'>,
+  tls: TlsSettings | undefined,
   signal?: AbortSignal,
-): Promise<{ problem?: string; warning?: string }> {
+): Promise<{ problem?: string; warning?: string; serverId?: number }> {
   let s: Server;
   try {
     s = await connect(
-      { host: target.host, port: target.port, user: target.user, password: target.password },
+      {
+        host: target.host,
+        port: target.port,
+        user: target.user,
+        password: target.password,
+        ...(tls ? { tls } : {}),
+      },
       { connectTimeoutMs: 5000 },
     );
   } catch (err) {
@@ -138,7 +150,8 @@ export async function checkAccountFromHere(
       return {
         problem: `the replication account ${target.user} lacks REPLICATION SLAVE on ${target.host}:${target.port}`,
       };
-    return {};
+    const [id] = await s.query('SELECT @@server_id AS id', [], signal);
+    return { serverId: Number(id?.id) };
   } finally {
     await s.close();
   }
@@ -172,7 +185,11 @@ export async function parkConnection(args: {
       restore[0] += `, MASTER_LOG_FILE = ${quoteString(s.executed.file)}, MASTER_LOG_POS = ${s.executed.position}`;
     await journal.apply(
       `park the joiner's replication ${connection ? `connection '${connection}' ` : ''}from ${s.sourceHost}:${s.sourcePort} (its host renamed while the new replication is staged)`,
-      { target: 'joiner', statements: [use, ...restore, flavor.useReplicaConnectionSql('')!] },
+      // Stopped first: a joiner restarted meanwhile may have started the parked connection.
+      {
+        target: 'joiner',
+        statements: [use, flavor.stopReplicaSql, ...restore, flavor.useReplicaConnectionSql('')!],
+      },
       () => joiner.query(`CHANGE MASTER TO MASTER_HOST = ${quoteString(PARKED_HOST)}`, [], signal),
     );
   } finally {
@@ -316,6 +333,8 @@ export async function waitForCatchUp(args: {
   const gtid = String(g?.gtid ?? '');
   const [s] = await source.query(flavor.binlogStatusSql, [], signal);
   const position = s ? flavor.parseBinlogStatus(s) : { file: '', position: 0 };
+  const [id] = await source.query('SELECT @@server_id AS id', [], signal);
+  const sourceId = Number(id?.id);
   for (;;) {
     throwIfAborted(signal);
     const wait = useGtid ? flavor.waitForGtidSql(gtid, 1) : flavor.waitForPositionSql(position, 1);
@@ -323,9 +342,21 @@ export async function waitForCatchUp(args: {
     const reached = Number(r?.result ?? -1) >= 0;
     const status = await replicaStatus(replica, flavor, signal);
     // Having the position is not enough: a replica whose I/O thread cannot connect also "has"
-    // it when the source was idle. Both threads must run.
-    if (reached && status?.ioRunning && status.sqlRunning) return { gtid, waitedMs: Date.now() - started };
-    progress.emit({ type: 'lag', secondsBehind: status?.secondsBehind ?? null, gtid });
+    // it (its GTID position was set to it). Both threads must run, connected to the source.
+    if (status && status.sourceServerId !== 0 && status.sourceServerId !== sourceId)
+      throw new ReseedError(
+        'REPLICATION_FAILED',
+        `the joiner's replication reached the server with server_id ${status.sourceServerId}, not its source (server_id ${sourceId})`,
+        { hints: ['check --replication-host: it must be the address at which the joiner reaches the donor'] },
+      );
+    if (reached && status?.ioRunning && status.sqlRunning && status.sourceServerId === sourceId)
+      return { gtid, waitedMs: Date.now() - started };
+    progress.emit({
+      type: 'lag',
+      secondsBehind: status?.secondsBehind ?? null,
+      gtid,
+      transactionsBehind: useGtid ? await transactionsBehind(replica, flavor, gtid, signal) : null,
+    });
     if (status && (!status.ioRunning || !status.sqlRunning) && (status.lastIoError || status.lastSqlError)) {
       throw new ReseedError(
         'REPLICATION_FAILED',
@@ -348,6 +379,22 @@ export async function waitForCatchUp(args: {
       );
     }
     await sleep(200, undefined, signal ? { signal } : undefined).catch(() => undefined);
+  }
+}
+
+/** How many transactions of `gtid` the replica has yet to apply; null when it cannot be read. */
+export async function transactionsBehind(
+  replica: Server,
+  flavor: Flavor,
+  gtid: string,
+  signal?: AbortSignal,
+): Promise<number | null> {
+  try {
+    const [row] = await replica.query(flavor.replicaGtidPositionSql, [], signal);
+    return gtidDistance(flavor.name, gtid, String(row?.gtid ?? ''));
+  } catch {
+    // progress only: a position that cannot be read or parsed shows as unknown
+    return null;
   }
 }
 

@@ -5,6 +5,7 @@ import type { ServerFacts } from '../mysql/facts.js';
 import type { Flavor, ReplicaStatus } from '../mysql/flavor/index.js';
 import { connect } from '../mysql/server.js';
 import type { Server } from '../mysql/server.js';
+import { transactionsBehind } from '../replication/replica.js';
 import type { VerifyRequest } from './verify.js';
 
 /** What deciding on and holding the joiner's replication needs of a verify run. */
@@ -23,6 +24,45 @@ interface Threads {
 
 export function describeThreads(t: Threads): string {
   return `IO thread ${t.io ? 'running' : 'stopped'}, SQL thread ${t.sql ? 'running' : 'stopped'}`;
+}
+
+/** The statements that start exactly the threads `t` runs ("START SLAVE IO_THREAD"...). */
+function startStatements(flavor: Flavor, t: Threads): string[] {
+  // flavor.startReplicaSqlThreadSql is "START SLAVE SQL_THREAD" / "START REPLICA SQL_THREAD".
+  const startIo = flavor.startReplicaSqlThreadSql.replace(/SQL_THREAD$/, 'IO_THREAD');
+  if (t.io && t.sql) return [flavor.startReplicaSql];
+  if (t.io) return [startIo];
+  if (t.sql) return [flavor.startReplicaSqlThreadSql];
+  return [];
+}
+
+/**
+ * The threads that stopped on an error (an I/O thread retrying its connection has not). Verify
+ * refuses a replica with such a thread before changing anything, and START SLAVE clears the error
+ * of a thread it starts: while verify holds the replica, an error is one that happened meanwhile.
+ */
+function stoppedOnError(s: ReplicaStatus): Threads {
+  return {
+    io: !s.ioRunning && !s.ioConnecting && s.lastIoErrno !== 0,
+    sql: !s.sqlRunning && s.lastSqlErrno !== 0,
+  };
+}
+
+/** The threads as restore() gave them back: `failed` ones were left stopped on their error. */
+function describeGivenBack(found: Threads, given: Threads, failed: Threads, s: ReplicaStatus): string {
+  if (!failed.io && !failed.sql && given.io === found.io && given.sql === found.sql)
+    return `${describeThreads(found)}, as verify found it`;
+  const keptError = (thread: string, errno: number) =>
+    `${thread} thread stopped on error ${errno} during verify: left stopped so that SHOW SLAVE STATUS shows the error; START SLAVE when it is fixed`;
+  const io = failed.io
+    ? keptError('IO', s.lastIoErrno)
+    : given.io !== found.io
+      ? "IO thread stopped, though found running: it cannot run before the SQL thread does (the joiner keeps verify's UNTIL until then), and START SLAVE starts both"
+      : `IO thread ${found.io ? 'running' : 'stopped'}, as verify found it`;
+  const sql = failed.sql
+    ? keptError('SQL', s.lastSqlErrno)
+    : `SQL thread ${found.sql ? 'running' : 'stopped'}, as verify found it`;
+  return failed.sql && !failed.io ? `${sql}; ${io}` : `${io}; ${sql}`;
 }
 
 /** The joiner's replication connection as verify needs to know it. */
@@ -148,9 +188,10 @@ async function donorListsReplica(donor: Server, serverId: number): Promise<boole
 }
 
 /**
- * The joiner's replication, paused by verify and given back exactly as found. The undo (stop, then
- * start exactly the threads that ran) is journaled before the first STOP, so `reseed recover`
- * gives the threads back after a kill.
+ * The joiner's replication, paused by verify and given back exactly as found, but for a thread that
+ * stopped on an error meanwhile: it keeps its error (restore()). The undo (stop, then start exactly
+ * the threads that ran) is journaled before the first STOP, so `reseed recover` gives the threads
+ * back after a kill.
  *
  * The UNTIL condition verify sets must go too: MariaDB keeps it across STOP SLAVE, its I/O thread
  * obeys it (a later START SLAVE IO_THREAD would stop again at once), and only a start of the SQL
@@ -164,10 +205,9 @@ export class ReplicaHold {
   readonly #flavor: Flavor;
   /** statements of a session on the joiner's replication connection */
   readonly #use: string[];
-  /** stop both threads; start the SQL thread and stop it (clears UNTIL); start what ran */
+  /** stop both threads; start the SQL thread and stop it (clears UNTIL) */
   readonly #stopSql: string;
   readonly #clearUntilSql: string[];
-  readonly #startSql: string[];
   readonly #journal: Journal;
   readonly #ownJournal: boolean;
   readonly #seq: number;
@@ -177,19 +217,9 @@ export class ReplicaHold {
     this.found = found;
     this.#use = use;
     const flavor = (this.#flavor = ctx.joinerFacts.flavor);
-    // flavor.startReplicaSqlThreadSql is "START SLAVE SQL_THREAD" / "START REPLICA SQL_THREAD".
-    const startIo = flavor.startReplicaSqlThreadSql.replace(/SQL_THREAD$/, 'IO_THREAD');
-    const start =
-      found.io && found.sql
-        ? [flavor.startReplicaSql]
-        : found.io
-          ? [startIo]
-          : found.sql
-            ? [flavor.startReplicaSqlThreadSql]
-            : [];
+    const start = startStatements(flavor, found);
     this.#stopSql = flavor.stopReplicaSql;
     this.#clearUntilSql = [flavor.startReplicaSqlThreadSql, flavor.stopReplicaSqlThreadSql];
-    this.#startSql = start;
     const clear = found.sql ? [] : this.#clearUntilSql;
     const back = use.length ? [flavor.useReplicaConnectionSql('')!] : [];
     const { req } = ctx;
@@ -278,17 +308,27 @@ export class ReplicaHold {
           { retryable: true, hints: ['raise --catchup-timeout, or verify when the replica is less behind'] },
         );
       }
-      progress.emit({ type: 'lag', secondsBehind: link.status.secondsBehind, gtid: position });
+      progress.emit({
+        type: 'lag',
+        secondsBehind: link.status.secondsBehind,
+        gtid: position,
+        transactionsBehind: await transactionsBehind(joiner, flavor, position, signal),
+      });
     }
   }
 
   /**
    * Gives the threads back as found, on a fresh session (the operation's own may be broken), and
-   * says in what state they are.
+   * says in what state they are. A thread that stopped on an error while verify held the replica
+   * is left stopped: starting it would erase the error (Last_SQL_Errno, Last_IO_Errno) that the
+   * operator must read to repair the replica.
    */
   async restore(): Promise<string> {
     const { req } = this.#ctx;
-    let state = `${describeThreads(this.found)}, as verify found it`;
+    const flavor = this.#flavor;
+    const gone = (what: string) =>
+      new ReseedError('JOURNAL', `after restoring it the joiner's replication has ${what}`);
+    let state: string;
     const s = await connect(req.joiner, { init: this.#use });
     // STOP SLAVE waits for the transaction the applier is in (a row lock can hold it for
     // innodb_lock_wait_timeout): say why nothing seems to happen.
@@ -303,23 +343,33 @@ export class ReplicaHold {
     );
     slow.unref();
     try {
+      // Read before STOP, after which an I/O thread retrying its connection looks like one that gave up.
+      const seen = await readLink(s, flavor);
       await s.query(this.#stopSql);
-      // Only where the UNTIL condition outlived STOP (MariaDB), so no other flavor's applier runs.
-      const stopped = await readLink(s, this.#flavor);
-      if (!this.found.sql && stopped && stopped.untilCondition !== 'None')
-        for (const sql of this.#clearUntilSql) await s.query(sql);
-      for (const sql of this.#startSql) await s.query(sql);
-      const now = await readLink(s, this.#flavor);
-      const same = now?.threads.io === this.found.io && now.threads.sql === this.found.sql;
+      const stopped = await readLink(s, flavor);
+      if (!seen || !stopped) throw gone('gone');
+      const failed = stoppedOnError(seen.status);
+      // Only MariaDB keeps the UNTIL condition across STOP (so no other flavor's applier is run to
+      // clear it). There only a start of the SQL thread clears it, and the I/O thread obeys it:
+      // while the SQL thread keeps its error, the I/O thread cannot run either.
+      const untilKept = stopped.untilCondition !== 'None';
+      const want: Threads = {
+        io: this.found.io && !failed.io && !(failed.sql && untilKept),
+        sql: this.found.sql && !failed.sql,
+      };
+      if (untilKept && !want.sql && !failed.sql) for (const sql of this.#clearUntilSql) await s.query(sql);
+      for (const sql of startStatements(flavor, want)) await s.query(sql);
+      const now = await readLink(s, flavor);
+      if (!now) throw gone('gone');
+      const same = now.threads.io === want.io && now.threads.sql === want.sql;
       // A thread that fails again at once on the event that broke it was given back all the same.
-      const broken = now && !same ? brokenThread(now.status) : undefined;
-      if (!now || (!same && !broken) || now.untilCondition !== 'None') {
-        throw new ReseedError(
-          'JOURNAL',
-          `after restoring it the joiner's replication has ${now ? `${describeThreads(now.threads)}, UNTIL ${now.untilCondition}` : 'gone'}`,
-        );
-      }
-      state = broken ? `restarted as verify found it, then ${broken}` : state;
+      const broken = same ? undefined : brokenThread(now.status);
+      const untilExpected = failed.sql && untilKept ? stopped.untilCondition : 'None';
+      if ((!same && !broken) || now.untilCondition !== untilExpected)
+        throw gone(`${describeThreads(now.threads)}, UNTIL ${now.untilCondition}`);
+      state = broken
+        ? `restarted as verify found it, then ${broken}`
+        : describeGivenBack(this.found, want, failed, seen.status);
     } finally {
       clearTimeout(slow);
       await s.close();

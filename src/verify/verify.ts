@@ -15,6 +15,7 @@ import { openSnapshotGroup } from '../mysql/snapshot.js';
 import type { SnapshotLockMode } from '../mysql/snapshot.js';
 import { SYSTEM_SCHEMAS, displayName, listSchemas, listTables, tableName } from '../mysql/tables.js';
 import type { TableInfo } from '../mysql/tables.js';
+import { throttleReporter } from '../progress.js';
 import type { ProgressSink } from '../progress.js';
 import { chunkChecksum } from './checksum.js';
 import {
@@ -71,6 +72,11 @@ export interface VerifyRequest {
    * resumed on that connection instead of the default one.
    */
   replicaConnection?: string | undefined;
+  /**
+   * Let verify run a joiner's stopped SQL thread up to the donor's snapshot, applying the
+   * transactions the operator held back with it; otherwise such a joiner is refused.
+   */
+  applyHeld?: boolean | undefined;
 }
 
 const SESSION_TZ = "SET SESSION time_zone = '+00:00'";
@@ -78,8 +84,10 @@ const SESSION_TZ = "SET SESSION time_zone = '+00:00'";
 /**
  * Compares donor and replica at one GTID position. When the joiner is a GTID replica of the donor,
  * its replication is paused, the donor's snapshot opened, and the replica let run exactly up to
- * the snapshot's position; its threads are then given back exactly as found (journaled first, so
- * `reseed recover` does it after a kill). Any other joiner is compared live, untouched.
+ * the snapshot's position; its threads are then given back as found (journaled first, so
+ * `reseed recover` does it after a kill), but for a thread that stopped on an error meanwhile,
+ * which keeps its error. A stopped SQL thread is run only with `applyHeld`. Any other joiner is
+ * compared live, untouched.
  */
 export async function verify(req: VerifyRequest): Promise<VerifyReport> {
   // Every session verify opens is closed on every path, a failed connect included.
@@ -134,6 +142,13 @@ async function verifyWith(req: VerifyRequest, opened: Server[]): Promise<VerifyR
       why: plan.why,
       replication: link ? `not touched (${describeThreads(link.threads)})` : 'none',
     };
+  }
+  if (!plan.found.sql && req.applyHeld !== true) {
+    // A stopped SQL thread may be holding back a statement the operator must not see applied.
+    throw new ReseedError(
+      'PREFLIGHT_FAILED',
+      "the joiner's SQL thread is stopped, and comparing at one position would apply the transactions it holds back: start it yourself (START SLAVE SQL_THREAD), or pass --apply-held to let verify run it up to the donor's snapshot and stop it again; nothing was changed",
+    );
   }
   if (!hasPrivilege(joinerFacts, 'REPLICATION SLAVE ADMIN')) {
     // As clone's preflight: refused before a STOP that could not be undone by the same account.
@@ -249,9 +264,17 @@ async function compareAtSnapshot(ctx: Context, hold: ReplicaHold | undefined): P
     monitor: donorMeta,
     log,
     signal,
+    onWaiting: throttleReporter(progress),
   });
   try {
     const position = group.coordinates.gtid;
+    progress.emit({
+      type: 'snapshot',
+      sessions: group.sessions.length,
+      lockMode: group.lockMode,
+      lockHeldMs: group.lockHeldMs,
+      gtid: position,
+    });
     if (hold) await hold.runUntil(joinerMeta, position);
     const tables = await listTables(donorMeta, schemas, signal);
     const joinerTables = new Set((await listTables(joinerMeta, schemas, signal)).map(displayName));
@@ -260,6 +283,8 @@ async function compareAtSnapshot(ctx: Context, hold: ReplicaHold | undefined): P
       if (!joinerTables.has(displayName(t)))
         differences.push({ what: `table ${displayName(t)}`, detail: 'missing on the joiner' });
     const present = tables.filter((t) => joinerTables.has(displayName(t)));
+    for (const t of present)
+      progress.emit({ type: 'verify-planned', table: displayName(t), estimatedRows: t.estimatedRows });
     const planner = await openSession(req.donor, 'donor', rawReadSessionSql(), opened);
     const joinerSessions: Server[] = [];
     for (let i = 0; i < req.parallel; i++)
@@ -309,9 +334,27 @@ async function compareTables(o: {
 }): Promise<{ chunks: number; rows: number }> {
   let chunks = 0;
   let rows = 0;
+  const tally = new Map<TableInfo, TableTally>();
+  const tableDone = (table: TableInfo, t: TableTally) =>
+    o.progress.emit({
+      type: 'verify-table',
+      table: displayName(table),
+      chunks: t.chunks,
+      rows: t.rows,
+      mismatches: t.mismatches,
+    });
   async function* work(): AsyncGenerator<{ table: TableInfo; range: KeyRange }> {
-    for (const table of o.tables)
-      for await (const range of planRanges(o.planner, table, o.chunkRows, o.signal)) yield { table, range };
+    for (const table of o.tables) {
+      const t: TableTally = { chunks: 0, done: 0, rows: 0, mismatches: 0, planned: false };
+      tally.set(table, t);
+      for await (const range of planRanges(o.planner, table, o.chunkRows, o.signal)) {
+        t.chunks++;
+        yield { table, range };
+      }
+      t.planned = true;
+      // Its chunks may all be compared already: then no worker will notice it is complete.
+      if (t.done === t.chunks) tableDone(table, t);
+    }
   }
   const queue = work();
   let next: Promise<unknown> = Promise.resolve();
@@ -333,16 +376,41 @@ async function compareTables(o: {
         ]);
         chunks++;
         rows += a.rows;
-        if (a.rows !== b.rows || a.hash !== b.hash) {
+        const mismatch = a.rows !== b.rows || a.hash !== b.hash;
+        if (mismatch) {
           o.differences.push({
             what: `table ${displayName(table)}`,
             detail: `${describeRange(table, range)}: donor ${a.rows} rows, joiner ${b.rows} rows${a.rows === b.rows ? ', contents differ' : ''}`,
           });
         }
+        const t = tally.get(table)!;
+        t.done++;
+        t.rows += a.rows;
+        if (mismatch) t.mismatches++;
+        o.progress.emit({
+          type: 'verify-chunk',
+          table: displayName(table),
+          rows: a.rows,
+          chunks: t.chunks,
+          chunksDone: t.done,
+          allPlanned: t.planned,
+          mismatch,
+        });
+        if (t.planned && t.done === t.chunks) tableDone(table, t);
       }
     }),
   );
   return { chunks, rows };
+}
+
+/** One table's chunks as verify compares them. */
+interface TableTally {
+  /** chunks planned so far; final once `planned` */
+  chunks: number;
+  done: number;
+  rows: number;
+  mismatches: number;
+  planned: boolean;
 }
 
 function describeRange(table: TableInfo, range: KeyRange): string {

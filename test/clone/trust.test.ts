@@ -129,7 +129,7 @@ describe('trust: nothing lost, nothing broken, and "as they were" checked', () =
 
     const r = await reseed(cloneArgs(donor, joiner, '--schemas', 'crm', '--force'), { env: REPL_ENV });
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /kept\s+keepme, other, test/);
+    assert.match(r.stdout + r.stderr, /kept\s+keepme, other, test/);
     assert.deepEqual(
       (await joiner.sql('SELECT id FROM keepme.t')).map((x) => Number(x.id)),
       [7],
@@ -248,7 +248,7 @@ describe('trust: nothing lost, nothing broken, and "as they were" checked', () =
     await joinerReplicatesFromOther();
     const r = await reseed(cloneArgs(donor, joiner, '--force'), { env: REPL_ENV });
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /replaced\s+the joiner's previous replication from 127\.0\.0\.1:\d+/);
+    assert.match(r.stdout + r.stderr, /replaced\s+the joiner's previous replication from 127\.0\.0\.1:\d+/);
     const all = await joiner.sql('SHOW ALL SLAVES STATUS');
     assert.equal(all.length, 1, 'one connection: no staged or probe connection left');
     assert.equal(all[0]!.Connection_name, '');
@@ -263,7 +263,7 @@ describe('trust: nothing lost, nothing broken, and "as they were" checked', () =
     assert.equal(r.code, 4, r.stderr);
     assert.match(
       r.stderr,
-      /the joiner's binary log holds transactions \(GTID 0-\d+-\d+\) .* RESET MASTER .* --force/,
+      /the joiner's binary log holds transactions \(GTID 0-\d+-\d+: .*\) .* RESET MASTER .* --force/,
     );
     await assertStateIs(joiner, beforeState);
     await joiner.sql("DROP USER 'local'@'%'");
@@ -282,8 +282,11 @@ describe('trust: nothing lost, nothing broken, and "as they were" checked', () =
     const r = await reseed(['clone', '--from', donor.uri, '--to', joiner.uri, '--no-replicate', '--force']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /remove the joiner's replication from 127\.0\.0\.1:\d+ once the copy is done/);
-    assert.match(r.stderr, /replication\s+not configured/);
-    assert.match(r.stderr, /replaced\s+the joiner's previous replication from 127\.0\.0\.1:\d+ \(removed\)/);
+    assert.match(r.stdout + r.stderr, /replication\s+not configured/);
+    assert.match(
+      r.stdout + r.stderr,
+      /replaced\s+the joiner's previous replication from 127\.0\.0\.1:\d+ \(removed\)/,
+    );
     assert.deepEqual(await joiner.sql('SHOW ALL SLAVES STATUS'), []);
   });
 
@@ -301,6 +304,12 @@ describe('trust: nothing lost, nothing broken, and "as they were" checked', () =
         ['--replication-host', '127.0.0.1:1'],
         REPL_ENV,
         /cannot replicate from 127\.0\.0\.1:1 as repl: .*Can't connect/,
+      ],
+      // Another server with the same account and password: reached, but it is not the donor.
+      [
+        ['--replication-host', `127.0.0.1:${other.info.port}`],
+        REPL_ENV,
+        /the server at 127\.0\.0\.1:\d+ is not the donor \(its server_id is \d+/,
       ],
       [[], {}, /no password for the replication account repl/],
     ];
@@ -342,6 +351,62 @@ describe('trust: nothing lost, nothing broken, and "as they were" checked', () =
       assert.match(rec.stdout, /donor and joiner are as they were/);
       await assertStateIs(joiner, beforeState);
     }
+  });
+
+  it('refuses a second operation on the joiner: one holding its lock, or one that did not finish', async () => {
+    const beforeState = await serverState(joiner);
+    const holder = await joiner.session();
+    try {
+      await holder.query("SELECT GET_LOCK('reseed:joiner', 0)");
+      const busy = await reseed(cloneArgs(donor, joiner), { env: REPL_ENV });
+      assert.equal(busy.code, 4, busy.stderr);
+      assert.match(
+        busy.stderr,
+        /another reseed operation is working on the joiner \(its session \d+ holds the lock/,
+      );
+    } finally {
+      await holder.close();
+    }
+    await assertStateIs(joiner, beforeState);
+    const killed = await reseed(cloneArgs(donor, joiner), {
+      env: { ...REPL_ENV, RESEED_FAULT: 'copied:kill' },
+    });
+    assert.equal(killed.code, null);
+    const again = await reseed(cloneArgs(donor, joiner), { env: REPL_ENV });
+    assert.equal(again.code, 4, again.stderr);
+    assert.match(
+      again.stderr,
+      /an earlier reseed clone on the joiner did not finish: run `reseed recover` first \(journal .*\.jsonl\)/,
+    );
+    const rec = await reseed(['recover']);
+    assert.equal(rec.code, 0, rec.stdout + rec.stderr);
+    await assertStateIs(joiner, beforeState);
+  });
+
+  it('kill -9 during --verify, then recover: as they were, the previous replication working', async () => {
+    await joinerReplicatesFromOther();
+    const beforeState = await serverState(joiner, { positions: false });
+    let sent = false;
+    const r = await reseed(cloneArgs(donor, joiner, '--force', '--verify'), {
+      env: REPL_ENV,
+      onStderr: (text, pid) => {
+        if (!sent && text.includes('- verify')) {
+          sent = true;
+          process.kill(pid, 'SIGKILL');
+        }
+      },
+    });
+    assert.ok(sent && r.code === null, r.stderr);
+    const rec = await reseed(['recover']);
+    // The joiner's binary log was deleted as planned: the only difference, and recover says so.
+    assert.equal(rec.code, 11, rec.stdout + rec.stderr);
+    assert.match(
+      rec.stdout,
+      /not undone \(it cannot be, as the plan said\): delete the joiner's binary logs/,
+    );
+    assert.match(rec.stdout, /donor and joiner are as they were, but for what could not be undone/);
+    await assertStateIs(joiner, beforeState, { positions: false });
+    await replicaWorks();
   });
 
   it('recover never replays a committed journal, and --list never writes', async () => {

@@ -63,6 +63,7 @@ describe('flavor detection and SQL', () => {
       sourceHost: 'db0',
       sourcePort: 3306,
       sourceUser: 'repl',
+      sourceServerId: 0,
       usingGtid: true,
       executed: { file: 'binlog.000003', position: 1234 },
       lastIoError: '',

@@ -82,9 +82,9 @@ async function assertNothingToRecover(): Promise<void> {
 const verifyArgs = (...extra: string[]) => ['verify', '--from', donor.uri, '--to', joiner.uri, ...extra];
 
 /** Runs verify and sends `signal` once it waits for the replica; resolves with when it was sent. */
-async function interruptedVerify(signal: NodeJS.Signals) {
+async function interruptedVerify(signal: NodeJS.Signals, ...extra: string[]) {
   let sentAt = 0;
-  const r = await reseed(verifyArgs(), {
+  const r = await reseed(verifyArgs(...extra), {
     onStderr: (text, pid) => {
       if (!sentAt && text.includes('- catch-up')) {
         sentAt = Date.now();
@@ -142,16 +142,53 @@ describe('verify leaves replication as it found it', () => {
     await sync();
   });
 
-  for (const [stop, found] of [
-    ['STOP SLAVE SQL_THREAD', 'IO thread running, SQL thread stopped'],
+  it('refuses a replica whose SQL thread is stopped, applying nothing it holds back', async () => {
+    await donor.sql('CREATE TABLE app.victim (id INT NOT NULL PRIMARY KEY)');
+    await donor.sql('INSERT INTO app.victim VALUES (1), (2), (3)');
+    await sync();
+    // The operator keeps a bad statement from the replica: it waits in the relay log.
+    await joiner.sql('STOP SLAVE SQL_THREAD');
+    await donor.sql('DROP TABLE app.victim');
+    const [p] = await donor.sql('SELECT @@gtid_binlog_pos AS g');
+    await until('the joiner to receive the DROP', async () => {
+      const [r] = await joiner.sql('SHOW SLAVE STATUS');
+      return r!.Gtid_IO_Pos === p!.g;
+    });
+    const before = await threads();
+    const [applied] = await joiner.sql('SELECT @@gtid_slave_pos AS g');
+
+    const r = await reseed(verifyArgs());
+    assert.equal(r.code, 4, r.stdout + r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(
+      r.stderr,
+      /^reseed: the joiner's SQL thread is stopped, and comparing at one position would apply the transactions it holds back: start it yourself \(START SLAVE SQL_THREAD\), or pass --apply-held to let verify run it up to the donor's snapshot and stop it again; nothing was changed\n$/,
+    );
+    assert.deepEqual(await threads(), before);
+    assert.deepEqual(await joiner.sql('SELECT @@gtid_slave_pos AS g'), [applied]);
+    assert.deepEqual(await joiner.sql('SELECT id FROM app.victim ORDER BY id'), [
+      { id: 1 },
+      { id: 2 },
+      { id: 3 },
+    ]);
+    await assertNothingLeft();
+    await assertNothingToRecover();
+
+    // The operator lets it through.
+    await joiner.sql('START SLAVE SQL_THREAD');
+    await sync();
+  });
+
+  for (const [stop, found, ...flags] of [
+    ['STOP SLAVE SQL_THREAD', 'IO thread running, SQL thread stopped', '--apply-held'],
     ['STOP SLAVE IO_THREAD', 'IO thread stopped, SQL thread running'],
-    ['STOP SLAVE', 'IO thread stopped, SQL thread stopped'],
+    ['STOP SLAVE', 'IO thread stopped, SQL thread stopped', '--apply-held'],
   ] as const) {
-    it(`after ${stop}: runs the replica up to the snapshot and stops it again`, async () => {
+    it(`after ${stop}${flags.length ? ', with --apply-held' : ''}: runs the replica up to the snapshot and stops it again`, async () => {
       await joiner.sql(stop);
       const before = await threads();
       await donor.sql("UPDATE app.items SET name = 'changed' WHERE id = 42");
-      const r = await reseed(verifyArgs());
+      const r = await reseed(verifyArgs(...flags));
       assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.match(r.stdout, /^identical: 1 tables/);
       assert.match(r.stdout, /method: replica stopped at the donor snapshot/);
@@ -203,7 +240,7 @@ describe('verify leaves replication as it found it', () => {
       await joiner.sql('STOP SLAVE SQL_THREAD');
       const found = await threads();
       assert.deepEqual([found.io, found.sql], ['Yes', 'No']);
-      const r = await interruptedVerify('SIGKILL');
+      const r = await interruptedVerify('SIGKILL', '--apply-held');
       assert.equal(r.code, null);
       assert.equal((await threads()).until, 'Gtid', 'the killed verify left the replica on its UNTIL run');
       const list = await reseed(['recover', '--list']);
@@ -235,13 +272,20 @@ describe('verify leaves replication as it found it', () => {
       r.stderr,
       /is broken: its SQL thread stopped with error 1062: .*Duplicate entry .*verify stopped waiting/,
     );
+    // START SLAVE would clear the error: the SQL thread keeps it for the operator to read.
     assert.match(
       r.stderr,
-      /the joiner's replication: (IO thread running, SQL thread running, as verify found it|restarted as verify found it, then its SQL thread stopped with error 1062)/,
+      /the joiner's replication: SQL thread stopped on error 1062 during verify: left stopped so that SHOW SLAVE STATUS shows the error; START SLAVE when it is fixed/,
     );
     const after = await threads();
-    assert.equal(after.io, 'Yes');
-    assert.equal(after.until, 'None');
+    assert.equal(after.sql, 'No');
+    assert.equal(after.sqlErrno, 1062);
+    // MariaDB keeps verify's UNTIL until the SQL thread starts, and its IO thread obeys it.
+    assert.match(
+      r.stderr,
+      /; IO thread stopped, though found running: it cannot run before the SQL thread does \(the joiner keeps verify's UNTIL until then\), and START SLAVE starts both/,
+    );
+    assert.deepEqual([after.io, after.until], ['No', 'Gtid']);
     await assertNothingLeft();
     await assertNothingToRecover();
     // Repaired by hand for the next test.
@@ -270,7 +314,7 @@ describe('verify leaves replication as it found it', () => {
     await donor.sql("UPDATE app.items SET name = 'staged' WHERE id = 7");
     const found = await threads('staged');
 
-    const r = await reseed(verifyArgs('--replica-connection', 'staged'));
+    const r = await reseed(verifyArgs('--replica-connection', 'staged', '--apply-held'));
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /method: replica stopped at the donor snapshot/);
     assert.match(r.stdout, /replication: IO thread running, SQL thread stopped, as verify found it/);

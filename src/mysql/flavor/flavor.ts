@@ -13,6 +13,8 @@ export interface ReplicaStatus {
   sourceHost: string;
   sourcePort: number;
   sourceUser: string;
+  /** the server_id of the source the I/O thread last connected to; 0 before it ever did */
+  sourceServerId: number;
   usingGtid: boolean;
   /** position in the source's binlog of the last transaction the replica applied */
   executed: BinlogPosition;
@@ -113,6 +115,7 @@ export interface ReplicaStatusColumns {
   host: string;
   port: string;
   user: string;
+  serverId: string;
   gtid: string;
   gtidOn: (value: string) => boolean;
   file: string;
@@ -134,6 +137,7 @@ export function parseReplicaStatusRow(row: Row, c: ReplicaStatusColumns): Replic
     sourceHost: str(row, c.host),
     sourcePort: Number(row[c.port] ?? 0),
     sourceUser: str(row, c.user),
+    sourceServerId: Number(row[c.serverId] ?? 0),
     usingGtid: c.gtidOn(str(row, c.gtid)),
     executed: { file: str(row, c.file), position: Number(row[c.position] ?? 0) },
     lastIoError: str(row, 'Last_IO_Error'),

@@ -94,6 +94,7 @@ export const mariadb: Flavor = {
       host: 'Master_Host',
       port: 'Master_Port',
       user: 'Master_User',
+      serverId: 'Master_Server_Id',
       gtid: 'Using_Gtid',
       gtidOn: (v) => !['', 'No'].includes(v),
       file: 'Relay_Master_Log_File',

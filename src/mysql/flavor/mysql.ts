@@ -106,6 +106,7 @@ export function mysqlFlavor(version: { major: number; minor: number; patch: numb
         host: 'Source_Host',
         port: 'Source_Port',
         user: 'Source_User',
+        serverId: 'Source_Server_Id',
         gtid: 'Auto_Position',
         gtidOn: (v) => v === '1',
         file: 'Relay_Source_Log_File',
