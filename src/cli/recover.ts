@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { JOINER_LOCK } from '../clone/clone.js';
 import { describeOutcome } from '../clone/outcome.js';
 import type { Endpoint } from '../mysql/credentials.js';
+import { tryLockJoiner } from '../mysql/joiner-lock.js';
 import { connect } from '../mysql/server.js';
 import type { Server } from '../mysql/server.js';
 import { undoAndCompare } from '../clone/undo.js';
@@ -88,8 +88,7 @@ function checkJournalFile(path: string): void {
 async function lockJoiner(endpoint: Endpoint): Promise<Server | undefined> {
   const s = await connect(endpoint).catch(() => undefined);
   if (!s) return undefined;
-  const [row] = await s.query('SELECT GET_LOCK(?, 0) AS got', [JOINER_LOCK]);
-  if (Number(row?.got) === 1) return s;
+  if ((await tryLockJoiner(s)).got) return s;
   await s.close();
   throw new ReseedError(
     'JOURNAL',

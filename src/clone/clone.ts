@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import type { Endpoint } from '../mysql/credentials.js';
 import { describeEndpoint, publicEndpoint } from '../mysql/credentials.js';
 import { inspect } from '../mysql/facts.js';
+import { JOINER_LOCK, tryLockJoiner } from '../mysql/joiner-lock.js';
 import { connect, quoteIdent } from '../mysql/server.js';
 import type { Server } from '../mysql/server.js';
 import type { CloneContext, CloneOptions, CloneSide } from '../methods/method.js';
@@ -429,24 +430,17 @@ async function setReadOnly(ctx: CloneContext): Promise<void> {
   );
 }
 
-/** The name of the lock (GET_LOCK, on the joiner) that keeps two reseed operations off one joiner. */
-export const JOINER_LOCK = 'reseed:joiner';
-
 /**
  * Two clones onto one joiner would move each other's data aside and drop it: the joiner's metadata
- * session holds a named lock for the whole clone (the server releases it when that session ends,
- * even after a kill -9), and a second clone is refused at once, naming the session that holds it.
+ * session holds the joiner's reseed lock for the whole clone, and a second operation is refused at
+ * once, naming the session that holds it.
  */
 async function lockJoiner(meta: Server, signal: AbortSignal): Promise<void> {
-  const [row] = await meta.query(
-    'SELECT GET_LOCK(?, 0) AS got, IS_USED_LOCK(?) AS holder',
-    [JOINER_LOCK, JOINER_LOCK],
-    signal,
-  );
-  if (Number(row?.got) !== 1)
+  const lock = await tryLockJoiner(meta, signal);
+  if (!lock.got)
     throw new ReseedError(
       'PREFLIGHT_FAILED',
-      `another reseed operation is working on the joiner (its session ${String(row?.holder)} holds the lock ${JOINER_LOCK}); nothing was changed`,
+      `another reseed operation is working on the joiner (its session ${lock.holder} holds the lock ${JOINER_LOCK}); nothing was changed`,
       { hints: ['wait for it to finish (or stop it: Ctrl-C undoes its changes), then run this again'] },
     );
 }

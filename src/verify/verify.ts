@@ -5,6 +5,7 @@ import type { KeyRange } from '../mysql/chunking.js';
 import { planRanges, rawReadSessionSql } from '../mysql/chunking.js';
 import type { Endpoint } from '../mysql/credentials.js';
 import { hasPrivilege, inspect, sameServer } from '../mysql/facts.js';
+import { JOINER_LOCK, tryLockJoiner } from '../mysql/joiner-lock.js';
 import type { Flavor } from '../mysql/flavor/index.js';
 import { listObjects, objectLabel } from '../mysql/objects.js';
 import type { SchemaObject } from '../mysql/objects.js';
@@ -111,6 +112,16 @@ async function verifyWith(req: VerifyRequest, opened: Server[]): Promise<VerifyR
   const joinerMeta = await openSession(req.joiner, 'joiner', [SESSION_TZ], opened);
   const donorFacts = await inspect(donorMeta, signal);
   const joinerFacts = await inspect(joinerMeta, signal);
+  // Standalone, verify stops and starts the joiner's replication: not while a clone or recover
+  // works on it (inside a clone, the clone holds the lock).
+  if (!req.journal) {
+    const lock = await tryLockJoiner(joinerMeta, signal);
+    if (!lock.got)
+      throw new ReseedError(
+        'PREFLIGHT_FAILED',
+        `another reseed operation is working on the joiner (its session ${lock.holder} holds the lock ${JOINER_LOCK}); nothing was compared or changed`,
+      );
+  }
   if (sameServer(donorFacts, joinerFacts))
     throw new ReseedError(
       'PREFLIGHT_FAILED',

@@ -364,6 +364,9 @@ describe('trust: nothing lost, nothing broken, and "as they were" checked', () =
         busy.stderr,
         /another reseed operation is working on the joiner \(its session \d+ holds the lock/,
       );
+      const verifying = await reseed(['verify', '--from', donor.uri, '--to', joiner.uri]);
+      assert.equal(verifying.code, 4, verifying.stderr);
+      assert.match(verifying.stderr, /another reseed operation is working on the joiner/);
     } finally {
       await holder.close();
     }
