@@ -252,7 +252,10 @@ async function runClone(flags: CloneFlags, command: Command): Promise<number> {
       },
     });
     sink.stop(!summary.dryRun);
-    if (json) process.stdout.write(JSON.stringify({ type: 'summary', ...summary }) + '\n');
+    if (json)
+      process.stdout.write(
+        JSON.stringify({ at: new Date().toISOString(), type: 'summary', ...summary }) + '\n',
+      );
     else if (summary.dryRun) process.stderr.write('dry run: nothing was changed\n');
     else process.stdout.write(renderSummary(summary));
     return 0;

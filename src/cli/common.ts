@@ -175,7 +175,10 @@ export function reportError(err: unknown, json: boolean): number {
   const hints: string[] = isReseedError(err) ? err.hints : ((err as { hints?: string[] }).hints ?? []);
   const message = errorMessage(err);
   if (json) {
-    process.stdout.write(JSON.stringify({ type: 'error', code, exitCode: exit, message, hints }) + '\n');
+    process.stdout.write(
+      JSON.stringify({ at: new Date().toISOString(), type: 'error', code, exitCode: exit, message, hints }) +
+        '\n',
+    );
   }
   process.stderr.write(`reseed: ${message}\n`);
   for (const h of hints) process.stderr.write(`  ${h}\n`);

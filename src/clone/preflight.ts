@@ -129,7 +129,13 @@ export async function preflight(ctx: CloneContext, method: TransferMethod): Prom
     const system = options.schemas.filter((s) => SYSTEM_SCHEMAS.includes(s));
     const missing = options.schemas.filter((s) => !donorSchemas.includes(s) && !system.includes(s));
     if (missing.length)
-      problems.push(`--schemas names schemas the donor does not have: ${missing.join(', ')}`);
+      problems.push(
+        `--schemas names schemas the donor does not have: ${missing.join(', ')}${
+          donorSchemas.some((x) => x.includes(','))
+            ? ' (a schema whose name holds a comma cannot be named in --schemas: leave --schemas out to copy every schema)'
+            : ''
+        }`,
+      );
     if (system.length)
       problems.push(`--schemas names system schemas, which are never copied: ${system.join(', ')}`);
     schemas = options.schemas.filter((s) => donorSchemas.includes(s));

@@ -130,8 +130,8 @@ function checkJson(r: CliResult, message: string, hints: string[]): void {
   const events = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
   const last = events.at(-1);
   assert.ok(last, 'an error line on stdout');
-  assert.deepEqual(Object.keys(last), ['type', 'code', 'exitCode', 'message', 'hints']);
-  assert.deepEqual(last, { type: 'error', code: last.code, exitCode: r.code, message, hints });
+  assert.deepEqual(Object.keys(last), ['at', 'type', 'code', 'exitCode', 'message', 'hints']);
+  assert.deepEqual(last, { at: last.at, type: 'error', code: last.code, exitCode: r.code, message, hints });
   assert.equal(EXIT_CODES[last.code as ErrorCode], r.code, `${String(last.code)} maps to exit ${r.code}`);
   for (const e of events.slice(0, -1)) assert.equal(e.type, 'phase', `only progress before it: ${r.stdout}`);
 }
@@ -278,8 +278,8 @@ const online: Case[] = [
   { name: 'verify --json: a wrong joiner password', args: () => verify('--json'), env: { RESEED_JOINER_PASSWORD: 'wrong-pw' }, exit: 3, says: /^joiner: cannot connect to .*Access denied/ },
   { name: 'clone: --schemas nosuch', args: () => clone('--schemas', 'nosuch'), exit: 4, says: /^preflight found 1 problem; nothing was changed$/, hints: /--schemas names schemas the donor does not have: nosuch/ },
   { name: 'clone: --schemas mysql', args: () => clone('--schemas', 'mysql'), exit: 4, says: /^preflight found 1 problem/, hints: /system schemas, which are never copied: mysql/ },
-  { name: 'clone: --schemas a,,b', args: () => clone('--schemas', 'a,,b'), exit: 4, says: /^preflight found 1 problem/, hints: /does not have: a, b$/ },
-  { name: "clone: --schemas naming a schema with a comma (it splits)", args: () => clone('--schemas', 'we,ird'), exit: 4, says: /^preflight found 1 problem/, hints: /does not have: we, ird/ },
+  { name: 'clone: --schemas a,,b', args: () => clone('--schemas', 'a,,b'), exit: 4, says: /^preflight found 1 problem/, hints: /does not have: a, b( \(a schema whose name holds a comma|$)/ },
+  { name: "clone: --schemas naming a schema with a comma (it splits)", args: () => clone('--schemas', 'we,ird'), exit: 4, says: /^preflight found 1 problem/, hints: /does not have: we, ird \(a schema whose name holds a comma cannot be named in --schemas/ },
   { name: 'clone: --replicate-from source, the donor being no replica', args: () => clone('--replicate-from', 'source'), exit: 4, says: /^preflight found 1 problem/, hints: /the donor is not a replica, so it has no source to follow/ },
   { name: 'clone: --replication-host without a port (3306: nothing there)', args: () => clone('--replication-host', '127.0.0.1'), exit: 4, says: /^preflight found 1 problem/, hints: /the joiner cannot replicate from 127\.0\.0\.1:3306 as repl/ },
   { name: 'clone: --replication-ssl-ca names a missing file', args: () => clone('--replication-ssl-ca', files.missing), exit: 4, says: /^preflight found 1 problem/, hints: /the joiner cannot replicate from .* as repl: .*SSL/ },

@@ -18,7 +18,7 @@ function jsonError(
   const lines = r.stdout.split('\n').filter((l) => l !== '');
   assert.equal(lines.length, 1, `one line on stdout: ${r.stdout}`);
   const event = JSON.parse(lines[0]!) as Record<string, unknown>;
-  assert.deepEqual(Object.keys(event), ['type', 'code', 'exitCode', 'message', 'hints']);
+  assert.deepEqual(Object.keys(event), ['at', 'type', 'code', 'exitCode', 'message', 'hints']);
   assert.deepEqual(
     { type: event.type, code: event.code, exitCode: event.exitCode, hints: event.hints },
     { type: 'error', code: 'USAGE', exitCode: 2, hints },
