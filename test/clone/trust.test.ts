@@ -54,6 +54,21 @@ async function replicaWorks(): Promise<void> {
   assert.equal(Number(row!.v), v);
 }
 
+/** `clone --force --verify`, sent `signal` once `line` shows on its stderr. */
+async function forcedCloneSignalled(line: string, signal: NodeJS.Signals) {
+  let sent = false;
+  const r = await reseed(cloneArgs(donor, joiner, '--force', '--verify'), {
+    env: REPL_ENV,
+    onStderr: (text, pid) => {
+      if (!sent && text.includes(line)) {
+        sent = true;
+        process.kill(pid, signal);
+      }
+    },
+  });
+  return { r, sent };
+}
+
 async function resetJoiner(): Promise<void> {
   const s = await joiner.session();
   try {
@@ -196,16 +211,7 @@ describe('trust: nothing lost, nothing broken, and "as they were" checked', () =
   it('Ctrl-C during --verify leaves the previous replication working', async () => {
     await joinerReplicatesFromOther();
     const beforeState = await serverState(joiner, { positions: false });
-    let sent = false;
-    const r = await reseed(cloneArgs(donor, joiner, '--force', '--verify'), {
-      env: REPL_ENV,
-      onStderr: (text, pid) => {
-        if (!sent && text.includes('- verify')) {
-          sent = true;
-          process.kill(pid, 'SIGINT');
-        }
-      },
-    });
+    const { r, sent } = await forcedCloneSignalled('- verify', 'SIGINT');
     assert.ok(sent, r.stderr);
     assert.ok(r.code === 130 || r.code === 11, r.stderr);
     assert.match(r.stderr, /interrupted by SIGINT/);
@@ -389,16 +395,7 @@ describe('trust: nothing lost, nothing broken, and "as they were" checked', () =
   it('kill -9 during --verify, then recover: as they were, the previous replication working', async () => {
     await joinerReplicatesFromOther();
     const beforeState = await serverState(joiner, { positions: false });
-    let sent = false;
-    const r = await reseed(cloneArgs(donor, joiner, '--force', '--verify'), {
-      env: REPL_ENV,
-      onStderr: (text, pid) => {
-        if (!sent && text.includes('- verify')) {
-          sent = true;
-          process.kill(pid, 'SIGKILL');
-        }
-      },
-    });
+    const { r, sent } = await forcedCloneSignalled('- verify', 'SIGKILL');
     assert.ok(sent && r.code === null, r.stderr);
     const rec = await reseed(['recover']);
     // The joiner's binary log was deleted as planned: the only difference, and recover says so.
