@@ -2,7 +2,7 @@ import { ReseedError } from '../errors.js';
 import type { Journal } from '../journal/journal.js';
 import type { Server } from '../mysql/server.js';
 import { quoteIdent } from '../mysql/server.js';
-import { dropStatement, listObjects } from '../mysql/objects.js';
+import { dropStatement, listObjects, schemaObjectCount } from '../mysql/objects.js';
 import { faultPoint } from '../fault.js';
 import { undoOp } from './undo.js';
 
@@ -18,19 +18,8 @@ export async function joinerSchemas(
   signal?: AbortSignal,
 ): Promise<JoinerSchemaState[]> {
   const out: JoinerSchemaState[] = [];
-  for (const schema of schemas) out.push({ schema, objects: await objectCount(meta, schema, signal) });
+  for (const schema of schemas) out.push({ schema, objects: await schemaObjectCount(meta, schema, signal) });
   return out;
-}
-
-async function objectCount(meta: Server, schema: string, signal?: AbortSignal): Promise<number> {
-  const [row] = await meta.query(
-    `SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?)
-          + (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?)
-          + (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ?) AS n`,
-    [schema, schema, schema],
-    signal,
-  );
-  return Number(row?.n ?? 0);
 }
 
 /** A name for the schema that holds a moved-aside schema's tables until the clone succeeds. */

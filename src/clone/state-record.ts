@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Flavor } from '../mysql/flavor/index.js';
 import { listObjects, objectLabel } from '../mysql/objects.js';
 import type { Server } from '../mysql/server.js';
-import { quoteIdent } from '../mysql/server.js';
+import { quoteIdent, quoteString } from '../mysql/server.js';
 import { listSchemas } from '../mysql/tables.js';
 
 /**
@@ -100,19 +100,16 @@ export async function captureState(s: Server, o: CaptureOptions): Promise<StateR
         .join('; '),
     });
   }
-  const [g] = await s.query(
-    `SELECT (${flavor.replicaGtidPositionSql.replace(/^SELECT /, '').replace(/ AS gtid$/, '')}) AS slave,
-            (${flavor.currentGtidSql.replace(/^SELECT /, '').replace(/ AS gtid$/, '')}) AS binlog,
-            @@GLOBAL.read_only AS ro`,
-    [],
-    signal,
-  );
+  const one = async (sql: string) => (await s.query(sql, [], signal))[0];
+  const slave = await one(flavor.replicaGtidPositionSql);
+  const binlog = await one(flavor.currentGtidSql);
+  const ro = await one('SELECT @@GLOBAL.read_only AS ro');
   const record: StateRecord = {
     schemas,
     replication,
-    gtidSlavePos: o.schemas ? String(g?.slave ?? '') : '',
-    gtidBinlogPos: o.schemas ? String(g?.binlog ?? '') : '',
-    readOnly: Number(g?.ro ?? 0) === 1,
+    gtidSlavePos: o.schemas ? String(slave?.gtid ?? '') : '',
+    gtidBinlogPos: o.schemas ? String(binlog?.gtid ?? '') : '',
+    readOnly: Number(ro?.ro ?? 0) === 1,
   };
   if (o.accounts) {
     record.accounts = {};
@@ -123,19 +120,16 @@ export async function captureState(s: Server, o: CaptureOptions): Promise<StateR
     );
     for (const u of users) {
       const name = `'${String(u.u)}'@'${String(u.h)}'`;
-      const grants = await s
-        .query(`SHOW GRANTS FOR ${quoteAccount(String(u.u), String(u.h))}`, [], signal)
-        .catch(() => []);
+      const account =
+        String(u.h) === ''
+          ? quoteString(String(u.u))
+          : `${quoteString(String(u.u))}@${quoteString(String(u.h))}`;
+      const grants = await s.query(`SHOW GRANTS FOR ${account}`, [], signal).catch(() => []);
       // Password hashes are hashed again with the grants: the record shows a change, never a hash.
       record.accounts[name] = hash(grants.map((x) => String(Object.values(x)[0])).join('\n'));
     }
   }
   return record;
-}
-
-function quoteAccount(user: string, host: string): string {
-  const q = (v: string) => "'" + v.replaceAll('\\', '\\\\').replaceAll("'", "''") + "'";
-  return host === '' ? q(user) : `${q(user)}@${q(host)}`;
 }
 
 /** The differences between two records of one server, one line each; empty when they match. */

@@ -4,7 +4,7 @@ import type { Journal, RollbackReport, Target, UndoAction, UndoOp } from '../jou
 import type { Endpoint } from '../mysql/credentials.js';
 import { inspect } from '../mysql/facts.js';
 import type { SchemaObject } from '../mysql/objects.js';
-import { dropStatement } from '../mysql/objects.js';
+import { dropStatement, schemaObjectCount } from '../mysql/objects.js';
 import { connect, quoteIdent, sqlErrno } from '../mysql/server.js';
 import type { Server } from '../mysql/server.js';
 import { createObjects } from '../methods/logical/schema.js';
@@ -37,16 +37,6 @@ export type UndoOperation =
 
 export function undoOp(op: UndoOperation): UndoOp {
   return op as unknown as UndoOp;
-}
-
-async function schemaObjectCount(s: Server, schema: string): Promise<number> {
-  const [row] = await s.query(
-    `SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?)
-          + (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?)
-          + (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ?) AS n`,
-    [schema, schema, schema],
-  );
-  return Number(row?.n ?? 0);
 }
 
 async function runOperation(s: Server, op: UndoOperation): Promise<void> {

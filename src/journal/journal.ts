@@ -343,11 +343,6 @@ export function scanJournals(dir = journalDir(), options: { readOnly?: boolean }
   return scan;
 }
 
-/** Journals of operations that never finished (crashed or killed), oldest first. */
-export function unfinishedJournals(dir = journalDir()): Journal[] {
-  return scanJournals(dir).unfinished;
-}
-
 /**
  * The kernel's start time of a process (field 22 of /proc/PID/stat), which tells a live process
  * from a later one that reuses its PID. Undefined when no such process runs.
@@ -360,14 +355,5 @@ export function processStartTime(pid: number): string | undefined {
     return fields[19];
   } catch {
     return undefined;
-  }
-}
-
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -69,7 +69,7 @@ export async function inspect(server: Server, signal?: AbortSignal): Promise<Ser
  * Global privileges from SHOW GRANTS of the current account (roles granted by default are not
  * followed: an account that relies on one may be refused where it would work).
  */
-async function globalPrivileges(server: Server, signal?: AbortSignal): Promise<Set<string>> {
+export async function globalPrivileges(server: Server, signal?: AbortSignal): Promise<Set<string>> {
   const rows = await server.query('SHOW GRANTS FOR CURRENT_USER()', [], signal);
   const out = new Set<string>();
   for (const row of rows) {

@@ -111,3 +111,15 @@ export function objectLabel(o: Pick<SchemaObject, 'kind' | 'schema' | 'name'>): 
 export function dropStatement(o: Pick<SchemaObject, 'kind' | 'schema' | 'name'>): string {
   return `DROP ${o.kind.toUpperCase()} IF EXISTS ${quoteIdent(o.schema)}.${quoteIdent(o.name)}`;
 }
+
+/** Tables (and views), routines and events of a schema: none means it holds no user data. */
+export async function schemaObjectCount(meta: Server, schema: string, signal?: AbortSignal): Promise<number> {
+  const [row] = await meta.query(
+    `SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?)
+          + (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ?)
+          + (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ?) AS n`,
+    [schema, schema, schema],
+    signal,
+  );
+  return Number(row?.n ?? 0);
+}

@@ -4,6 +4,7 @@ import type { Journal } from '../journal/journal.js';
 import type { ChangeSourceOptions, Flavor, ReplicaStatus } from '../mysql/flavor/index.js';
 import type { Server } from '../mysql/server.js';
 import { connect, quoteString, sqlErrno } from '../mysql/server.js';
+import { globalPrivileges } from '../mysql/facts.js';
 import type { ProgressSink } from '../progress.js';
 import type { TlsSettings } from '../mysql/credentials.js';
 import type { BinlogPosition } from './coordinates.js';
@@ -140,13 +141,8 @@ export async function checkAccountFromHere(
     };
   }
   try {
-    const grants = await s.query('SHOW GRANTS FOR CURRENT_USER()', [], signal);
-    const global = grants
-      .map((g) => String(Object.values(g)[0] ?? ''))
-      .map((g) => /^GRANT (.+?) ON \*\.\* TO /i.exec(g)?.[1] ?? '')
-      .join(',')
-      .toUpperCase();
-    if (!/ALL PRIVILEGES|REPLICATION SLAVE(?! ADMIN)/.test(global))
+    const granted = await globalPrivileges(s, signal);
+    if (!granted.has('ALL PRIVILEGES') && !granted.has('REPLICATION SLAVE'))
       return {
         problem: `the replication account ${target.user} lacks REPLICATION SLAVE on ${target.host}:${target.port}`,
       };

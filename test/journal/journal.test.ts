@@ -4,7 +4,7 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { Journal, processStartTime, scanJournals, unfinishedJournals } from '../../src/journal/journal.js';
+import { Journal, processStartTime, scanJournals } from '../../src/journal/journal.js';
 
 const header = {
   operation: 'clone',
@@ -26,7 +26,7 @@ describe('journal', () => {
     );
     assert.deepEqual(ran, ['joiner:undo 3', 'joiner:undo 1']);
     assert.deepEqual(report, { undone: ['three', 'one'], failed: [] });
-    assert.deepEqual(unfinishedJournals(dir), []);
+    assert.deepEqual(scanJournals(dir).unfinished, []);
   });
 
   it('survives a torn last line, and keeps a failed undo owed for `recover`', async () => {
@@ -36,7 +36,7 @@ describe('journal', () => {
     j.record('two', { target: 'joiner', statements: ['undo 2'] });
     j.close();
     appendFileSync(j.path, '{"t":"step","seq":3,"ti');
-    const [again] = unfinishedJournals(dir);
+    const [again] = scanJournals(dir).unfinished;
     assert.ok(again);
     assert.deepEqual(
       again.pending().map((p) => p.title),
@@ -46,7 +46,7 @@ describe('journal', () => {
       if (undo.statements?.includes('undo 2')) throw new Error('server gone');
     });
     assert.deepEqual(report.failed, [{ title: 'two', error: 'server gone' }]);
-    const [third] = unfinishedJournals(dir);
+    const [third] = scanJournals(dir).unfinished;
     assert.deepEqual(
       third!.pending().map((p) => p.title),
       ['two'],
