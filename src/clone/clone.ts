@@ -1,4 +1,4 @@
-import { ReseedError, errorMessage, isReseedError } from '../errors.js';
+import { ReseedError, abortError, errorMessage, isReseedError } from '../errors.js';
 import { faultPoint } from '../fault.js';
 import { Journal } from '../journal/journal.js';
 import type { Logger } from '../log.js';
@@ -155,7 +155,11 @@ export async function clone(req: CloneRequest): Promise<CloneSummary> {
     };
     journal.keepState('before', before);
     return await run(ctx, plan, lines, before, started);
-  } catch (err) {
+  } catch (thrown) {
+    // After Ctrl-C, whatever failed next (a statement killed on the server, a closed session) is
+    // the interrupt's doing: it is reported as the interrupt.
+    const err =
+      signal.aborted && !(isReseedError(thrown) && thrown.code === 'ABORTED') ? abortError(signal) : thrown;
     if (journal.finished || !journal.written) throw err;
     throw await rollback(journal, { donor: req.donor, joiner: req.joiner }, err, req.log);
   } finally {
