@@ -9,6 +9,8 @@ export interface ColumnInfo {
   /** information_schema DATA_TYPE, lower case: "int", "varchar", "float", "bit"... */
   dataType: string;
   generated: boolean;
+  /** IS_NULLABLE */
+  nullable: boolean;
   charset: string | null;
   collation: string | null;
 }
@@ -112,7 +114,7 @@ export async function listTables(
   const columns = await meta.query(
     `SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, COLUMN_NAME AS c, DATA_TYPE AS type,
             EXTRA AS extra, CHARACTER_SET_NAME AS cs, COLLATION_NAME AS coll,
-            GENERATION_EXPRESSION AS expr
+            GENERATION_EXPRESSION AS expr, IS_NULLABLE AS nullable
        FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN (${marks})
       ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION`,
     schemas,
@@ -137,6 +139,7 @@ export async function listTables(
       dataType: String(c.type).toLowerCase(),
       // The period columns of a versioned table (ROW START/END) are data: copied, not computed.
       generated: /GENERATED/i.test(String(c.extra ?? '')) && !/^ROW (START|END)$/i.test(String(c.expr ?? '')),
+      nullable: String(c.nullable) === 'YES',
       charset: c.cs === null ? null : String(c.cs),
       collation: c.coll === null ? null : String(c.coll),
     });
@@ -160,7 +163,14 @@ export async function listTables(
     // Implicit period columns are not in information_schema.COLUMNS; they answer to these names.
     if (versioned && !explicitPeriod.has(id)) {
       for (const name of ['row_start', 'row_end'])
-        cols.push({ name, dataType: 'timestamp', generated: false, charset: null, collation: null });
+        cols.push({
+          name,
+          dataType: 'timestamp',
+          generated: false,
+          nullable: false,
+          charset: null,
+          collation: null,
+        });
     }
     const candidates = [
       ...(indexes.get(id) ?? new Map<string, { cols: string[]; usable: boolean }>()).entries(),

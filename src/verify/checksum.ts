@@ -6,48 +6,84 @@ import { readExpression, rowSource } from '../mysql/tables.js';
 
 export interface ChunkChecksum {
   rows: number;
-  /** 128-bit XOR of row MD5s plus a sum of CRC32s (so duplicate rows do not cancel out) */
+  /** the exact sum (DECIMAL) of the chunk's 64-bit row hashes */
   hash: string;
 }
 
-/** Types whose values are short: they enter the row hash as they are. */
-const SHORT_TYPES = new Set([
+/**
+ * Types whose text form is digits, signs, dots, colons, dashes and spaces: never the separator
+ * byte 0xFF or the NULL mark 0xFE.
+ */
+const PLAIN_TYPES = new Set([
   ...['tinyint', 'smallint', 'mediumint', 'int', 'bigint', 'decimal', 'float', 'double', 'bit', 'year'],
-  ...['date', 'time', 'datetime', 'timestamp', 'enum', 'set'],
+  ...['date', 'time', 'datetime', 'timestamp'],
 ]);
 
+/** Character sets in which the bytes 0xFD, 0xFE and 0xFF never occur in a stored value. */
+const UTF8_SETS = new Set(['utf8', 'utf8mb3', 'utf8mb4', 'ascii']);
+
+/** Types that can hold values bigger than max_allowed_packet. */
+const LOB_TYPES = new Set([
+  ...['tinytext', 'text', 'mediumtext', 'longtext', 'tinyblob', 'blob', 'mediumblob', 'longblob'],
+  ...['json', 'geometry', 'point', 'linestring', 'polygon'],
+  ...['multipoint', 'multilinestring', 'multipolygon', 'geometrycollection'],
+]);
+
+const SEPARATOR = "CAST(X'FF' AS BINARY)";
+const NULL_MARK = "CAST(X'FE' AS BINARY)";
+const HASHED_MARK = "CAST(X'FD' AS BINARY)";
+
 /**
- * Each value enters the row hash as length:bytes (NULL as "N"), so no two different rows
- * serialize alike; a string or blob enters as length:MD5 of its bytes, so that a row's
- * serialization stays short (a CONCAT or CAST longer than the server's max_allowed_packet would
- * be NULL). Values are read as the copy reads them (FLOAT as DOUBLE...), so an exact copy hashes
- * the same.
+ * One column's part of a row's serialization. The serialization is unambiguous: parts are joined
+ * by the byte 0xFF, a NULL is the single byte 0xFE, and
+ * - a number, a date or a UTF-8/ASCII text enters as its text, which holds none of those bytes;
+ * - any other value (binary, latin1 text...) enters as `length:bytes`, so its own 0xFF bytes
+ *   cannot be mistaken for a separator;
+ * - a value of a LOB type longer than `longBytes` enters as its SHA-256 instead (marked 0xFD for
+ *   text, `length#` for bytes), which keeps the row's serialization under max_allowed_packet
+ *   (a longer CONCAT would be NULL).
+ * Values are read as the copy reads them (FLOAT as DOUBLE...), so an exact copy hashes the same.
  */
-function rowExpression(columns: ColumnInfo[]): string {
-  const parts = columns.map((c) => {
-    if (!SHORT_TYPES.has(c.dataType)) {
-      const e = readExpression(c);
-      return `IFNULL(CONCAT(LENGTH(${e}), ':', MD5(${e})), 'N')`;
-    }
-    const e = `CAST(${readExpression(c)} AS BINARY)`;
-    return `IFNULL(CONCAT(LENGTH(${e}), ':', ${e}), 'N')`;
-  });
-  return `CONCAT_WS(',', ${parts.join(', ')})`;
+function columnPart(c: ColumnInfo, longBytes: number): string {
+  const e = readExpression(c);
+  const text = PLAIN_TYPES.has(c.dataType) || (c.charset !== null && UTF8_SETS.has(c.charset));
+  const lob = LOB_TYPES.has(c.dataType);
+  let part: string;
+  if (text && !lob) part = e;
+  else if (text) part = `IF(LENGTH(${e}) > ${longBytes}, CONCAT(${HASHED_MARK}, SHA2(${e}, 256)), ${e})`;
+  else if (!lob) part = `CONCAT(LENGTH(${e}), ':', ${e})`;
+  else
+    part =
+      `IF(LENGTH(${e}) > ${longBytes}, CONCAT(LENGTH(${e}), '#', SHA2(${e}, 256)), ` +
+      `CONCAT(LENGTH(${e}), ':', ${e}))`;
+  return c.nullable ? `IFNULL(${part}, ${NULL_MARK})` : part;
 }
 
-export function checksumSql(table: TableInfo, range: KeyRange): string {
+/**
+ * The longest LOB value that enters a row's serialization as it is: the row's other columns
+ * (at most 64 KiB outside LOBs) and every LOB at this size still fit in `maxPacket`.
+ */
+export function longValueBytes(table: TableInfo, maxPacket: number): number {
+  const lobs = table.columns.filter((c) => LOB_TYPES.has(c.dataType)).length;
+  // 64 KiB of non-LOB columns, and each column's length prefix, separator and NULL mark
+  const rest = 65_536 + 32 * table.columns.length;
+  return Math.max(64, Math.floor((maxPacket - rest) / Math.max(1, lobs)) - 80);
+}
+
+/**
+ * A chunk's fingerprint: its row count and the exact sum of a 64-bit hash of each row (the first
+ * 64 bits of SHA-256 of the row's serialization). A hash function without structure makes a
+ * difference go unnoticed with a probability of about 2^-64, whatever the difference is; an exact
+ * SUM (not XOR) also sees duplicate rows, which XOR would cancel in pairs. Measured in
+ * docs/performance.md against the per-column MD5s it replaces (4-5x faster).
+ */
+export function checksumSql(table: TableInfo, range: KeyRange, longBytes: number): string {
   const where = rangePredicate(table.chunkKey, range);
-  const h = `MD5(${rowExpression(table.columns)})`;
+  const row = `CONCAT_WS(${SEPARATOR}, ${table.columns.map((c) => columnPart(c, longBytes)).join(', ')})`;
   return (
     `SELECT COUNT(*) AS n, ` +
-    `IFNULL(BIT_XOR(CAST(CONV(LEFT(h, 16), 16, 10) AS UNSIGNED)), 0) AS a, ` +
-    `IFNULL(BIT_XOR(CAST(CONV(RIGHT(h, 16), 16, 10) AS UNSIGNED)), 0) AS b, ` +
-    `IFNULL(SUM(CRC32(h)), 0) AS c ` +
-    // The LIMIT keeps the optimizer from merging the derived table into the outer query, which
-    // would compute the row's MD5 once per aggregate, three times (measured: 6.5 s against 3.0 s
-    // for 900k rows).
-    `FROM (SELECT ${h} AS h FROM ${rowSource(table)}${where ? ` WHERE ${where}` : ''} ` +
-    `LIMIT 18446744073709551615) AS rows_of_chunk`
+    `IFNULL(SUM(CAST(CONV(LEFT(SHA2(${row}, 256), 16), 16, 10) AS UNSIGNED)), 0) AS h ` +
+    `FROM ${rowSource(table)}${where ? ` WHERE ${where}` : ''}`
   );
 }
 
@@ -55,8 +91,9 @@ export async function chunkChecksum(
   server: Server,
   table: TableInfo,
   range: KeyRange,
+  longBytes: number,
   signal?: AbortSignal,
 ): Promise<ChunkChecksum> {
-  const [row] = await server.query(checksumSql(table, range), [], signal);
-  return { rows: Number(row?.n ?? 0), hash: `${String(row?.a)}:${String(row?.b)}:${String(row?.c)}` };
+  const [row] = await server.query(checksumSql(table, range, longBytes), [], signal);
+  return { rows: Number(row?.n ?? 0), hash: String(row?.h ?? '') };
 }

@@ -18,7 +18,7 @@ import { SYSTEM_SCHEMAS, displayName, listSchemas, listTables, tableName } from 
 import type { TableInfo } from '../mysql/tables.js';
 import { throttleReporter } from '../progress.js';
 import type { ProgressSink } from '../progress.js';
-import { chunkChecksum } from './checksum.js';
+import { chunkChecksum, longValueBytes } from './checksum.js';
 import {
   ReplicaHold,
   brokenThread,
@@ -307,7 +307,12 @@ async function compareAtSnapshot(ctx: Context, hold: ReplicaHold | undefined): P
           opened,
         ),
       );
+    const maxPacket = Math.min(
+      await maxAllowedPacket(donorMeta, signal),
+      await maxAllowedPacket(joinerMeta, signal),
+    );
     const counts = await compareTables({
+      maxPacket,
       tables: present,
       donors: group.sessions,
       joiners: joinerSessions,
@@ -333,7 +338,14 @@ async function compareAtSnapshot(ctx: Context, hold: ReplicaHold | undefined): P
   }
 }
 
+async function maxAllowedPacket(server: Server, signal: AbortSignal): Promise<number> {
+  const [row] = await server.query('SELECT @@max_allowed_packet AS m', [], signal);
+  return Number(row?.m ?? 1 << 24);
+}
+
 async function compareTables(o: {
+  /** the smaller max_allowed_packet of the two servers: no row's serialization may exceed it */
+  maxPacket: number;
   tables: TableInfo[];
   donors: Server[];
   joiners: Server[];
@@ -381,9 +393,10 @@ async function compareTables(o: {
         const item = await take();
         if (item.done) return;
         const { table, range } = item.value;
+        const longBytes = longValueBytes(table, o.maxPacket);
         const [a, b] = await Promise.all([
-          chunkChecksum(donor, table, range, o.signal),
-          chunkChecksum(o.joiners[i]!, table, range, o.signal),
+          chunkChecksum(donor, table, range, longBytes, o.signal),
+          chunkChecksum(o.joiners[i]!, table, range, longBytes, o.signal),
         ]);
         chunks++;
         rows += a.rows;
