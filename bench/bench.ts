@@ -1,7 +1,8 @@
 // npm run bench -- [--size 2G] [--runs 3] [--parallel 4] [--no-rss-2x] [--out docs/benchmarks.md]
+//                   [--sections clone,verify,impact] [--verify-runs 3] [--alone 30]
 // Measures, on one generated dataset, each method into a fresh empty joiner sandbox, rounds
 // interleaved, the OS page cache dropped before each run; reports medians and ratios to reseed.
-import { writeFileSync, existsSync, rmSync } from 'node:fs';
+import { writeFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,6 +22,7 @@ import {
   sh,
 } from './methods.js';
 import { renderChart, renderReport } from './report.js';
+import { impactBench, renderImpact, renderVerify, verifyBench, withSection } from './extra.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: args } = parseArgs({
@@ -32,6 +34,9 @@ const { values: args } = parseArgs({
     'no-rss-2x': { type: 'boolean', default: false },
     out: { type: 'string', default: join(root, 'docs', 'benchmarks.md') },
     methods: { type: 'string', default: 'reseed,mysqldump,mydumper,ingest,mariabackup' },
+    sections: { type: 'string', default: 'clone,verify,impact' },
+    'verify-runs': { type: 'string', default: '3' },
+    alone: { type: 'string', default: '30' },
   },
 });
 
@@ -111,8 +116,29 @@ async function main(): Promise<void> {
   const runs = Number(args.runs);
   const parallel = Number(args.parallel);
   const methods = args.methods!.split(',');
+  const sections = args.sections!.split(',');
   const { donor, bytes, tables } = await makeDonor(`bench-donor-${args.size}`, scale);
   const ctx: BenchContext = { root, donor, parallel, work, tables, csvDir: join(work, 'csv') };
+  let report = existsSync(args.out!) ? readFileSync(args.out!, 'utf8') : '';
+  if (sections.includes('clone'))
+    report = await cloneSection(ctx, { scale, runs, methods, bytes, old: report });
+  if (sections.includes('verify')) {
+    const v = await verifyBench(ctx, Number(args['verify-runs']), dropCaches);
+    const pt = (await sh('pt-table-checksum --version')).stdout.trim();
+    report = withSection(report, 'verify', renderVerify(v, pt));
+  }
+  if (sections.includes('impact'))
+    report = withSection(report, 'impact', renderImpact(await impactBench(ctx, Number(args.alone))));
+  writeFileSync(args.out!, report);
+  console.error(`wrote ${args.out}`);
+}
+
+/** The clone methods' comparison; the other sections of the old report are kept. */
+async function cloneSection(
+  ctx: BenchContext,
+  o: { scale: number; runs: number; methods: string[]; bytes: number; old: string },
+): Promise<string> {
+  const { runs, methods } = o;
   if (methods.includes('ingest')) await prepareCsv(ctx);
   const cacheDropped = await dropCaches();
   const results: Record<string, RunResult[]> = Object.fromEntries(methods.map((m) => [m, []]));
@@ -123,7 +149,7 @@ async function main(): Promise<void> {
   }
   let rss2x: { bytes: number; result: RunResult } | undefined;
   if (args['rss-2x'] && !args['no-rss-2x']) {
-    const big = await makeDonor(`bench-donor-2x-${args.size}`, scale * 2);
+    const big = await makeDonor(`bench-donor-2x-${args.size}`, o.scale * 2);
     const r = await runOnce({ ...ctx, donor: big.donor, tables: big.tables }, 'reseed', 0);
     rss2x = { bytes: big.bytes, result: r };
     await sandboxRemove(big.donor.name);
@@ -138,11 +164,11 @@ async function main(): Promise<void> {
   };
   // The chart goes next to the report, named after it (docs/benchmarks.md -> docs/benchmarks.svg).
   const chart = args.out!.replace(/(\.md)?$/, '.svg');
-  const report = renderReport({
+  let report = renderReport({
     size: args.size!,
-    bytes,
+    bytes: o.bytes,
     runs,
-    parallel,
+    parallel: ctx.parallel,
     methods,
     labels: Object.fromEntries(methods.map((m) => [m, METHODS[m]!.label])),
     results,
@@ -151,9 +177,12 @@ async function main(): Promise<void> {
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
     chart: basename(chart),
   });
-  writeFileSync(args.out!, report);
   writeFileSync(chart, renderChart(methods.map((m) => ({ label: METHODS[m]!.label, results: results[m]! }))));
-  console.error(`wrote ${args.out} and ${chart}`);
+  for (const name of ['verify', 'impact']) {
+    const m = new RegExp(`<!-- bench:${name} -->\\n([\\s\\S]*?)\\n<!-- /bench:${name} -->`).exec(o.old);
+    if (m) report = withSection(report, name, m[1]!);
+  }
+  return report;
 }
 
 await main();

@@ -1,4 +1,5 @@
 import { ReseedError, abortError, errorMessage, isReseedError } from '../errors.js';
+import type { ThrottleReport } from '../throttle/donor-throttle.js';
 import { faultPoint } from '../fault.js';
 import { Journal } from '../journal/journal.js';
 import type { Logger } from '../log.js';
@@ -56,6 +57,8 @@ export interface CloneSummary {
   phases: Record<string, number>;
   /** how rows entered the joiner (logical method): 'bulk-insert', 'load-data', or both, comma-separated */
   loadedWith: string | undefined;
+  /** what the donor throttle did during the copy */
+  throttle: ThrottleReport | undefined;
   /** joiner schemas dropped once the clone stood (the plan named them) */
   dropped: string[];
   /** joiner schemas left untouched */
@@ -190,6 +193,7 @@ function baseSummary(ctx: CloneContext, plan: ClonePlan, lines: string[]): Clone
     verify: undefined,
     phases: {},
     loadedWith: undefined,
+    throttle: undefined,
     dropped: [],
     kept: plan.keep,
     warnings: [...plan.warnings],
@@ -256,6 +260,7 @@ async function run(
     coordinates: result.coordinates,
     phases: { ...result.phases },
     loadedWith: result.loadedWith,
+    throttle: result.throttle,
   });
 
   /**

@@ -1,5 +1,6 @@
 import { DEFAULT_READ_LOCK_POLICY } from '../mysql/read-lock.js';
 import type { CloneOptions } from '../methods/method.js';
+import { DEFAULT_THROTTLE } from '../throttle/donor-throttle.js';
 
 /** The clone's defaults, as `reseed clone --help` documents them. */
 export function defaultCloneOptions(over: Partial<CloneOptions> = {}): CloneOptions {
@@ -25,6 +26,7 @@ export function defaultCloneOptions(over: Partial<CloneOptions> = {}): CloneOpti
     writable: false,
     verify: false,
     dryRun: false,
+    throttle: DEFAULT_THROTTLE,
     ...over,
   };
 }

@@ -6,6 +6,7 @@ import type { ReadLockPolicy } from '../mysql/read-lock.js';
 import type { Server } from '../mysql/server.js';
 import type { SnapshotLockMode } from '../mysql/snapshot.js';
 import type { ProgressSink } from '../progress.js';
+import type { ThrottleOptions, ThrottleReport } from '../throttle/donor-throttle.js';
 import type { Coordinates } from '../replication/coordinates.js';
 
 export interface CloneSide {
@@ -46,6 +47,8 @@ export interface CloneOptions {
   verify: boolean;
   /** make and print the plan only; change nothing */
   dryRun: boolean;
+  /** how reads from the donor are paced: a cap, and backing off when the donor suffers */
+  throttle: ThrottleOptions;
 }
 
 /** One object handed to every step of a clone. */
@@ -69,6 +72,8 @@ export interface TransferResult {
   phases: Record<string, number>;
   /** how rows entered the joiner, for methods that load rows */
   loadedWith?: string | undefined;
+  /** what the donor throttle did */
+  throttle?: ThrottleReport | undefined;
 }
 
 export interface MethodCapabilities {

@@ -2,13 +2,15 @@ import { Readable } from 'node:stream';
 import { ReseedError, errorMessage, throwIfAborted } from '../../errors.js';
 import type { KeyRange } from '../../mysql/chunking.js';
 import { planRanges, rangePredicate } from '../../mysql/chunking.js';
-import type { PreparedStatement, Server } from '../../mysql/server.js';
+import type { PacketSink, PreparedStatement, Server } from '../../mysql/server.js';
 import { quoteIdent, sqlErrno } from '../../mysql/server.js';
 import type { TableInfo } from '../../mysql/tables.js';
 import { displayName, readExpression, rowSource, tableName } from '../../mysql/tables.js';
 import type { ProgressSink } from '../../progress.js';
 import { BulkEncoder } from './bulk.js';
 import { TsvEncoder } from './tsv.js';
+import type { RateGate } from '../../throttle/rate-gate.js';
+import { pacedSink } from '../../throttle/rate-gate.js';
 
 const ER_MAX_PREPARED_STMT_COUNT_REACHED = 1461;
 
@@ -28,6 +30,8 @@ function localPackets(data: Buffer): Buffer[] {
 }
 
 export interface CopyOptions {
+  /** paces every read from the donor (the throttle) */
+  gate: RateGate;
   /** donor sessions inside the snapshot, one per worker */
   donors: Server[];
   /** joiner sessions set up for a bulk load, one per worker */
@@ -120,6 +124,7 @@ export async function copyTables(o: CopyOptions): Promise<{ tables: TableCopyRes
       table,
       range,
       progress: o.progress,
+      gate: o.gate,
       signal,
     };
     return loaderFor(o.loadMode, job.joiner) === 'bulk-insert'
@@ -249,7 +254,25 @@ interface ChunkJob {
   table: TableInfo;
   range: KeyRange;
   progress: ProgressSink;
+  gate: RateGate;
   signal: AbortSignal;
+}
+
+/** Streams `sql`'s rows from the donor into `sink`, paced by the throttle's gate. */
+async function streamFromDonor(
+  donor: Server,
+  sql: string,
+  sink: PacketSink,
+  gate: RateGate,
+  signal: AbortSignal,
+): Promise<void> {
+  const paced = pacedSink(sink, gate);
+  try {
+    await paced.start();
+    await donor.streamPackets(sql, paced.sink, signal);
+  } finally {
+    paced.finish();
+  }
 }
 
 /** Lock conflicts whose victim statement is rolled back whole and can simply run again. */
@@ -271,13 +294,14 @@ async function loadDataChunk({
   table,
   range,
   progress,
+  gate,
   signal,
 }: ChunkJob): Promise<{ rows: number; bytes: number }> {
   const name = displayName(table);
   for (let attempt = 1; ; attempt++) {
     let rows = 0;
     let bytes = 0;
-    const source = rowStream(donor, selectSql(table, range), signal, (n, b) => {
+    const source = rowStream(donor, selectSql(table, range), gate, signal, (n, b) => {
       rows += n;
       bytes += b;
       progress.emit({ type: 'rows', table: name, rows: n, bytes: b });
@@ -318,7 +342,7 @@ async function bulkChunk(
   maxPacket: number,
   used: Set<Loader>,
 ): Promise<{ rows: number; bytes: number }> {
-  const { donor, joiner, table, range, progress, signal } = job;
+  const { donor, joiner, table, range, progress, gate, signal } = job;
   const name = displayName(table);
   let statement: PreparedStatement;
   try {
@@ -383,7 +407,8 @@ async function bulkChunk(
       progress.emit({ type: 'rows', table: name, rows: n, bytes: packet.length });
       return send(() => execute(packet).finally(() => encoder.release(packet)));
     };
-    await donor.streamPackets(
+    await streamFromDonor(
+      donor,
       selectSql(table, range),
       {
         onRow(buf, start, end, columns) {
@@ -405,6 +430,7 @@ async function bulkChunk(
           resume = fn;
         },
       },
+      gate,
       signal,
     );
     if (failure === undefined && encoder.rows > 0) flush();
@@ -453,6 +479,7 @@ function drain(stream: Readable): Promise<void> {
 function rowStream(
   donor: Server,
   sql: string,
+  gate: RateGate,
   signal: AbortSignal,
   onBatch: (rows: number, bytes: number) => void,
 ): Readable {
@@ -478,28 +505,28 @@ function rowStream(
     for (const piece of localPackets(out)) more = readable.push(piece);
     return more;
   };
-  donor
-    .streamPackets(
-      sql,
-      {
-        onRow(buf, start, end, columns) {
-          if (discard) return true;
-          encoder.pushPacket(buf, start, end, columns);
-          return encoder.length < BATCH_BYTES || flush();
-        },
-        setResume(fn) {
-          resume = fn;
-        },
+  streamFromDonor(
+    donor,
+    sql,
+    {
+      onRow(buf, start, end, columns) {
+        if (discard) return true;
+        encoder.pushPacket(buf, start, end, columns);
+        return encoder.length < BATCH_BYTES || flush();
       },
-      signal,
-    )
-    .then(
-      () => {
-        if (discard) return;
-        if (encoder.length > 0) flush();
-        readable.push(null);
+      setResume(fn) {
+        resume = fn;
       },
-      (err: unknown) => readable.destroy(err as Error),
-    );
+    },
+    gate,
+    signal,
+  ).then(
+    () => {
+      if (discard) return;
+      if (encoder.length > 0) flush();
+      readable.push(null);
+    },
+    (err: unknown) => readable.destroy(err as Error),
+  );
   return readable;
 }

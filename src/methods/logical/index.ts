@@ -11,6 +11,7 @@ import type { Coordinates } from '../../replication/coordinates.js';
 import { throttleReporter } from '../../progress.js';
 import type { CloneContext, TransferMethod, TransferResult } from '../method.js';
 import { copyTables, loaderFor } from './copy.js';
+import { DonorThrottle } from '../../throttle/donor-throttle.js';
 import { createObjects, createTables } from './schema.js';
 import { copyUsers } from './users.js';
 
@@ -74,6 +75,7 @@ export const logical: TransferMethod = {
     const flavor = donor.facts.flavor;
     const opened: Server[] = [];
     let group: SnapshotGroup | undefined;
+    let throttle: DonorThrottle | undefined;
     try {
       // 1. The snapshot. A donor that replicates has its applier paused for the moment it takes,
       //    so its position in its own source's stream is exact too.
@@ -182,7 +184,16 @@ export const logical: TransferMethod = {
         opened.push(s);
         joiners.push(s);
       }
+      throttle = await DonorThrottle.start({
+        donor: donor.endpoint,
+        options: options.throttle,
+        ours: [...group.sessions, planner],
+        readers: group.sessions.length,
+        log,
+        progress,
+      });
       const { tables: copied, loadedWith } = await copyTables({
+        gate: throttle.gate,
         donors: group.sessions,
         joiners,
         planner,
@@ -194,6 +205,8 @@ export const logical: TransferMethod = {
         loadMode: options.loadMode,
       });
       phases.copy = Date.now() - t;
+      const throttled = await throttle.stop();
+      throttle = undefined;
       await group.close();
       group = undefined;
 
@@ -225,8 +238,10 @@ export const logical: TransferMethod = {
         users,
         phases,
         loadedWith: loadedWith || undefined,
+        throttle: throttled,
       };
     } finally {
+      await throttle?.stop();
       group?.destroy();
       await Promise.allSettled(opened.map((s) => s.close()));
     }
