@@ -15,9 +15,16 @@ import {
   resolveSides,
 } from './common.js';
 import { jsonSink } from './output.js';
+import {
+  addThrottleOptions,
+  checkThrottleConflicts,
+  describeThrottle,
+  throttleOptions,
+} from './throttle-flags.js';
+import type { ThrottleFlags } from './throttle-flags.js';
 import { terminalSink } from './progress-screen.js';
 
-interface VerifyFlags {
+interface VerifyFlags extends ThrottleFlags {
   from: string;
   to: string;
   schemas?: string;
@@ -70,19 +77,21 @@ export function verifyCommand(): Command {
     )
     .option('--json', 'print the report as JSON')
     .option('-v, --verbose', 'log what happens to stderr')
-    .action(async (flags: VerifyFlags) => {
-      process.exitCode = await runVerify(flags);
+    .action(async (flags: VerifyFlags, command: Command) => {
+      process.exitCode = await runVerify(flags, command);
     });
+  addThrottleOptions(cmd);
   return cmd;
 }
 
-async function runVerify(flags: VerifyFlags): Promise<number> {
+async function runVerify(flags: VerifyFlags, command: Command): Promise<number> {
   const json = flags.json === true;
   const log = logger(flags.verbose);
   // Log lines (--verbose) go to stderr too: the live area would draw over them.
   const progress = json ? jsonSink() : terminalSink(process.stderr, { live: log.level === 'silent' });
   const { signal, dispose } = abortOnSignals(() => progress.stop());
   try {
+    checkThrottleConflicts(flags, command);
     const { donor, joiner } = resolveSides(flags.from, flags.to, flags, (message) =>
       progress.emit({ type: 'warning', message }),
     );
@@ -97,6 +106,7 @@ async function runVerify(flags: VerifyFlags): Promise<number> {
       catchupTimeoutMs: parseDuration(flags.catchupTimeout),
       replicaConnection: flags.replicaConnection,
       applyHeld: flags.applyHeld === true,
+      throttle: throttleOptions(flags, donor),
       log,
       progress,
       signal,
@@ -126,6 +136,8 @@ export function renderReport(r: VerifyReport): string {
   ];
   if (r.why) lines.push(`  why: ${r.why}`);
   lines.push(`  replication: ${r.replication}`);
+  if (r.throttle && (r.throttle.slowedMs > 0 || r.throttle.maxRate !== undefined || !r.throttle.adaptive))
+    lines.push(`  throttle: ${describeThrottle(r.throttle)}`);
   for (const d of r.differences) lines.push(`  ${d.what}: ${d.detail}`);
   return lines.join('\n') + '\n';
 }

@@ -416,6 +416,7 @@ async function runVerify(ctx: CloneContext, summary: CloneSummary, replicaConnec
       signal,
       journal,
       replicaConnection,
+      throttle: options.throttle,
     }),
   );
   summary.phases.verify = Date.now() - t;

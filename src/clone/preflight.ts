@@ -1,4 +1,5 @@
 import { ReseedError } from '../errors.js';
+import { throttleProblems } from '../throttle/donor-throttle.js';
 import { scanJournals } from '../journal/journal.js';
 import type { PublicEndpoint } from '../mysql/credentials.js';
 import { compareVersions } from '../mysql/flavor/index.js';
@@ -116,6 +117,7 @@ export async function preflight(ctx: CloneContext, method: TransferMethod): Prom
     );
   }
   problems.push(...unfinishedOperations(ctx));
+  problems.push(...(await throttleProblems(options.throttle, donor.meta)));
   const missingDonor = DONOR_PRIVILEGES.filter((p) => !hasPrivilege(d, p));
   if (missingDonor.length) problems.push(`the donor account ${d.user} lacks ${missingDonor.join(', ')}`);
   const missingJoiner = JOINER_PRIVILEGES.filter((p) => !hasPrivilege(j, p));

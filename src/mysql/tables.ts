@@ -28,6 +28,8 @@ export interface TableInfo {
   stored: ColumnInfo[];
   /** the key that orders and splits the table: the primary key, else a unique NOT NULL key */
   chunkKey: ColumnInfo[] | undefined;
+  /** the chunk key is the table's PRIMARY KEY (an index scan of it returns rows in key order) */
+  chunkKeyIsPrimary: boolean;
   /**
    * MariaDB WITH SYSTEM VERSIONING: rows are read FOR SYSTEM_TIME ALL (history included), and
    * `stored` ends with the row start and row end columns, which the joiner's load sessions may
@@ -189,6 +191,7 @@ export async function listTables(
       columns: cols,
       stored: cols.filter((c) => !c.generated),
       chunkKey: usableKey,
+      chunkKeyIsPrimary: usableKey !== undefined && candidates[0]?.[0] === 'PRIMARY',
       versioned,
     };
   });

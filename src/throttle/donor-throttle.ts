@@ -309,6 +309,34 @@ export class DonorThrottle {
   }
 }
 
+/**
+ * The throttle's own inputs, checked before anything changes: the user's health query must run
+ * on the donor, and every watched replica must answer SHOW SLAVE STATUS. One line per problem.
+ */
+export async function throttleProblems(options: ThrottleOptions, donor: Server): Promise<string[]> {
+  const problems: string[] = [];
+  if (!options.adaptive) return problems;
+  if (options.healthQuery !== undefined) {
+    try {
+      await donor.query(options.healthQuery);
+    } catch (err) {
+      problems.push(`--throttle-query failed on the donor: ${errorMessage(err)}`);
+    }
+  }
+  for (const endpoint of options.replicas) {
+    let replica: Server | undefined;
+    try {
+      replica = await connect(endpoint);
+      await replica.query('SHOW SLAVE STATUS');
+    } catch (err) {
+      problems.push(`--throttle-replica: ${errorMessage(err)}`);
+    } finally {
+      await replica?.close();
+    }
+  }
+  return problems;
+}
+
 export function formatRate(bytesPerSecond: number): string {
   if (!Number.isFinite(bytesPerSecond)) return 'unlimited';
   return `${(bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s`;

@@ -18,7 +18,10 @@ import { SYSTEM_SCHEMAS, displayName, listSchemas, listTables, tableName } from 
 import type { TableInfo } from '../mysql/tables.js';
 import { throttleReporter } from '../progress.js';
 import type { ProgressSink } from '../progress.js';
-import { chunkChecksum, longValueBytes } from './checksum.js';
+import { chunkChecksum, groupConcatSql, longValueBytes } from './checksum.js';
+import { DEFAULT_THROTTLE, DonorThrottle, throttleProblems } from '../throttle/donor-throttle.js';
+import type { ThrottleOptions, ThrottleReport } from '../throttle/donor-throttle.js';
+import type { RateGate } from '../throttle/rate-gate.js';
 import {
   ReplicaHold,
   brokenThread,
@@ -52,6 +55,8 @@ export interface VerifyReport {
   rows: number;
   objects: number;
   differences: Difference[];
+  /** what the donor throttle did while the donor's chunks were checksummed */
+  throttle?: ThrottleReport | undefined;
 }
 
 export interface VerifyRequest {
@@ -78,6 +83,8 @@ export interface VerifyRequest {
    * transactions the operator held back with it; otherwise such a joiner is refused.
    */
   applyHeld?: boolean | undefined;
+  /** how the donor's checksum queries are paced (default: adaptive, no cap) */
+  throttle?: ThrottleOptions | undefined;
 }
 
 const SESSION_TZ = "SET SESSION time_zone = '+00:00'";
@@ -130,6 +137,12 @@ async function verifyWith(req: VerifyRequest, opened: Server[]): Promise<VerifyR
   const flavor = joinerFacts.flavor;
   const use = await useReplicaConnection(joinerMeta, flavor, req.replicaConnection, signal);
   const schemas = await resolveSchemas(donorMeta, req.schemas, signal);
+  const throttleTrouble = await throttleProblems(req.throttle ?? DEFAULT_THROTTLE, donorMeta);
+  if (throttleTrouble.length)
+    throw new ReseedError(
+      'PREFLIGHT_FAILED',
+      `${throttleTrouble.join('; ')}; nothing was compared or changed`,
+    );
   const ctx: Context = { req, opened, donorMeta, joinerMeta, donorFacts, joinerFacts, schemas };
 
   // A replica whose applier or I/O thread stopped on an error cannot reach any position: say so
@@ -265,11 +278,12 @@ type Compared = Omit<VerifyReport, 'method' | 'why' | 'replication'>;
 async function compareAtSnapshot(ctx: Context, hold: ReplicaHold | undefined): Promise<Compared> {
   const { req, donorMeta, joinerMeta, donorFacts, joinerFacts, schemas, opened } = ctx;
   const { log, progress, signal } = req;
+  let throttle: DonorThrottle | undefined;
   const group = await openSnapshotGroup({
     endpoint: req.donor,
     flavor: donorFacts.flavor,
     sessions: req.parallel,
-    sessionInit: [SESSION_TZ, ...donorFacts.flavor.unboundedSessionSql],
+    sessionInit: [SESSION_TZ, groupConcatSql(req.chunkRows), ...donorFacts.flavor.unboundedSessionSql],
     lockMode: req.lockMode,
     policy: req.readLock,
     monitor: donorMeta,
@@ -303,7 +317,7 @@ async function compareAtSnapshot(ctx: Context, hold: ReplicaHold | undefined): P
         await openSession(
           req.joiner,
           'joiner',
-          [SESSION_TZ, ...joinerFacts.flavor.unboundedSessionSql],
+          [SESSION_TZ, groupConcatSql(req.chunkRows), ...joinerFacts.flavor.unboundedSessionSql],
           opened,
         ),
       );
@@ -311,7 +325,16 @@ async function compareAtSnapshot(ctx: Context, hold: ReplicaHold | undefined): P
       await maxAllowedPacket(donorMeta, signal),
       await maxAllowedPacket(joinerMeta, signal),
     );
+    throttle = await DonorThrottle.start({
+      donor: req.donor,
+      options: req.throttle ?? DEFAULT_THROTTLE,
+      ours: [...group.sessions, planner, donorMeta],
+      readers: group.sessions.length,
+      log,
+      progress,
+    });
     const counts = await compareTables({
+      gate: throttle.gate,
       maxPacket,
       tables: present,
       donors: group.sessions,
@@ -322,6 +345,8 @@ async function compareAtSnapshot(ctx: Context, hold: ReplicaHold | undefined): P
       progress,
       signal,
     });
+    const throttled = await throttle.stop();
+    throttle = undefined;
     differences.push(...(await compareDefinitions(donorMeta, joinerMeta, schemas, tables, signal)));
     const objects = await listObjects(donorMeta, schemas, signal);
     return {
@@ -332,8 +357,10 @@ async function compareAtSnapshot(ctx: Context, hold: ReplicaHold | undefined): P
       rows: counts.rows,
       objects: objects.length,
       differences,
+      throttle: throttled,
     };
   } finally {
+    await throttle?.stop();
     await group.close();
   }
 }
@@ -344,6 +371,8 @@ async function maxAllowedPacket(server: Server, signal: AbortSignal): Promise<nu
 }
 
 async function compareTables(o: {
+  /** paces the donor's checksum queries (the throttle) */
+  gate: RateGate;
   /** the smaller max_allowed_packet of the two servers: no row's serialization may exceed it */
   maxPacket: number;
   tables: TableInfo[];
@@ -394,10 +423,17 @@ async function compareTables(o: {
         if (item.done) return;
         const { table, range } = item.value;
         const longBytes = longValueBytes(table, o.maxPacket);
-        const [a, b] = await Promise.all([
-          chunkChecksum(donor, table, range, longBytes, o.signal),
+        let [a, b] = await Promise.all([
+          paced(o.gate, table, () => chunkChecksum(donor, table, range, longBytes, o.signal)),
           chunkChecksum(o.joiners[i]!, table, range, longBytes, o.signal),
         ]);
+        // Ordered fingerprints that differ (or one side could not make one) are checked again
+        // order-free: a difference in order alone is not a difference in data.
+        if (a.rows === b.rows && a.hash !== b.hash && (a.hash.startsWith('o:') || b.hash.startsWith('o:')))
+          [a, b] = await Promise.all([
+            paced(o.gate, table, () => chunkChecksum(donor, table, range, longBytes, o.signal, 'order-free')),
+            chunkChecksum(o.joiners[i]!, table, range, longBytes, o.signal, 'order-free'),
+          ]);
         chunks++;
         rows += a.rows;
         const mismatch = a.rows !== b.rows || a.hash !== b.hash;
@@ -425,6 +461,27 @@ async function compareTables(o: {
     }),
   );
   return { chunks, rows };
+}
+
+/**
+ * A donor checksum query under the throttle: it waits for a reading slot, and afterwards for as
+ * long as the gate says for the bytes it read (estimated from the table's average row).
+ */
+async function paced(
+  gate: RateGate,
+  table: TableInfo,
+  run: () => Promise<{ rows: number; hash: string }>,
+): Promise<{ rows: number; hash: string }> {
+  await new Promise<void>((go) => gate.acquire(go));
+  let result: { rows: number; hash: string };
+  try {
+    result = await run();
+  } finally {
+    gate.release();
+  }
+  const wait = gate.charge(result.rows * (table.dataBytes / Math.max(1, table.estimatedRows)));
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  return result;
 }
 
 /** One table's chunks as verify compares them. */

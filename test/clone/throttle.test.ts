@@ -90,6 +90,24 @@ describe('donor throttle', () => {
     assert.deepEqual(summary.throttle.reasons, {});
   });
 
+  it('verify paces its donor checksums the same way, and its report says so', async () => {
+    const joiner = await startServer('throttle-verify');
+    const copied = await reseed(copyArgs(donor, joiner, '--schemas', 'big'));
+    assert.equal(copied.code, 0, copied.stderr);
+    const args = ['verify', '--from', donor.uri, '--to', joiner.uri, '--schemas', 'big'];
+    const r = await reseed([...args, '--throttle-query', 'SELECT 1', '--json']);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const report = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
+      ok: boolean;
+      throttle: { reasons: Record<string, number> };
+    };
+    assert.equal(report.ok, true);
+    assert.ok((report.throttle.reasons['health query'] ?? 0) >= 1, JSON.stringify(report.throttle));
+    const text = await reseed([...args, '--max-rate', '100M']);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /throttle: cap 100\.0 MiB\/s; never slowed/);
+  });
+
   it('--no-throttle turns it off; with a --throttle-* option it is refused', async () => {
     const { summary } = await cloneJson('small', '--no-throttle');
     assert.equal(summary.throttle.adaptive, false);
@@ -100,5 +118,19 @@ describe('donor throttle', () => {
     const bad = await reseed(copyArgs(donor, joiner, '--max-rate', 'fast'));
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--max-rate takes bytes per second, e\.g\. 50M/);
+    // A health query that fails, or a watched replica that cannot be reached, is refused by
+    // preflight: nothing copied, no journal left.
+    const query = await reseed(copyArgs(donor, joiner, '--throttle-query', 'SELEC 1'));
+    assert.equal(query.code, 4, query.stderr);
+    assert.match(query.stderr, /--throttle-query failed on the donor: .*SQL syntax/);
+    const replica = await reseed(copyArgs(donor, joiner, '--throttle-replica', 'mysql://root@127.0.0.1:1'));
+    assert.equal(replica.code, 4, replica.stderr);
+    assert.match(replica.stderr, /--throttle-replica: cannot connect to root@127\.0\.0\.1:1/);
+    assert.deepEqual(
+      await joiner.sql(
+        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN ('big', 'small')",
+      ),
+      [],
+    );
   });
 });
