@@ -90,7 +90,7 @@ export function throttleOptions(flags: ThrottleFlags, donor: Endpoint): Throttle
     adaptive: flags.throttle,
     threadsRunning: parsePositiveInt('--throttle-threads', flags.throttleThreads, 100_000),
     latencyMs:
-      flags.throttleLatency === undefined ? 0 : parseDuration(flags.throttleLatency, '--throttle-latency'),
+      flags.throttleLatency === undefined ? 0 : positiveDuration(flags.throttleLatency, '--throttle-latency'),
     replicas,
     maxLagSeconds: parseDuration(flags.throttleLag, '--throttle-lag') / 1000,
     healthQuery: flags.throttleQuery,
@@ -107,4 +107,11 @@ export function describeThrottle(t: ThrottleReport): string {
     `${cap}slowed for ${formatMs(t.slowedMs)} (${reasons.map(([k, n]) => `${k} x${n}`).join(', ')}), ` +
     `down to ${formatRate(t.lowestRate ?? 0)}`
   );
+}
+
+/** A duration that must be more than zero (0 ms would mean "always overloaded"). */
+function positiveDuration(text: string, option: string): number {
+  const ms = parseDuration(text, option);
+  if (ms <= 0) throw new ReseedError('USAGE', `${option} must be more than 0, e.g. 20ms (not '${text}')`);
+  return ms;
 }

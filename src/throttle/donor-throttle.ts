@@ -185,6 +185,12 @@ export class DonorThrottle {
       const measured = (read / Math.max(1, now - this.#lastTick)) * 1000;
       this.#lastTick = now;
       const { overload } = await this.#read();
+      const took = Date.now() - now;
+      if (took > 4 * TICK_MS)
+        this.#warnOnce(
+          'slow',
+          `the throttle's checks took ${took} ms (the health probe and any --throttle-query or --throttle-replica): the donor is watched less often than every ${TICK_MS} ms`,
+        );
       this.#adjust(overload, measured);
     } catch (err) {
       // A probe that fails (the donor restarting, a network cut) slows nothing by itself: the
@@ -225,8 +231,10 @@ export class DonorThrottle {
     }
     if (o.healthQuery) {
       const [r] = await this.#probe!.query(o.healthQuery);
+      // True as SQL reads it: a number not 0 ('abc' is 0, '2 rows' is 2); NULL is false.
       const v = r ? Object.values(r)[0] : undefined;
-      if (v !== null && v !== undefined && Number(v) !== 0 && String(v) !== '0')
+      const n = v === null || v === undefined ? 0 : Number.parseFloat(String(v));
+      if (Number.isFinite(n) && n !== 0)
         return { overload: { signal: 'health query', detail: `the health query returned ${String(v)}` } };
     }
     return { overload: undefined };
@@ -253,6 +261,7 @@ export class DonorThrottle {
     const gate = this.gate;
     if (overload) {
       this.#calm = 0;
+      const before = `${formatRate(gate.rate)} ${gate.slots}`;
       gate.slots = Math.floor((Number.isFinite(gate.slots) ? gate.slots : this.#readers) / 2);
       const from = Math.min(gate.rate, measured > 0 ? measured : gate.rate);
       const rate = Math.max(MIN_RATE, Number.isFinite(from) ? from / 2 : FIRST_RATE);
@@ -260,6 +269,8 @@ export class DonorThrottle {
       this.#lowest = Math.min(this.#lowest ?? Infinity, rate);
       this.#reasons[overload.signal] = (this.#reasons[overload.signal] ?? 0) + 1;
       this.#markSlowed(true);
+      // Held at the floor: nothing changed, nothing to tell.
+      if (`${formatRate(rate)} ${gate.slots}` === before) return;
       const sessions = `${gate.slots} session${gate.slots === 1 ? '' : 's'}`;
       this.#progress.emit({
         type: 'throttle',
@@ -344,9 +355,10 @@ export function formatRate(bytesPerSecond: number): string {
 
 /** "50M", "1.5G", "200k", "1000000": bytes per second. */
 export function parseRate(text: string): number | undefined {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)(i?b)?(\/s)?$/i.exec(text.trim());
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?(\/s)?$/i.exec(text.trim());
   if (!m) return undefined;
-  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g'];
+  const units = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+  const unit = units[m[2]!.toLowerCase() as keyof typeof units];
   const n = Math.round(Number(m[1]) * unit);
   return n > 0 ? n : undefined;
 }

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ReseedError, errorMessage, isReseedError, throwIfAborted } from '../errors.js';
 import type { Journal } from '../journal/journal.js';
 import type { Logger } from '../log.js';
@@ -424,14 +425,19 @@ async function compareTables(o: {
         const { table, range } = item.value;
         const longBytes = longValueBytes(table, o.maxPacket);
         let [a, b] = await Promise.all([
-          paced(o.gate, table, () => chunkChecksum(donor, table, range, longBytes, o.signal)),
+          paced(o.gate, table, () => chunkChecksum(donor, table, range, longBytes, o.signal), o.signal),
           chunkChecksum(o.joiners[i]!, table, range, longBytes, o.signal),
         ]);
         // Ordered fingerprints that differ (or one side could not make one) are checked again
         // order-free: a difference in order alone is not a difference in data.
         if (a.rows === b.rows && a.hash !== b.hash && (a.hash.startsWith('o:') || b.hash.startsWith('o:')))
           [a, b] = await Promise.all([
-            paced(o.gate, table, () => chunkChecksum(donor, table, range, longBytes, o.signal, 'order-free')),
+            paced(
+              o.gate,
+              table,
+              () => chunkChecksum(donor, table, range, longBytes, o.signal, 'order-free'),
+              o.signal,
+            ),
             chunkChecksum(o.joiners[i]!, table, range, longBytes, o.signal, 'order-free'),
           ]);
         chunks++;
@@ -471,6 +477,7 @@ async function paced(
   gate: RateGate,
   table: TableInfo,
   run: () => Promise<{ rows: number; hash: string }>,
+  signal: AbortSignal,
 ): Promise<{ rows: number; hash: string }> {
   await new Promise<void>((go) => gate.acquire(go));
   let result: { rows: number; hash: string };
@@ -480,7 +487,8 @@ async function paced(
     gate.release();
   }
   const wait = gate.charge(result.rows * (table.dataBytes / Math.max(1, table.estimatedRows)));
-  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  // The wait can be long at a low --max-rate: Ctrl-C ends it at once.
+  if (wait > 0) await sleep(wait, undefined, { signal }).catch(() => throwIfAborted(signal));
   return result;
 }
 

@@ -106,6 +106,18 @@ describe('donor throttle', () => {
     const text = await reseed([...args, '--max-rate', '100M']);
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /throttle: cap 100\.0 MiB\/s; never slowed/);
+    // At a low cap a chunk's wait is long: Ctrl-C must end it at once, not after the wait.
+    let sentAt = 0;
+    const stopped = await reseed([...args, '--max-rate', '200k'], {
+      onStderr: (_, pid) => {
+        if (sentAt) return;
+        sentAt = Date.now();
+        setTimeout(() => process.kill(pid, 'SIGINT'), 1500);
+      },
+    });
+    const took = Date.now() - sentAt - 1500;
+    assert.equal(stopped.code, 130, stopped.stderr);
+    assert.ok(took < 10_000, `exited ${took} ms after SIGINT (the whole verify would take about 60 s)`);
   });
 
   it('--no-throttle turns it off; with a --throttle-* option it is refused', async () => {

@@ -98,6 +98,7 @@ describe('parseRate', () => {
     assert.equal(parseRate('200k'), 200 * 1024);
     assert.equal(parseRate('1000'), 1000);
     assert.equal(parseRate('10MiB/s'), 10 * 2 ** 20);
-    for (const bad of ['', 'fast', '0', '-5M', '5T']) assert.equal(parseRate(bad), undefined, bad);
+    assert.equal(parseRate('1T'), 2 ** 40);
+    for (const bad of ['', 'fast', '0', '-5M', '5P']) assert.equal(parseRate(bad), undefined, bad);
   });
 });
