@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { Command } from 'commander';
 import {
   checkBufferPool,
@@ -65,10 +66,23 @@ export function sandboxCommand(): Command {
   cmd
     .command('list')
     .description('list sandboxes')
-    .action(() =>
+    .option('--json', 'one JSON array: name, state, port, socket, datadir, server_id, URI of each')
+    .action((flags: { json?: boolean }) =>
       guarded(async () => {
         const all = listSandboxes();
-        process.stdout.write(all.length ? all.map(describe).join('\n') + '\n' : 'no sandboxes\n');
+        if (flags.json) {
+          const rows = all.map((s) => ({
+            name: s.name,
+            state: s.running ? 'running' : 'stopped',
+            port: s.port,
+            socket: s.socket,
+            datadir: join(s.dir, 'data'),
+            serverId: s.serverId,
+            uri: sandboxUri(s),
+            pid: s.pid ?? null,
+          }));
+          process.stdout.write(JSON.stringify(rows) + '\n');
+        } else process.stdout.write(all.length ? all.map(describe).join('\n') + '\n' : 'no sandboxes\n');
       }),
     );
   cmd

@@ -60,8 +60,23 @@ describe('reseed sandbox', () => {
           `${name}\\s+running\\s+port ${port}\\s+server_id \\d+\\s+mysql://root@127\\.0\\.0\\.1:${port}`,
         ),
       );
+      const json = JSON.parse((await reseed(['sandbox', 'list', '--json'])).stdout) as Record<
+        string,
+        unknown
+      >[];
+      const mine = json.find((s) => s.name === name)!;
+      assert.equal(mine.state, 'running');
+      assert.equal(mine.port, port);
+      assert.equal(mine.uri, `mysql://root@127.0.0.1:${port}`);
+      assert.ok(existsSync(String(mine.socket)), 'its socket');
+      assert.ok(existsSync(join(String(mine.datadir), 'mysql')), 'its datadir');
       const down = await reseed(['sandbox', 'down', name]);
       assert.match(down.stdout, new RegExp(`${name}\\s+stopped\\s+port`));
+      const stopped = JSON.parse((await reseed(['sandbox', 'list', '--json'])).stdout) as Record<
+        string,
+        unknown
+      >[];
+      assert.equal(stopped.find((s) => s.name === name)!.state, 'stopped');
       const again = await reseed(['sandbox', 'up', name]);
       assert.match(
         again.stdout,
