@@ -253,7 +253,7 @@ export class DonorThrottle {
   }
 
   /**
-   * Overload halves both levers: the sessions reading at once (4, 2, 1) and the read rate (from
+   * Overload cuts both levers: the sessions reading at once (to 1) and the read rate (halved, from
    * what was actually read). Calm gives them back in the other order, a step per second of calm:
    * the rate by half again until it reaches the cap (or no longer binds), then the sessions.
    */
@@ -262,7 +262,7 @@ export class DonorThrottle {
     if (overload) {
       this.#calm = 0;
       const before = `${formatRate(gate.rate)} ${gate.slots}`;
-      gate.slots = Math.floor((Number.isFinite(gate.slots) ? gate.slots : this.#readers) / 2);
+      gate.slots = 1;
       const from = Math.min(gate.rate, measured > 0 ? measured : gate.rate);
       const rate = Math.max(MIN_RATE, Number.isFinite(from) ? from / 2 : FIRST_RATE);
       gate.rate = rate;
