@@ -29,7 +29,7 @@ interface CloneRun {
 }
 
 /** reseed clone of the bench schema into `joiner`, under `taskset` when given; the JSON summary. */
-async function reseedClone(
+async function cloneWithSummary(
   ctx: BenchContext,
   joiner: SandboxInfo,
   extra: string[],
@@ -62,7 +62,7 @@ export async function verifyBench(
   const joiner = await sandboxUp(name, { bufferPool: '2G' });
   try {
     // Every schema, so that replication is not filtered: pt-table-checksum's own table replicates.
-    const clone = await reseedClone(ctx, joiner, ['--replication-user', 'repl']);
+    const clone = await cloneWithSummary(ctx, joiner, ['--replication-user', 'repl']);
     const copyMs = Number((clone.summary.phases as Record<string, number>).copy);
     // pt-table-checksum finds the replica through a DSN table (its processlist discovery cannot
     // see a replica's port on one host); it is replicated to the joiner like its checksums.
@@ -219,7 +219,12 @@ export async function impactBench(ctx: BenchContext, aloneSeconds: number): Prom
         await pin(joiner, '1');
         let clone: CloneRun | undefined;
         const p99s = await underLoad(ctx.donor, async () => {
-          clone = await reseedClone(ctx, joiner, ['--schemas', 'bench', '--no-replicate', ...extra], '1');
+          clone = await cloneWithSummary(
+            ctx,
+            joiner,
+            ['--schemas', 'bench', '--no-replicate', ...extra],
+            '1',
+          );
         });
         runs.push({
           label,

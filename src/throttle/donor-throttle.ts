@@ -63,10 +63,8 @@ interface Reading {
 }
 
 /**
- * Paces every read from the donor through one RateGate and, when adaptive, adjusts its rate from
- * the donor's health: halved (from what was actually read) when a signal says the donor suffers,
- * raised by half again after a second of calm, and back to the cap (or unlimited) once it no
- * longer binds. Its own sessions (one to the donor, one per watched replica) are closed by stop().
+ * Paces every read from the donor through one RateGate and, when adaptive, adjusts its two levers
+ * (sessions reading at once, the rate) from the donor's health; see #adjust. Its own sessions (one to the donor, one per watched replica) are closed by stop().
  */
 export class DonorThrottle {
   readonly gate: RateGate;
@@ -261,7 +259,7 @@ export class DonorThrottle {
     const gate = this.gate;
     if (overload) {
       this.#calm = 0;
-      const before = `${formatRate(gate.rate)} ${gate.slots}`;
+      const [rateBefore, slotsBefore] = [gate.rate, gate.slots];
       gate.slots = 1;
       const from = Math.min(gate.rate, measured > 0 ? measured : gate.rate);
       const rate = Math.max(MIN_RATE, Number.isFinite(from) ? from / 2 : FIRST_RATE);
@@ -270,7 +268,7 @@ export class DonorThrottle {
       this.#reasons[overload.signal] = (this.#reasons[overload.signal] ?? 0) + 1;
       this.#markSlowed(true);
       // Held at the floor: nothing changed, nothing to tell.
-      if (`${formatRate(rate)} ${gate.slots}` === before) return;
+      if (rate === rateBefore && gate.slots === slotsBefore) return;
       const sessions = `${gate.slots} session${gate.slots === 1 ? '' : 's'}`;
       this.#progress.emit({
         type: 'throttle',

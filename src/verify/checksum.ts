@@ -7,10 +7,9 @@ import { ReseedError } from '../errors.js';
 
 export interface ChunkChecksum {
   rows: number;
-  /**
-   * 'o:' and SHA-256 of the rows' 64-bit hashes in key order, or 's:' and their exact sum: only
-   * fingerprints of the same kind compare
-   */
+  /** 'ordered': SHA-256 of the rows' 64-bit hashes in key order; 'sum': their exact sum */
+  kind: 'ordered' | 'sum';
+  /** compares only with a fingerprint of the same kind */
   hash: string;
 }
 
@@ -137,7 +136,8 @@ export async function chunkChecksum(
   if (mode === 'auto' && canOrder(table)) {
     const [row] = await server.query(orderedChecksumSql(table, range, longBytes), [], signal);
     const [w] = await server.query('SELECT @@warning_count AS w', [], signal);
-    if (Number(w?.w ?? 0) === 0) return { rows: Number(row?.n ?? 0), hash: `o:${String(row?.h ?? '')}` };
+    if (Number(w?.w ?? 0) === 0)
+      return { rows: Number(row?.n ?? 0), kind: 'ordered', hash: String(row?.h ?? '') };
   }
   const [row] = await server.query(checksumSql(table, range, longBytes), [], signal);
   const [w] = await server.query('SELECT @@warning_count AS w', [], signal);
@@ -149,5 +149,5 @@ export async function chunkChecksum(
       { hints: ['raise max_allowed_packet on both servers, and run verify again'] },
     );
   }
-  return { rows: Number(row?.n ?? 0), hash: `s:${String(row?.h ?? '')}` };
+  return { rows: Number(row?.n ?? 0), kind: 'sum', hash: String(row?.h ?? '') };
 }

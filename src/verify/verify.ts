@@ -20,6 +20,7 @@ import type { TableInfo } from '../mysql/tables.js';
 import { throttleReporter } from '../progress.js';
 import type { ProgressSink } from '../progress.js';
 import { chunkChecksum, groupConcatSql, longValueBytes } from './checksum.js';
+import type { ChunkChecksum } from './checksum.js';
 import { DEFAULT_THROTTLE, DonorThrottle, throttleProblems } from '../throttle/donor-throttle.js';
 import type { ThrottleOptions, ThrottleReport } from '../throttle/donor-throttle.js';
 import type { RateGate } from '../throttle/rate-gate.js';
@@ -430,7 +431,7 @@ async function compareTables(o: {
         ]);
         // Ordered fingerprints that differ (or one side could not make one) are checked again
         // order-free: a difference in order alone is not a difference in data.
-        if (a.rows === b.rows && a.hash !== b.hash && (a.hash.startsWith('o:') || b.hash.startsWith('o:')))
+        if (a.rows === b.rows && (a.kind !== b.kind || (a.kind === 'ordered' && a.hash !== b.hash)))
           [a, b] = await Promise.all([
             paced(
               o.gate,
@@ -442,7 +443,7 @@ async function compareTables(o: {
           ]);
         chunks++;
         rows += a.rows;
-        const mismatch = a.rows !== b.rows || a.hash !== b.hash;
+        const mismatch = a.rows !== b.rows || a.kind !== b.kind || a.hash !== b.hash;
         if (mismatch) {
           o.differences.push({
             what: `table ${displayName(table)}`,
@@ -476,11 +477,11 @@ async function compareTables(o: {
 async function paced(
   gate: RateGate,
   table: TableInfo,
-  run: () => Promise<{ rows: number; hash: string }>,
+  run: () => Promise<ChunkChecksum>,
   signal: AbortSignal,
-): Promise<{ rows: number; hash: string }> {
+): Promise<ChunkChecksum> {
   await new Promise<void>((go) => gate.acquire(go));
-  let result: { rows: number; hash: string };
+  let result: ChunkChecksum;
   try {
     result = await run();
   } finally {
