@@ -87,7 +87,6 @@ function sandboxService(spec: Extract<ServiceSpec, { kind: 'sandbox' }>): Servic
   return {
     spec,
     description: describeService(spec),
-    // eslint-disable-next-line @typescript-eslint/require-await -- a thrown error must reject, not throw
     status: async () => {
       const s = known();
       return { running: s.running, pid: s.pid, detail: s.running ? 'running' : 'stopped' };
