@@ -141,7 +141,10 @@ async function recover(flags: RecoverFlags): Promise<number> {
       process.stdout.write(
         `  its process ${j.header.pid} is still running: it undoes its own changes if it fails\n`,
       );
-    for (const p of j.pending()) process.stdout.write(`  owed: ${p.title} (on the ${p.undo.target})\n`);
+    for (const p of j.pending())
+      process.stdout.write(
+        `  owed: ${p.title} (${p.undo.host ? `on the ${p.undo.target}'s host ${p.undo.host.on.hostname}` : `on the ${p.undo.target}`})\n`,
+      );
     for (const t of j.irreversible()) process.stdout.write(`  done, cannot be undone: ${t}\n`);
     if (readOnly) continue;
     if (j.ownerAlive()) {

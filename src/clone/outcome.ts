@@ -3,7 +3,7 @@ import type { ErrorCode } from '../errors.js';
 import type { Journal, Target } from '../journal/journal.js';
 import type { Logger } from '../log.js';
 import type { Endpoint } from '../mysql/credentials.js';
-import { undoAndCompare } from './undo.js';
+import { HOST_STATE_LABEL, undoAndCompare } from './undo.js';
 
 const LOST = new Set(['PROTOCOL_CONNECTION_LOST', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED']);
 
@@ -101,11 +101,17 @@ export function describeOutcome(
   } else if (differences.length === 0) {
     if (report.failed.length === 0)
       out.push(
-        `compared with the state recorded before the first change: donor and joiner are as they were${irreversible.length ? ', but for what could not be undone' : ''}`,
+        `compared with the state recorded before the first change: donor and joiner${hostsRecorded(journal)} are as they were${irreversible.length ? ', but for what could not be undone' : ''}`,
       );
   } else {
     out.push('compared with the state recorded before the first change, these differ:');
     for (const d of differences) out.push(`  ${d}`);
   }
   return out;
+}
+
+/** ", and the joiner's host" when the journal recorded hosts' state (datadirs, mysqld) too. */
+function hostsRecorded(journal: Journal): string {
+  const hosts = Object.keys((journal.state(HOST_STATE_LABEL) ?? {}) as object);
+  return hosts.length ? `, and the ${hosts.join("'s and ")}'s host${hosts.length > 1 ? 's' : ''},` : '';
 }

@@ -8,6 +8,10 @@ import { dropStatement, schemaObjectCount } from '../mysql/objects.js';
 import { connect, quoteIdent, sqlErrno } from '../mysql/server.js';
 import type { Server } from '../mysql/server.js';
 import { createObjects } from '../methods/logical/schema.js';
+import { captureAgain, compareHostState } from '../host/host-state.js';
+import type { HostState } from '../host/host-state.js';
+import { isThisHost } from '../host/host-id.js';
+import { runHostUndo } from '../host/host-undo.js';
 import { captureState, compareState, settledReplication } from './state-record.js';
 import type { StateRecord } from './state-record.js';
 
@@ -119,7 +123,23 @@ export async function rollbackJournal(
     return s;
   };
   try {
+    // A host's undo steps are a stack: each assumes the ones after it were undone (mysqld is
+    // started only on the datadir moved back). After one fails, the rest on that host wait.
+    const failedHosts = new Set<Target>();
     return await journal.rollback(async (action: UndoAction) => {
+      if (action.host) {
+        if (failedHosts.has(action.target))
+          throw new ReseedError(
+            'JOURNAL',
+            `not run: an undo before it on the ${action.target}'s host failed`,
+          );
+        try {
+          return await runHostUndo(action.host);
+        } catch (err) {
+          failedHosts.add(action.target);
+          throw err;
+        }
+      }
       const s = await session(action.target);
       try {
         for (const sql of action.statements ?? []) await s.query(sql);
@@ -191,8 +211,10 @@ export async function undoAndCompare(
     }
   });
   // An undo that failed (a server gone, say) leaves nothing worth comparing yet: recover says so.
-  if (!before || !joinerData || report.failed.length > 0) return { report, differences: undefined };
-  const differences: string[] = [];
+  if (report.failed.length > 0) return { report, differences: undefined };
+  const differences = await compareHosts(journal);
+  if (!before || !joinerData)
+    return { report, differences: journal.state(HOST_STATE_LABEL) === undefined ? undefined : differences };
   for (const target of ['donor', 'joiner'] as const) {
     const s = await connect(endpoints[target]).catch((err: unknown) => {
       // Undone, but not proven: say so rather than claim it.
@@ -213,4 +235,23 @@ export async function undoAndCompare(
     }
   }
   return { report, differences };
+}
+
+/** The journal's label for the hosts' state before the first change: Partial<Record<Target, HostState>>. */
+export const HOST_STATE_LABEL = 'host-before';
+
+/** Each recorded host compared with what it is now; a host other than this one cannot be read here. */
+async function compareHosts(journal: Journal): Promise<string[]> {
+  const hosts = (journal.state(HOST_STATE_LABEL) ?? {}) as Partial<Record<Target, HostState>>;
+  const out: string[] = [];
+  for (const [target, before] of Object.entries(hosts) as [Target, HostState][]) {
+    if (!isThisHost(before.host)) {
+      out.push(`${target} host: ${before.host.hostname} could not be compared from here`);
+      continue;
+    }
+    const after = await captureAgain(before).catch((err: unknown) => errorMessage(err));
+    if (typeof after === 'string') out.push(`${target} host: could not be read (${after})`);
+    else out.push(...compareHostState(before, after).map((d) => `${target} host: ${d}`));
+  }
+  return out;
 }

@@ -33,6 +33,12 @@ export interface UndoAction {
    * comparison after a rollback reads the data before it runs.
    */
   resumes?: boolean;
+  /**
+   * An undo that runs on the target's host rather than through SQL (move a directory back, start
+   * mysqld, remove a temporary file): only on the machine named by `on`, by whoever owns it there
+   * (`reseed recover` run on that host, or its agent). Interpreted by src/host/host-undo.ts.
+   */
+  host?: { on: { hostname: string; machineId: string }; op: UndoOp };
 }
 
 /** An undo operation, interpreted by the executor (src/clone/undo.ts); plain JSON. */
