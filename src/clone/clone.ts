@@ -120,7 +120,7 @@ export async function clone(req: CloneRequest): Promise<CloneSummary> {
       journal.discardIfClean();
     }
     options.schemas = plan.schemas;
-    const lines = describePlan(plan, ctx);
+    const lines = describePlan(plan, ctx, method);
     progress.emit({
       type: 'plan',
       lines,

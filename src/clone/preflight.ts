@@ -6,6 +6,7 @@ import { compareVersions } from '../mysql/flavor/index.js';
 import { hasPrivilege, sameServer } from '../mysql/facts.js';
 import { listSchemas, SYSTEM_SCHEMAS } from '../mysql/tables.js';
 import type { CloneContext, TransferMethod } from '../methods/method.js';
+import { capabilityPlanLines, capabilityProblems } from './capabilities.js';
 import { checkAccountFromHere, probeSource, schemaPattern } from '../replication/replica.js';
 import { joinerSchemas } from './joiner-prepare.js';
 import type { JoinerSchemaState } from './joiner-prepare.js';
@@ -197,7 +198,10 @@ export async function preflight(ctx: CloneContext, method: TransferMethod): Prom
     );
 
   const resolved = { ...ctx, options: { ...ctx.options, schemas } };
-  problems.push(...(await method.preflight(resolved)));
+  // No agents yet: a method that needs them is refused here, before anything is asked of it.
+  const forbidden = capabilityProblems(method, { ...ctx, agents: false });
+  problems.push(...forbidden);
+  if (forbidden.length === 0) problems.push(...(await method.preflight(resolved)));
   if (problems.length === 0 && options.replicate) {
     const checked = await checkReplication(ctx, park !== undefined);
     problems.push(...checked.problems);
@@ -294,9 +298,13 @@ function expectedSourceId(ctx: CloneContext): { id: number; name: string } | und
 }
 
 /** The plan in the operator's words, one line each. */
-export function describePlan(plan: ClonePlan, ctx: Pick<CloneContext, 'donor' | 'options'>): string[] {
+export function describePlan(
+  plan: ClonePlan,
+  ctx: Pick<CloneContext, 'donor' | 'options'>,
+  method: TransferMethod,
+): string[] {
   const { options } = ctx;
-  const lines = [`copy from the donor: ${plan.schemas.join(', ')}`];
+  const lines = [`copy from the donor: ${plan.schemas.join(', ')}`, ...capabilityPlanLines(method)];
   const list = (xs: JoinerSchemaState[]) => xs.map((s) => `${s.schema} (${s.objects} objects)`).join(', ');
   if (plan.replace.length)
     lines.push(

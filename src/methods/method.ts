@@ -76,11 +76,23 @@ export interface TransferResult {
   throttle?: ThrottleReport | undefined;
 }
 
+/**
+ * What the clone operation needs to know about a method, read by preflight (refusals), the plan
+ * (what the user is told before anything changes) and the joiner's preparation.
+ */
 export interface MethodCapabilities {
   /** how the donor is locked: not at all / for milliseconds / for the whole copy */
   donorLock: 'none-or-brief' | 'for-copy';
+  /**
+   * What the copy replaces on the joiner: the schemas it copies (moved aside, put back on
+   * failure), or the whole datadir (set aside by src/clone/joiner-datadir.ts), which makes the
+   * joiner's accounts, system tables and replication state the donor's.
+   */
+  replaces: 'schemas' | 'datadir';
   needsJoinerStopped: boolean;
+  /** needs a reseed agent on each host (file access, mariadb-backup, snapshots) */
   needsAgents: boolean;
+  /** whether the joiner may run another server version (or flavor) than the donor */
   crossVersion: boolean;
 }
 

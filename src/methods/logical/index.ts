@@ -24,6 +24,7 @@ export const logical: TransferMethod = {
   summary: 'one consistent snapshot, parallel chunked copy streamed into the joiner with LOAD DATA',
   capabilities: {
     donorLock: 'none-or-brief',
+    replaces: 'schemas',
     needsJoinerStopped: false,
     needsAgents: false,
     crossVersion: true,
