@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'JOURNAL'
   | 'SANDBOX'
   | 'EXEC_FAILED'
+  | 'NO_MANIFEST'
   | 'INTERNAL';
 
 export class ReseedError extends Error {
@@ -60,6 +61,7 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   JOURNAL: 9,
   SANDBOX: 10,
   EXEC_FAILED: 10,
+  NO_MANIFEST: 12,
   INTERNAL: 1,
 };
 

@@ -309,6 +309,7 @@ export function renderSummary(s: CloneSummary): string {
       .map(([k, v]) => `${k} ${formatMs(v)}`)
       .join(', ')}`,
   );
+  if (s.manifest) lines.push(`  manifest      ${s.manifest} (reseed status --to ...)`);
   for (const w of s.warnings) lines.push(`  warning: ${w}`);
   return lines.join('\n') + '\n';
 }

@@ -82,26 +82,34 @@ export function resolveSides(
   o: SideOptions,
   warn: (msg: string) => void,
 ): { donor: Endpoint; joiner: Endpoint } {
-  const tls = tlsFlags(o);
-  const donor = resolveEndpoint(from, {
-    side: 'donor',
-    sideDefaultsFile: o.donorDefaultsFile,
+  let warned = false;
+  const once = (msg: string) => {
+    if (!warned) warn(msg);
+    warned = true;
+  };
+  return { donor: resolveSide('donor', from, o, once), joiner: resolveSide('joiner', to, o, once) };
+}
+
+/** One side's endpoint, with the same sources and warning as resolveSides. */
+export function resolveSide(
+  side: 'donor' | 'joiner',
+  uri: string,
+  o: SideOptions,
+  warn: (msg: string) => void,
+): Endpoint {
+  const r = resolveEndpoint(uri, {
+    side,
+    sideDefaultsFile: side === 'donor' ? o.donorDefaultsFile : o.joinerDefaultsFile,
     defaultsFile: o.defaultsFile,
-    tls,
+    tls: tlsFlags(o),
   });
-  const joiner = resolveEndpoint(to, {
-    side: 'joiner',
-    sideDefaultsFile: o.joinerDefaultsFile,
-    defaultsFile: o.defaultsFile,
-    tls,
-  });
-  if (donor.uriHadPassword || joiner.uriHadPassword) {
+  if (r.uriHadPassword) {
     warn(
       'a password in a URI is visible in the process list: prefer MYSQL_PWD, RESEED_DONOR_PASSWORD/RESEED_JOINER_PASSWORD or an option file',
     );
     scrubProcessTitle();
   }
-  return { donor: donor.endpoint, joiner: joiner.endpoint };
+  return r.endpoint;
 }
 
 /** Rewrites our command line as `ps` shows it, with URI passwords masked. */

@@ -3,6 +3,7 @@ import { EXIT_CODES, ReseedError } from '../errors.js';
 import { cloneCommand } from './clone.js';
 import { reportError } from './common.js';
 import { demoCommand } from './demo.js';
+import { statusCommand } from './status.js';
 import { recoverCommand } from './recover.js';
 import { sandboxCommand } from './sandbox.js';
 import { verifyCommand } from './verify.js';
@@ -15,6 +16,7 @@ const program = new Command('reseed')
   .addCommand(cloneCommand())
   .addCommand(verifyCommand())
   .addCommand(recoverCommand())
+  .addCommand(statusCommand())
   .addCommand(sandboxCommand())
   .addCommand(demoCommand())
   .addHelpText('after', '\nStart with `reseed demo`, or `reseed clone --help`. Docs: README.md and docs/.');

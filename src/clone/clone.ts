@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { ReseedError, abortError, errorMessage, isReseedError } from '../errors.js';
 import type { ThrottleReport } from '../throttle/donor-throttle.js';
 import { faultPoint } from '../fault.js';
@@ -18,6 +19,7 @@ import type { ReplicaSetup } from '../replication/replica.js';
 import { verify } from '../verify/verify.js';
 import type { VerifyReport } from '../verify/verify.js';
 import { asideName, moveAside } from './joiner-prepare.js';
+import { identity, setAsideManifest, writeManifest } from './manifest.js';
 import { describePlan, preflight, replicationAddress, stagedConnectionName } from './preflight.js';
 import type { ClonePlan } from './preflight.js';
 import { captureState } from './state-record.js';
@@ -65,6 +67,8 @@ export interface CloneSummary {
   kept: string[];
   warnings: string[];
   journal: string | undefined;
+  /** the CloneManifest, written once the clone completed: its presence means it did */
+  manifest: string | undefined;
 }
 
 export interface CloneRequest {
@@ -198,7 +202,39 @@ function baseSummary(ctx: CloneContext, plan: ClonePlan, lines: string[]): Clone
     kept: plan.keep,
     warnings: [...plan.warnings],
     journal: ctx.journal.path,
+    manifest: undefined,
   };
+}
+
+/** The CloneManifest, written last: after the journal's commit and the joiner's last change. */
+function recordManifest(ctx: CloneContext, summary: CloneSummary, started: number): string {
+  const { donor, joiner, journal, options } = ctx;
+  const v = summary.verify;
+  return writeManifest({
+    format: 1,
+    id: journal.header.id,
+    method: options.method,
+    startedAt: new Date(started).toISOString(),
+    completedAt: new Date().toISOString(),
+    donor: identity(publicEndpoint(donor.endpoint), donor.facts),
+    joiner: identity(publicEndpoint(joiner.endpoint), joiner.facts),
+    coordinates: summary.coordinates,
+    schemas: options.schemas,
+    tables: summary.tables,
+    rows: summary.rows,
+    bytes: summary.bytes,
+    lockMode: summary.lockMode,
+    lockHeldMs: summary.lockHeldMs,
+    replication: {
+      state: summary.replication.state,
+      from: summary.replication.from,
+      mode: summary.replication.mode,
+      catchUpMs: summary.replication.catchUpMs,
+    },
+    verify: v && { identical: v.ok, position: v.position, tables: v.tables, chunks: v.chunks, rows: v.rows },
+    phases: summary.phases,
+    durationMs: Date.now() - started,
+  });
 }
 
 function dryRunSummary(ctx: CloneContext, plan: ClonePlan, lines: string[], started: number): CloneSummary {
@@ -227,6 +263,7 @@ async function run(
   if (plan.park !== undefined)
     await parkConnection({ joiner: joiner.meta, flavor, connection: plan.park, journal, signal });
   faultPoint('replication-stopped');
+  const oldManifest = await setAsideManifest(joiner.facts, journal);
   const moved = [...plan.replace, ...plan.drop].map((s, i) => ({
     schema: s.schema,
     aside: asideName(journal.header.id, i),
@@ -295,6 +332,14 @@ async function run(
             ),
           ],
         },
+      );
+    }
+    try {
+      summary.manifest = recordManifest(ctx, summary, started);
+      if (oldManifest) rmSync(oldManifest, { force: true });
+    } catch (err) {
+      summary.warnings.push(
+        `the clone completed, but its manifest could not be written: ${errorMessage(err)}`,
       );
     }
   };
