@@ -21,6 +21,9 @@ export type ErrorCode =
   | 'SANDBOX'
   | 'EXEC_FAILED'
   | 'NO_MANIFEST'
+  | 'TRANSPORT_FAILED'
+  | 'TRANSPORT_AUTH_FAILED'
+  | 'AGENT'
   | 'INTERNAL';
 
 export class ReseedError extends Error {
@@ -62,6 +65,9 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   SANDBOX: 10,
   EXEC_FAILED: 10,
   NO_MANIFEST: 12,
+  TRANSPORT_FAILED: 6,
+  TRANSPORT_AUTH_FAILED: 3,
+  AGENT: 13,
   INTERNAL: 1,
 };
 

@@ -74,6 +74,24 @@ export class RateGate {
     return Math.max(0, this.#paidUntil - now);
   }
 
+  /**
+   * For readers that are not SQL sessions (files, child processes): charges `bytes` and waits as
+   * long as the gate says, ending early with the abort.
+   */
+  async take(bytes: number, signal?: AbortSignal): Promise<void> {
+    const wait = this.charge(bytes);
+    if (wait <= 0) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, wait);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
   /** The bytes charged since the last call: the throughput the controller measures. */
   takeCharged(): number {
     const n = this.#charged;

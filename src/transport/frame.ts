@@ -1,0 +1,167 @@
+import { Transform } from 'node:stream';
+import type { TransformCallback } from 'node:stream';
+import { crc32 } from 'node:zlib';
+import { ReseedError } from '../errors.js';
+import type { Codec } from './codec.js';
+import { codecById, decompress } from './codec.js';
+
+/**
+ * The data channel's frames, inside an HTTP response body. A 16-byte header, then the payload:
+ *
+ *   0  u8   type: 1 DATA, 2 ZERO (a run of zero bytes, no payload), 3 END (the segment's
+ *           SHA-256 of its raw bytes), 4 ERROR (the sender's message, UTF-8)
+ *   1  u8   codec of the payload: 0 none, 1 lz4, 2 zstd
+ *   2  u16  reserved, 0
+ *   4  u32  payload length on the wire
+ *   8  u32  raw length: the bytes of the file this frame stands for
+ *   12 u32  CRC-32 of the payload as sent
+ *
+ * TLS already protects the bytes in transit; the CRC catches what TLS cannot see (a bug in a
+ * codec, a bad read), and the END frame's SHA-256, compared with what the receiver wrote, proves
+ * the segment end to end.
+ */
+export const FRAME = { DATA: 1, ZERO: 2, END: 3, ERROR: 4 } as const;
+export type FrameType = (typeof FRAME)[keyof typeof FRAME];
+export const HEADER_BYTES = 16;
+/** The most raw bytes one DATA frame carries. */
+export const MAX_FRAME_RAW = 1 << 20;
+
+export interface Frame {
+  type: FrameType;
+  /** DATA: the raw bytes (decompressed); END: the 32-byte hash; ERROR: the message bytes */
+  payload: Buffer;
+  /** the bytes of the file the frame stands for (DATA and ZERO) */
+  rawLength: number;
+  /** bytes this frame took on the wire, header included */
+  wireBytes: number;
+}
+
+export function encodeFrame(
+  type: FrameType,
+  payload: Buffer,
+  rawLength: number,
+  codec: Codec = 'none',
+): Buffer {
+  const header = Buffer.alloc(HEADER_BYTES);
+  header.writeUInt8(type, 0);
+  header.writeUInt8(codecId(codec), 1);
+  header.writeUInt32BE(payload.length, 4);
+  header.writeUInt32BE(rawLength, 8);
+  header.writeUInt32BE(crc32(payload), 12);
+  return Buffer.concat([header, payload]);
+}
+
+function codecId(codec: Codec): number {
+  return codec === 'none' ? 0 : codec === 'lz4' ? 1 : 2;
+}
+
+/**
+ * Bytes in, checked frames out (object mode). A CRC that does not match, an unknown type or codec,
+ * a payload longer than a frame may be, or a stream that ends inside a frame is an error: the
+ * receiver never writes a byte it has not checked.
+ */
+export class FrameDecoder extends Transform {
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+
+  constructor() {
+    super({ readableObjectMode: true, readableHighWaterMark: 16 });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    try {
+      for (;;) {
+        if (this.#buffered < HEADER_BYTES) break;
+        const header = this.#peek(HEADER_BYTES);
+        const length = header.readUInt32BE(4);
+        if (length > MAX_FRAME_RAW + 1024)
+          throw new ReseedError(
+            'COPY_FAILED',
+            `data channel: a frame of ${length} bytes is larger than allowed`,
+          );
+        if (this.#buffered < HEADER_BYTES + length) break;
+        this.#take(HEADER_BYTES);
+        const payload = this.#take(length);
+        this.push(parseFrame(header, payload));
+      }
+      done();
+    } catch (err) {
+      done(err as Error);
+    }
+  }
+
+  override _flush(done: TransformCallback): void {
+    if (this.#buffered > 0)
+      return done(
+        new ReseedError(
+          'COPY_FAILED',
+          `data channel: the stream ended inside a frame (${this.#buffered} bytes left over)`,
+          {
+            retryable: true,
+          },
+        ),
+      );
+    done();
+  }
+
+  #peek(n: number): Buffer {
+    if (this.#chunks[0]!.length >= n) return this.#chunks[0]!.subarray(0, n);
+    const all = Buffer.concat(this.#chunks);
+    this.#chunks = [all];
+    return all.subarray(0, n);
+  }
+
+  #take(n: number): Buffer {
+    this.#buffered -= n;
+    const first = this.#chunks[0]!;
+    if (first.length >= n) {
+      const out = first.subarray(0, n);
+      if (first.length === n) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+      return out;
+    }
+    const parts: Buffer[] = [];
+    let need = n;
+    while (need > 0) {
+      const c = this.#chunks[0]!;
+      if (c.length <= need) {
+        parts.push(c);
+        this.#chunks.shift();
+        need -= c.length;
+      } else {
+        parts.push(c.subarray(0, need));
+        this.#chunks[0] = c.subarray(need);
+        need = 0;
+      }
+    }
+    return Buffer.concat(parts, n);
+  }
+}
+
+function parseFrame(header: Buffer, payload: Buffer): Frame {
+  const type = header.readUInt8(0);
+  const codec = codecById(header.readUInt8(1));
+  const rawLength = header.readUInt32BE(8);
+  if (crc32(payload) !== header.readUInt32BE(12))
+    throw new ReseedError(
+      'COPY_FAILED',
+      'data channel: a frame failed its CRC-32 check (corrupted in transit or at the source)',
+      {
+        retryable: true,
+      },
+    );
+  if (type === FRAME.DATA) {
+    const raw = codec === 'none' ? payload : decompress(codec, payload, rawLength);
+    if (raw.length !== rawLength)
+      throw new ReseedError(
+        'COPY_FAILED',
+        `data channel: a frame decoded to ${raw.length} bytes, not ${rawLength}`,
+      );
+    return { type, payload: raw, rawLength, wireBytes: HEADER_BYTES + payload.length };
+  }
+  if (type === FRAME.ZERO || type === FRAME.END || type === FRAME.ERROR)
+    return { type, payload, rawLength, wireBytes: HEADER_BYTES + payload.length };
+  throw new ReseedError('COPY_FAILED', `data channel: unknown frame type ${type}`);
+}

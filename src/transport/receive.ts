@@ -1,0 +1,372 @@
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, readdirSync } from 'node:fs';
+import { chmod, lutimes, open, symlink, utimes } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Pool } from 'undici';
+import { ReseedError, abortError, errorMessage, isReseedError } from '../errors.js';
+import type { Codec } from './codec.js';
+import { FRAME, FrameDecoder } from './frame.js';
+import type { Frame } from './frame.js';
+import { entryPath, planSegments, segmentKey, treeHash } from './tree.js';
+import type { Segment, TreeManifest } from './tree.js';
+
+/** Where a transfer is served from: the donor agent, the transfer's id and its one-time credential. */
+export interface TransferSource {
+  url: string;
+  transfer: string;
+  secret: string;
+  tls?:
+    | {
+        ca?: string | undefined;
+        cert?: string | undefined;
+        key?: string | undefined;
+        servername?: string | undefined;
+      }
+    | undefined;
+}
+
+export interface ReceiveOptions {
+  source: TransferSource;
+  /** a directory that does not exist yet, or an empty one */
+  dest: string;
+  parallel: number;
+  codec: Codec;
+  segmentBytes?: number | undefined;
+  /** how long the channel may be cut (no byte arriving on a stream) before the transfer fails */
+  resumeTimeoutMs: number;
+  /** no byte for this long on a stream: the stream is taken as cut and asked again from where it was */
+  stallTimeoutMs?: number | undefined;
+  signal: AbortSignal;
+  onProgress?: ((p: ReceiveProgress) => void) | undefined;
+}
+
+export interface ReceiveProgress {
+  bytes: number;
+  totalBytes: number;
+  wireBytes: number;
+  segmentsDone: number;
+  segments: number;
+  resumes: number;
+}
+
+export interface ReceiveReport {
+  files: number;
+  directories: number;
+  symlinks: number;
+  bytes: number;
+  /** bytes that crossed the link, frames included */
+  wireBytes: number;
+  /** bytes sent as holes (runs of zeros) */
+  zeroBytes: number;
+  resumes: number;
+  /** segments sent again whole because their hash did not match */
+  resent: number;
+  /** SHA-256 over the tree (paths, kinds, modes, sizes and every segment's hash), equal on both sides */
+  treeHash: string;
+  durationMs: number;
+}
+
+const DEFAULT_SEGMENT = 64 << 20;
+const ZEROS = Buffer.alloc(1 << 20);
+
+/**
+ * Pulls a directory tree from a donor agent into `dest`: directories and empty files first (each
+ * file truncated to its size, so holes stay holes), then the segments over `parallel` streams,
+ * every frame CRC-checked and every segment's SHA-256 compared with the donor's before it counts;
+ * a stream that is cut asks again from its last checked byte, until the channel has been silent
+ * for `resumeTimeoutMs`. Modes and times are set last, and the donor's tree hash is compared.
+ * Memory stays bounded: a stream holds at most a few frames.
+ */
+export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
+  const started = Date.now();
+  const { source, signal } = o;
+  const url = new URL(source.url);
+  const tls = source.tls;
+  const pool = new Pool(url.origin, {
+    connections: o.parallel,
+    ...(url.protocol === 'https:'
+      ? {
+          connect: {
+            ca: tls?.ca,
+            cert: tls?.cert,
+            key: tls?.key,
+            servername: tls?.servername ?? url.hostname,
+            rejectUnauthorized: true,
+          },
+        }
+      : {}),
+  });
+  const stall = o.stallTimeoutMs ?? Math.min(10_000, Math.max(1000, o.resumeTimeoutMs / 3));
+  const base = `/v1/transfers/${encodeURIComponent(source.transfer)}`;
+  const auth = { authorization: `Bearer ${source.secret}` };
+  try {
+    const manifest = (await withResume(o, stall, () =>
+      getJson(pool, `${base}/manifest`, auth, stall, signal),
+    )) as TreeManifest;
+    const root = Buffer.from(o.dest);
+    prepareDest(o.dest);
+    await makeEntries(root, manifest);
+    const segments = planSegments(manifest, o.segmentBytes ?? DEFAULT_SEGMENT);
+    const hashes = new Map<string, string>();
+    const progress: ReceiveProgress = {
+      bytes: 0,
+      totalBytes: manifest.bytes,
+      wireBytes: 0,
+      segmentsDone: 0,
+      segments: segments.length,
+      resumes: 0,
+    };
+    const counts = { zeroBytes: 0, resent: 0 };
+    const queue = [...segments];
+    const worker = async () => {
+      for (let s = queue.shift(); s; s = queue.shift()) {
+        hashes.set(
+          segmentKey(s),
+          await fetchSegment({ pool, base, auth, root, manifest, s, o, stall, progress, counts }),
+        );
+        progress.segmentsDone++;
+        o.onProgress?.({ ...progress });
+      }
+    };
+    const workers = Array.from({ length: Math.max(1, Math.min(o.parallel, segments.length)) }, worker);
+    const settled = await Promise.allSettled(workers);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    await finishEntries(root, manifest);
+    const mine = treeHash(manifest, hashes);
+    const theirs = (await withResume(o, stall, () => getJson(pool, `${base}/hash`, auth, stall, signal))) as {
+      treeHash: string;
+    };
+    if (theirs.treeHash !== mine)
+      throw new ReseedError(
+        'COPY_FAILED',
+        `data channel: the tree hash differs (donor ${theirs.treeHash}, received ${mine})`,
+      );
+    return {
+      files: manifest.files,
+      directories: manifest.entries.filter((e) => e.kind === 'dir').length,
+      symlinks: manifest.entries.filter((e) => e.kind === 'symlink').length,
+      bytes: progress.bytes,
+      wireBytes: progress.wireBytes,
+      zeroBytes: counts.zeroBytes,
+      resumes: progress.resumes,
+      resent: counts.resent,
+      treeHash: mine,
+      durationMs: Date.now() - started,
+    };
+  } finally {
+    await pool.destroy().catch(() => undefined);
+  }
+}
+
+/** The destination must be new or empty: a transfer never writes over anything. */
+function prepareDest(dest: string): void {
+  if (existsSync(dest)) {
+    if (!lstatSync(dest).isDirectory() || readdirSync(dest).length > 0)
+      throw new ReseedError(
+        'USAGE',
+        `${dest} exists and is not an empty directory: a transfer never writes over anything`,
+      );
+  } else mkdirSync(dest, { mode: 0o700 });
+}
+
+async function makeEntries(root: Buffer, manifest: TreeManifest): Promise<void> {
+  for (const e of manifest.entries) {
+    const p = entryPath(root, e);
+    if (e.kind === 'dir') mkdirSync(p, { mode: 0o700 });
+    else if (e.kind === 'symlink') await symlink(Buffer.from(e.target ?? '', 'base64'), p);
+    else {
+      const f = await open(p, 'wx', 0o600);
+      try {
+        await f.truncate(e.size);
+      } finally {
+        await f.close();
+      }
+    }
+  }
+}
+
+/** Modes and modification times as on the donor; directories last and deepest first. */
+async function finishEntries(root: Buffer, manifest: TreeManifest): Promise<void> {
+  for (const e of manifest.entries) {
+    const p = entryPath(root, e);
+    const t = e.mtimeMs / 1000;
+    if (e.kind === 'file') {
+      await chmod(p, e.mode);
+      await utimes(p, t, t);
+    } else if (e.kind === 'symlink') await lutimes(p, t, t);
+  }
+  for (const e of [...manifest.entries].reverse())
+    if (e.kind === 'dir') {
+      const p = entryPath(root, e);
+      await chmod(p, e.mode);
+      await utimes(p, e.mtimeMs / 1000, e.mtimeMs / 1000);
+    }
+}
+
+interface SegmentJob {
+  pool: Pool;
+  base: string;
+  auth: Record<string, string>;
+  root: Buffer;
+  manifest: TreeManifest;
+  s: Segment;
+  o: ReceiveOptions;
+  stall: number;
+  progress: ReceiveProgress;
+  counts: { zeroBytes: number; resent: number };
+}
+
+/** Fetches one segment, resuming after cuts; resolves to its checked SHA-256. */
+async function fetchSegment(j: SegmentJob): Promise<string> {
+  const { s, o, progress } = j;
+  const entry = j.manifest.entries[s.entry]!;
+  let received = 0;
+  let hash = createHash('sha256');
+  let hashFailures = 0;
+  let lastProgress = Date.now();
+  const file = await open(entryPath(j.root, entry), 'r+');
+  try {
+    for (;;) {
+      if (o.signal.aborted) throw abortError(o.signal);
+      try {
+        const query = new URLSearchParams({
+          entry: String(s.entry),
+          offset: String(s.offset),
+          length: String(s.length),
+          from: String(received),
+          codec: o.codec,
+        });
+        const res = await j.pool.request({
+          path: `${j.base}/segment?${query.toString()}`,
+          method: 'GET',
+          headers: j.auth,
+          signal: o.signal,
+          headersTimeout: j.stall,
+          bodyTimeout: j.stall,
+        });
+        if (res.statusCode !== 200) throw await httpError(res.statusCode, res.body);
+        const decoder = new FrameDecoder();
+        res.body.on('error', (err) => decoder.destroy(err));
+        res.body.pipe(decoder);
+        let ended: Buffer | undefined;
+        for await (const frame of decoder as AsyncIterable<Frame>) {
+          lastProgress = Date.now();
+          progress.wireBytes += frame.wireBytes;
+          if (frame.type === FRAME.DATA) {
+            await file.write(frame.payload, 0, frame.payload.length, s.offset + received);
+            hash.update(frame.payload);
+          } else if (frame.type === FRAME.ZERO) {
+            for (let left = frame.rawLength; left > 0; left -= ZEROS.length)
+              hash.update(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
+            j.counts.zeroBytes += frame.rawLength;
+          } else if (frame.type === FRAME.END) {
+            ended = frame.payload;
+            break;
+          } else throw new ReseedError('COPY_FAILED', `the donor agent: ${frame.payload.toString('utf8')}`);
+          received += frame.rawLength;
+          progress.bytes += frame.rawLength;
+        }
+        if (!ended)
+          throw new ReseedError('COPY_FAILED', 'data channel: the stream ended before the segment did', {
+            retryable: true,
+          });
+        const mine = hash.digest();
+        if (received !== s.length || !mine.equals(ended)) {
+          // Never kept: the segment is asked for again, whole, once; a second mismatch fails.
+          if (++hashFailures > 1)
+            throw new ReseedError(
+              'COPY_FAILED',
+              `hash mismatch for ${entry.name} at ${s.offset} (sent twice): the file may be changing on the donor`,
+            );
+          j.counts.resent++;
+          progress.bytes -= received;
+          received = 0;
+          hash = createHash('sha256');
+          continue;
+        }
+        if (s.offset + s.length === entry.size || s.length === 0) await file.sync();
+        return mine.toString('hex');
+      } catch (err) {
+        if (o.signal.aborted) throw abortError(o.signal);
+        if (!retryable(err)) throw err;
+        if (Date.now() - lastProgress > o.resumeTimeoutMs)
+          throw new ReseedError(
+            'TRANSPORT_FAILED',
+            `the data channel was cut for more than ${Math.round(o.resumeTimeoutMs / 1000)} s (--resume-timeout): ${errorMessage(err)}`,
+            { cause: err },
+          );
+        progress.resumes++;
+        await sleep(Math.min(1000, 100 * progress.resumes), undefined, { signal: o.signal }).catch(
+          () => undefined,
+        );
+      }
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+/** Network trouble and retryable channel errors are resumed; refusals and our own errors are not. */
+function retryable(err: unknown): boolean {
+  if (isReseedError(err)) return err.retryable;
+  const code = (err as { code?: string }).code ?? '';
+  return (
+    /^(UND_ERR|ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTCONN|ERR_STREAM_PREMATURE_CLOSE|EAI_AGAIN)/.test(
+      code,
+    ) || err instanceof TypeError
+  );
+}
+
+async function httpError(
+  status: number,
+  body: AsyncIterable<Buffer> & { text(): Promise<string> },
+): Promise<ReseedError> {
+  let message = `HTTP ${status}`;
+  try {
+    const parsed = JSON.parse(await body.text()) as { code?: string; message?: string };
+    message = `${parsed.code ?? status}: ${parsed.message ?? ''}`;
+  } catch {
+    // not JSON: the status says enough
+  }
+  if (status === 401 || status === 403)
+    return new ReseedError(
+      'TRANSPORT_AUTH_FAILED',
+      `the donor agent refused the transfer's credential (${message})`,
+    );
+  return new ReseedError('TRANSPORT_FAILED', `the donor agent answered ${message}`, {
+    retryable: status >= 500,
+  });
+}
+
+async function getJson(
+  pool: Pool,
+  path: string,
+  headers: Record<string, string>,
+  timeout: number,
+  signal: AbortSignal,
+): Promise<unknown> {
+  const res = await pool.request({
+    path,
+    method: 'GET',
+    headers,
+    signal,
+    headersTimeout: timeout,
+    bodyTimeout: timeout,
+  });
+  if (res.statusCode !== 200) throw await httpError(res.statusCode, res.body);
+  return res.body.json();
+}
+
+async function withResume<T>(o: ReceiveOptions, _stall: number, fn: () => Promise<T>): Promise<T> {
+  const started = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (o.signal.aborted) throw abortError(o.signal);
+      if (!retryable(err) || Date.now() - started > o.resumeTimeoutMs) throw err;
+      await sleep(Math.min(1000, 100 * attempt));
+    }
+  }
+}
