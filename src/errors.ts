@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'TRANSPORT_FAILED'
   | 'TRANSPORT_AUTH_FAILED'
   | 'AGENT'
+  | 'NOT_FOUND'
   | 'INTERNAL';
 
 export class ReseedError extends Error {
@@ -68,6 +69,7 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   TRANSPORT_FAILED: 6,
   TRANSPORT_AUTH_FAILED: 3,
   AGENT: 13,
+  NOT_FOUND: 2,
   INTERNAL: 1,
 };
 

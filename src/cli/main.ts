@@ -4,11 +4,13 @@ import { cloneCommand } from './clone.js';
 import { reportError } from './common.js';
 import { demoCommand } from './demo.js';
 import { statusCommand } from './status.js';
+import { agentCommand } from './agent.js';
+import { jobsCommands, transferCommand } from './jobs.js';
 import { recoverCommand } from './recover.js';
 import { sandboxCommand } from './sandbox.js';
 import { verifyCommand } from './verify.js';
 
-const program = new Command('reseed')
+const program: Command = new Command('reseed')
   .description(
     'Seed a MySQL/MariaDB replica from a live donor: a consistent copy, the exact coordinates, replication configured, started and verified.',
   )
@@ -17,9 +19,12 @@ const program = new Command('reseed')
   .addCommand(verifyCommand())
   .addCommand(recoverCommand())
   .addCommand(statusCommand())
+  .addCommand(agentCommand())
+  .addCommand(transferCommand())
   .addCommand(sandboxCommand())
   .addCommand(demoCommand())
   .addHelpText('after', '\nStart with `reseed demo`, or `reseed clone --help`. Docs: README.md and docs/.');
+for (const c of jobsCommands()) program.addCommand(c);
 
 // Looked for before commander parses, so that its own errors can honour it too.
 const args = process.argv.slice(2);

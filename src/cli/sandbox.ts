@@ -1,7 +1,14 @@
 import { join } from 'node:path';
 import { Command } from 'commander';
 import {
+  forgetSandboxAgent,
+  sandboxAgent,
+  sandboxAgentDown,
+  sandboxAgentUp,
+} from '../agent/sandbox-agent.js';
+import {
   checkBufferPool,
+  getSandbox,
   listSandboxes,
   sandboxDown,
   sandboxHome,
@@ -18,7 +25,14 @@ function state(s: SandboxInfo): string {
 }
 
 function describe(s: SandboxInfo): string {
-  return `${s.name.padEnd(16)} ${state(s)}  port ${s.port}  server_id ${s.serverId}  ${sandboxUri(s)}  socket ${s.socket}`;
+  const a = sandboxAgent(s);
+  const agent = a ? `  agent ${a.running ? a.url : 'stopped'}` : '';
+  return `${s.name.padEnd(16)} ${state(s)}  port ${s.port}  server_id ${s.serverId}  ${sandboxUri(s)}  socket ${s.socket}${agent}`;
+}
+
+function agentOf(s: SandboxInfo): { url: string; state: string; pid: number | null } | null {
+  const a = sandboxAgent(s);
+  return a ? { url: a.url, state: a.running ? 'running' : 'stopped', pid: a.pid ?? null } : null;
 }
 
 async function guarded(action: () => Promise<void>): Promise<void> {
@@ -45,7 +59,11 @@ export function sandboxCommand(): Command {
       '--buffer-pool <size>',
       'innodb_buffer_pool_size, such as 128M or 1G (default: 256M); fixed when the sandbox is created',
     )
-    .action((name: string, o: { port?: string; bufferPool?: string }) =>
+    .option(
+      '--agent',
+      "also start a reseed agent for the sandbox's host (TLS, a token; registered as agent://NAME)",
+    )
+    .action((name: string, o: { port?: string; bufferPool?: string; agent?: boolean }) =>
       guarded(async () => {
         // No defaults here: an option left out must not count as asking an existing sandbox
         // to change (sandboxUp refuses that).
@@ -55,18 +73,26 @@ export function sandboxCommand(): Command {
         });
         process.stdout.write(describe(s) + '\n');
         process.stdout.write(`connect: mariadb -h127.0.0.1 -P${s.port} -uroot\n`);
+        if (o.agent) {
+          const a = await sandboxAgentUp(s);
+          process.stdout.write(`agent: agent://${s.name} at ${a.url} (pid ${a.pid})\n`);
+        }
       }),
     );
   cmd
     .command('down <name>')
     .description('stop a sandbox (its data stays)')
     .action((name: string) =>
-      guarded(async () => void process.stdout.write(describe(await sandboxDown(name)) + '\n')),
+      guarded(async () => {
+        const s = getSandbox(name);
+        if (s) await sandboxAgentDown(s);
+        process.stdout.write(describe(await sandboxDown(name)) + '\n');
+      }),
     );
   cmd
     .command('list')
     .description('list sandboxes')
-    .option('--json', 'one JSON array: name, state, port, socket, datadir, server_id, URI of each')
+    .option('--json', 'one JSON array: name, state, port, socket, datadir, server_id, URI and agent of each')
     .action((flags: { json?: boolean }) =>
       guarded(async () => {
         const all = listSandboxes();
@@ -80,6 +106,7 @@ export function sandboxCommand(): Command {
             serverId: s.serverId,
             uri: sandboxUri(s),
             pid: s.pid ?? null,
+            agent: agentOf(s),
           }));
           process.stdout.write(JSON.stringify(rows) + '\n');
         } else process.stdout.write(all.length ? all.map(describe).join('\n') + '\n' : 'no sandboxes\n');
@@ -90,7 +117,10 @@ export function sandboxCommand(): Command {
     .description('stop a sandbox and delete its directory')
     .action((name: string) =>
       guarded(async () => {
+        const s = getSandbox(name);
+        if (s) await sandboxAgentDown(s);
         await sandboxRemove(name);
+        forgetSandboxAgent(name);
         process.stdout.write(`removed ${name}\n`);
       }),
     );

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync } from 'node:fs';
 import { chmod, lutimes, open, symlink, utimes } from 'node:fs/promises';
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import { ReseedError, abortError, errorMessage, isReseedError } from '../errors.js';
@@ -27,8 +28,10 @@ export interface TransferSource {
 
 export interface ReceiveOptions {
   source: TransferSource;
-  /** a directory that does not exist yet, or an empty one */
+  /** a directory that does not exist yet, or an empty one (but for `marker`) */
   dest: string;
+  /** a file the caller put in `dest` to prove it made it; not part of the tree */
+  marker?: string | undefined;
   parallel: number;
   codec: Codec;
   segmentBytes?: number | undefined;
@@ -80,6 +83,8 @@ const ZEROS = Buffer.alloc(1 << 20);
 export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
   const started = Date.now();
   const { source, signal } = o;
+  // Each stream's requests listen on the one abort signal.
+  setMaxListeners(Math.max(64, o.parallel * 4), signal);
   const url = new URL(source.url);
   const tls = source.tls;
   const pool = new Pool(url.origin, {
@@ -104,7 +109,7 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
       getJson(pool, `${base}/manifest`, auth, stall, signal),
     )) as TreeManifest;
     const root = Buffer.from(o.dest);
-    prepareDest(o.dest);
+    prepareDest(o.dest, o.marker);
     await makeEntries(root, manifest);
     const segments = planSegments(manifest, o.segmentBytes ?? DEFAULT_SEGMENT);
     const hashes = new Map<string, string>();
@@ -160,9 +165,9 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
 }
 
 /** The destination must be new or empty: a transfer never writes over anything. */
-function prepareDest(dest: string): void {
+function prepareDest(dest: string, marker: string | undefined): void {
   if (existsSync(dest)) {
-    if (!lstatSync(dest).isDirectory() || readdirSync(dest).length > 0)
+    if (!lstatSync(dest).isDirectory() || readdirSync(dest).some((n) => n !== marker))
       throw new ReseedError(
         'USAGE',
         `${dest} exists and is not an empty directory: a transfer never writes over anything`,
@@ -311,10 +316,8 @@ async function fetchSegment(j: SegmentJob): Promise<string> {
 function retryable(err: unknown): boolean {
   if (isReseedError(err)) return err.retryable;
   const code = (err as { code?: string }).code ?? '';
-  return (
-    /^(UND_ERR|ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTCONN|ERR_STREAM_PREMATURE_CLOSE|EAI_AGAIN)/.test(
-      code,
-    ) || err instanceof TypeError
+  return /^(UND_ERR|ECONN|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTCONN|ERR_STREAM_PREMATURE_CLOSE|EAI_AGAIN)/.test(
+    code,
   );
 }
 

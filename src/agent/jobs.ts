@@ -1,0 +1,202 @@
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { ReseedError, errorMessage, isReseedError } from '../errors.js';
+import { processStartTime } from '../journal/journal.js';
+
+/** A job's states, in the order a clone goes through them; the last four are final. */
+export const JOB_STATES = [
+  'queued',
+  'preflight',
+  'copying',
+  'preparing',
+  'swapping',
+  'replicating',
+  'verifying',
+  'done',
+  'failed',
+  'cancelled',
+  'interrupted',
+] as const;
+export type JobState = (typeof JOB_STATES)[number];
+const FINAL: ReadonlySet<JobState> = new Set(['done', 'failed', 'cancelled', 'interrupted']);
+
+export function isFinal(state: JobState): boolean {
+  return FINAL.has(state);
+}
+
+export interface JobError {
+  code: string;
+  message: string;
+  hints: string[];
+}
+
+/** A job as it is kept on the agent's host and shown by the API. Never holds a secret. */
+export interface JobRecord {
+  id: string;
+  kind: string;
+  state: JobState;
+  /** what was asked, without credentials */
+  request: Record<string, unknown>;
+  createdAt: string;
+  updatedAt: string;
+  /** the agent process running it, and that process's start time (a reused PID is not it) */
+  pid: number;
+  pidStart: string | undefined;
+  progress: Record<string, unknown> | undefined;
+  result: Record<string, unknown> | undefined;
+  error: JobError | undefined;
+  /** the job's undo journal, while it has one */
+  journal: string | undefined;
+}
+
+export interface JobEvent {
+  seq: number;
+  at: string;
+  type: string;
+  [key: string]: unknown;
+}
+
+/**
+ * The agent's jobs, durable in its state directory: `<id>.json` (rewritten whole: temporary
+ * file, fsync, rename) and `<id>.events.jsonl` (appended). Survives a restart or a kill -9: the
+ * agent's next start finds the jobs that were running and reports them interrupted.
+ */
+export class JobStore {
+  readonly dir: string;
+  readonly #bus = new EventEmitter();
+  readonly #seq = new Map<string, number>();
+
+  constructor(dir: string) {
+    this.dir = dir;
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.#bus.setMaxListeners(0);
+  }
+
+  #path(id: string): string {
+    if (!/^[A-Za-z0-9-]+$/.test(id)) throw new ReseedError('NOT_FOUND', `no job ${id} on this agent`);
+    return join(this.dir, `${id}.json`);
+  }
+
+  /** A new job, refused (409) while another job is not final: one job per host at a time. */
+  create(kind: string, request: Record<string, unknown>): JobRecord {
+    const busy = this.list().find((j) => !isFinal(j.state));
+    if (busy)
+      throw new ReseedError(
+        'AGENT',
+        `job ${busy.id} (${busy.kind}, ${busy.state}) holds this host: one job at a time`,
+        {
+          hints: [`follow it (reseed job ${busy.id} --follow) or cancel it (reseed cancel ${busy.id})`],
+        },
+      );
+    const now = new Date().toISOString();
+    const job: JobRecord = {
+      id: `${now.replace(/[:.]/g, '-')}-${randomBytes(3).toString('hex')}`,
+      kind,
+      state: 'queued',
+      request,
+      createdAt: now,
+      updatedAt: now,
+      pid: process.pid,
+      pidStart: processStartTime(process.pid),
+      progress: undefined,
+      result: undefined,
+      error: undefined,
+      journal: undefined,
+    };
+    this.#write(job);
+    this.event(job.id, { type: 'state', state: 'queued' });
+    return job;
+  }
+
+  get(id: string): JobRecord {
+    const path = this.#path(id);
+    if (!existsSync(path)) throw new ReseedError('NOT_FOUND', `no job ${id} on this agent`);
+    return JSON.parse(readFileSync(path, 'utf8')) as JobRecord;
+  }
+
+  list(): JobRecord[] {
+    return readdirSync(this.dir)
+      .filter((n) => n.endsWith('.json'))
+      .sort()
+      .map((n) => JSON.parse(readFileSync(join(this.dir, n), 'utf8')) as JobRecord);
+  }
+
+  update(id: string, patch: Partial<Omit<JobRecord, 'id'>>): JobRecord {
+    const job = { ...this.get(id), ...patch, updatedAt: new Date().toISOString() };
+    this.#write(job);
+    if (patch.state)
+      this.event(id, { type: 'state', state: patch.state, ...(patch.error ? { error: patch.error } : {}) });
+    return job;
+  }
+
+  #write(job: JobRecord): void {
+    const path = this.#path(job.id);
+    const tmp = `${path}.tmp`;
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, JSON.stringify(job, null, 2) + '\n');
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  }
+
+  event(id: string, event: { type: string; [key: string]: unknown }): JobEvent {
+    const seq = (this.#seq.get(id) ?? this.events(id).length) + 1;
+    this.#seq.set(id, seq);
+    const e: JobEvent = { ...event, type: event.type, seq, at: new Date().toISOString() };
+    appendFileSync(join(this.dir, `${id}.events.jsonl`), JSON.stringify(e) + '\n', { mode: 0o600 });
+    this.#bus.emit(id, e);
+    return e;
+  }
+
+  events(id: string, after = 0): JobEvent[] {
+    const path = join(this.dir, `${id}.events.jsonl`);
+    if (!existsSync(path)) return [];
+    return readFileSync(path, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l) as JobEvent];
+        } catch {
+          return []; // a torn last line after a crash
+        }
+      })
+      .filter((e) => e.seq > after);
+  }
+
+  subscribe(id: string, listener: (e: JobEvent) => void): () => void {
+    this.#bus.on(id, listener);
+    return () => this.#bus.off(id, listener);
+  }
+
+  /** Jobs that were running in an agent process that is gone (crash, kill -9, reboot). */
+  orphans(): JobRecord[] {
+    return this.list().filter((j) => {
+      if (isFinal(j.state)) return false;
+      const start = processStartTime(j.pid);
+      return start === undefined || start !== j.pidStart || j.pid === process.pid;
+    });
+  }
+}
+
+/** An error as a job records it: stable code, message, hints; never a stack or a secret. */
+export function jobError(err: unknown): JobError {
+  if (isReseedError(err)) return { code: err.code, message: err.message, hints: err.hints };
+  return { code: 'INTERNAL', message: errorMessage(err), hints: [] };
+}

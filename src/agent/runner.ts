@@ -1,0 +1,144 @@
+import { describeOutcome } from '../clone/outcome.js';
+import { undoAndCompare } from '../clone/undo.js';
+import { ReseedError, errorMessage, isReseedError } from '../errors.js';
+import { Journal } from '../journal/journal.js';
+import type { Endpoint } from '../mysql/credentials.js';
+import type { Logger } from '../log.js';
+import { isFinal, jobError } from './jobs.js';
+import type { JobRecord, JobState , JobStore} from './jobs.js';
+
+/** What a job's code gets: its record, its journal, the abort signal (cancel), and its voice. */
+export interface JobContext {
+  job: JobRecord;
+  journal: Journal;
+  signal: AbortSignal;
+  setState(state: JobState): void;
+  emit(event: { type: string; [key: string]: unknown }): void;
+}
+
+/** Jobs without SQL steps still go through the SQL-aware undo: these endpoints are never dialled. */
+const NO_SERVER: Endpoint = { host: 'none.invalid', port: 1, user: 'none' };
+
+/**
+ * Runs jobs on the agent: one at a time (the store refuses a second), each with its own journal
+ * in the agent's state directory. Cancel aborts the job; any failure rolls its journal back and
+ * the job's error ends with the comparison of the host with its recorded state. At start, jobs
+ * that a previous agent process left running are undone and reported interrupted.
+ */
+export class JobRunner {
+  readonly #running = new Map<string, { abort: AbortController; done: Promise<void> }>();
+
+  constructor(
+    readonly store: JobStore,
+    readonly journalDir: string,
+    readonly log: Logger,
+  ) {}
+
+  start(
+    kind: string,
+    request: Record<string, unknown>,
+    header: { donor: string; joiner: string },
+    work: (ctx: JobContext) => Promise<Record<string, unknown>>,
+  ): JobRecord {
+    const job = this.store.create(kind, request);
+    const journal = Journal.create(
+      {
+        operation: kind,
+        donor: { host: header.donor, port: 0, user: 'agent' },
+        joiner: { host: header.joiner, port: 0, user: 'agent' },
+      },
+      this.journalDir,
+    );
+    this.store.update(job.id, { journal: journal.path });
+    const abort = new AbortController();
+    const ctx: JobContext = {
+      job,
+      journal,
+      signal: abort.signal,
+      setState: (state) => {
+        if (!abort.signal.aborted) this.store.update(job.id, { state });
+      },
+      emit: (event) => {
+        if (event.type === 'progress') this.store.update(job.id, { progress: event });
+        this.store.event(job.id, event);
+      },
+    };
+    const done = this.#run(ctx, work).finally(() => this.#running.delete(job.id));
+    this.#running.set(job.id, { abort, done });
+    return this.store.get(job.id);
+  }
+
+  async #run(ctx: JobContext, work: (ctx: JobContext) => Promise<Record<string, unknown>>): Promise<void> {
+    const { job, journal } = ctx;
+    try {
+      const result = await work(ctx);
+      journal.commit();
+      this.store.update(job.id, { state: 'done', result, journal: undefined });
+    } catch (thrown) {
+      const cancelled = ctx.signal.aborted;
+      const err = cancelled ? new ReseedError('ABORTED', 'cancelled') : thrown;
+      const hints = await this.#undo(journal);
+      const e = jobError(err);
+      this.log.info({ job: job.id, err: e.message }, cancelled ? 'job cancelled' : 'job failed');
+      this.store.update(job.id, {
+        state: cancelled ? 'cancelled' : 'failed',
+        error: { ...e, hints: [...e.hints, ...hints] },
+        journal: journal.finished ? undefined : journal.path,
+      });
+    }
+  }
+
+  /** Rolls a job's journal back; the lines say what was undone and how the host compares. */
+  async #undo(journal: Journal): Promise<string[]> {
+    if (journal.finished || !journal.written) {
+      journal.discardIfClean();
+      return journal.written ? [] : ['nothing had been changed'];
+    }
+    const steps = journal.pending().length;
+    try {
+      const { report, differences } = await undoAndCompare(journal, { donor: NO_SERVER, joiner: NO_SERVER });
+      return describeOutcome(report, differences, steps, journal);
+    } catch (err) {
+      return [`rollback could not run: ${errorMessage(err)}`, `journal: ${journal.path}`];
+    }
+  }
+
+  cancel(id: string): JobRecord {
+    const job = this.store.get(id);
+    if (isFinal(job.state))
+      throw new ReseedError('AGENT', `job ${id} is ${job.state} already: nothing to cancel`);
+    this.#running.get(id)?.abort.abort();
+    return this.store.get(id);
+  }
+
+  /** Jobs a previous agent process left running (it crashed, or was killed): undone and reported. */
+  async recoverOrphans(): Promise<JobRecord[]> {
+    const out: JobRecord[] = [];
+    for (const job of this.store.orphans()) {
+      let hints = ['no journal: nothing had been changed'];
+      if (job.journal) {
+        try {
+          hints = await this.#undo(Journal.open(job.journal));
+        } catch (err) {
+          hints = [
+            `its journal ${job.journal} could not be read: ${isReseedError(err) ? err.message : errorMessage(err)}`,
+          ];
+        }
+      }
+      out.push(
+        this.store.update(job.id, {
+          state: 'interrupted',
+          error: { code: 'ABORTED', message: `the agent stopped while the job was ${job.state}`, hints },
+          journal: undefined,
+        }),
+      );
+    }
+    return out;
+  }
+
+  /** Cancels every running job and waits until each is undone. */
+  async stop(): Promise<void> {
+    for (const r of this.#running.values()) r.abort.abort();
+    await Promise.allSettled([...this.#running.values()].map((r) => r.done));
+  }
+}

@@ -1,0 +1,329 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import fastifySwagger from '@fastify/swagger';
+import Fastify, { LogController } from 'fastify';
+import type { FastifyError, FastifyInstance } from 'fastify';
+import {
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { ReseedError, isReseedError } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
+import { serviceControl } from '../host/service-control.js';
+import type { Logger } from '../log.js';
+import { CODECS } from '../transport/codec.js';
+import type { Codec } from '../transport/codec.js';
+import { AgentClient } from './client.js';
+import type { AgentAddress } from './client.js';
+import { registryEntries } from './registry.js';
+import type { AgentConfig } from './config.js';
+import { readTokenFile } from './config.js';
+import { JOB_STATES, JobStore, isFinal } from './jobs.js';
+import type { JobEvent } from './jobs.js';
+import { JobRunner } from './runner.js';
+import { runTransfer, transferRequestSchema } from './transfer-job.js';
+import { Transfers } from './transfers.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+const errorSchema = z.object({ code: z.string(), message: z.string(), hints: z.array(z.string()) });
+const jobSchema = z.object({
+  id: z.string(),
+  kind: z.string(),
+  state: z.enum(JOB_STATES),
+  request: z.record(z.string(), z.unknown()),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  pid: z.number(),
+  pidStart: z.string().optional(),
+  progress: z.record(z.string(), z.unknown()).optional(),
+  result: z.record(z.string(), z.unknown()).optional(),
+  error: errorSchema.optional(),
+  journal: z.string().optional(),
+});
+const jobRequestSchema = z.discriminatedUnion('kind', [transferRequestSchema]);
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  USAGE: 400,
+  CONFIG: 400,
+  NOT_FOUND: 404,
+  AGENT: 409,
+  TRANSPORT_AUTH_FAILED: 401,
+  CONNECT_FAILED: 502,
+};
+
+export interface RunningAgent {
+  app: FastifyInstance;
+  url: string;
+  runner: JobRunner;
+  close(): Promise<void>;
+}
+
+const sha = (s: string) => createHash('sha256').update(s).digest();
+
+/**
+ * The agent: an HTTPS API (fastify; every route's zod schema is its validation, its types and its
+ * OpenAPI entry, served at /v1/openapi.json), every request authenticated by the agent's bearer
+ * token, but for the data channel's requests, which carry their transfer's one-time credential.
+ */
+export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
+  const tokenHash = sha(readTokenFile(config.tokenFile, 'tokenFile'));
+  const store = new JobStore(join(config.stateDir, 'jobs'));
+  const runner = new JobRunner(store, join(config.stateDir, 'journal'), log);
+  const interrupted = await runner.recoverOrphans();
+  for (const j of interrupted)
+    log.warn({ job: j.id, hints: j.error?.hints }, 'job interrupted by an earlier stop of the agent; undone');
+  const transfers = new Transfers(config.serve, 10 * 60_000);
+  const app = Fastify({
+    loggerInstance: log,
+    logController: new LogController({ disableRequestLogging: true }),
+    ...(config.tls
+      ? {
+          https: {
+            cert: readFileSync(config.tls.cert),
+            key: readFileSync(config.tls.key),
+            ca: readFileSync(config.tls.ca),
+            requestCert: config.tls.requireClientCert,
+            rejectUnauthorized: config.tls.requireClientCert,
+          },
+        }
+      : {}),
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: {
+        title: 'reseed agent',
+        version: AGENT_VERSION,
+        description: 'Jobs and the data channel of a reseed agent',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  app.addHook('onRequest', async (req) => {
+    if ((req.routeOptions.config as { auth?: string } | undefined)?.auth === 'transfer') return;
+    const given = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+    if (!given || !timingSafeEqual(sha(given), tokenHash))
+      throw new ReseedError('TRANSPORT_AUTH_FAILED', 'missing or wrong bearer token');
+  });
+  app.setErrorHandler((err: FastifyError, _req, reply) => {
+    if (hasZodFastifySchemaValidationErrors(err))
+      return reply.code(400).send({
+        code: 'USAGE',
+        message: 'the request does not match its schema',
+        hints: err.validation.map((v) => `${v.instancePath || '(body)'}: ${v.message ?? ''}`),
+      });
+    if (isReseedError(err))
+      return reply
+        .code(STATUS[err.code] ?? 500)
+        .send({ code: err.code, message: err.message, hints: err.hints });
+    if (err.statusCode && err.statusCode < 500)
+      return reply.code(err.statusCode).send({ code: 'USAGE', message: err.message, hints: [] });
+    log.error({ err }, 'request failed');
+    return reply.code(500).send({ code: 'INTERNAL', message: err.message, hints: [] });
+  });
+
+  app.get(
+    '/v1/health',
+    {
+      schema: {
+        response: {
+          200: z.object({
+            name: z.string(),
+            version: z.string(),
+            pid: z.number(),
+            mysqld: z.string().nullable(),
+            activeJob: z.string().nullable(),
+          }),
+        },
+      },
+    },
+    async () => {
+      const active = store.list().find((j) => !isFinal(j.state));
+      let mysqld: string | null = null;
+      if (config.service) {
+        const s = await serviceControl(config.service)
+          .status()
+          .catch((e: Error) => ({ detail: `unknown: ${e.message}` }));
+        mysqld = s.detail;
+      }
+      return {
+        name: config.name,
+        version: AGENT_VERSION,
+        pid: process.pid,
+        mysqld,
+        activeJob: active?.id ?? null,
+      };
+    },
+  );
+  app.get('/v1/openapi.json', { schema: { hide: true } }, () => app.swagger());
+
+  // The data channel, donor side.
+  app.post(
+    '/v1/transfers',
+    {
+      schema: {
+        body: z.object({ path: z.string().min(1), maxRate: z.number().positive().optional() }).strict(),
+        response: {
+          201: z.object({ id: z.string(), secret: z.string(), files: z.number(), bytes: z.number() }),
+        },
+      },
+    },
+    (req, reply) => {
+      reply.code(201);
+      return transfers.open(req.body.path, req.body.maxRate);
+    },
+  );
+  const transferParams = z.object({ id: z.string().regex(/^[a-f0-9]{24}$/) });
+  app.get(
+    '/v1/transfers/:id/manifest',
+    { config: { auth: 'transfer' }, schema: { params: transferParams } },
+    (req) => transfers.manifest(transfers.authorize(req.params.id, req.headers.authorization)),
+  );
+  app.get(
+    '/v1/transfers/:id/segment',
+    {
+      config: { auth: 'transfer' },
+      schema: {
+        params: transferParams,
+        querystring: z.object({
+          entry: z.coerce.number().int().min(0),
+          offset: z.coerce.number().int().min(0),
+          length: z.coerce.number().int().min(0),
+          from: z.coerce.number().int().min(0),
+          codec: z.enum(CODECS as [Codec, ...Codec[]]),
+        }),
+      },
+    },
+    (req, reply) => {
+      const t = transfers.authorize(req.params.id, req.headers.authorization);
+      return reply.type('application/octet-stream').send(Readable.from(transfers.segment(t, req.query)));
+    },
+  );
+  app.get(
+    '/v1/transfers/:id/hash',
+    { config: { auth: 'transfer' }, schema: { params: transferParams } },
+    (req) => ({
+      treeHash: transfers.treeHash(transfers.authorize(req.params.id, req.headers.authorization)),
+    }),
+  );
+  app.delete('/v1/transfers/:id', { schema: { params: transferParams } }, (req, reply) => {
+    transfers.close(req.params.id);
+    return reply.code(204).send();
+  });
+
+  // Jobs.
+  app.post('/v1/jobs', { schema: { body: jobRequestSchema, response: { 202: jobSchema } } }, (req, reply) => {
+    reply.code(202);
+    const r = req.body;
+    const peer = new AgentClient(peerAddress(config, r.from));
+    const job = runner.start('transfer', r, { donor: r.from, joiner: config.name }, async (ctx) => {
+      try {
+        return { ...(await runTransfer(ctx, r, peer, config.receive)) };
+      } finally {
+        await peer.close();
+      }
+    });
+    return job;
+  });
+  app.get('/v1/jobs', { schema: { response: { 200: z.object({ jobs: z.array(jobSchema) }) } } }, () => ({
+    jobs: store.list(),
+  }));
+  const jobParams = z.object({ id: z.string().min(1) });
+  app.get('/v1/jobs/:id', { schema: { params: jobParams, response: { 200: jobSchema } } }, (req) =>
+    store.get(req.params.id),
+  );
+  app.post(
+    '/v1/jobs/:id/cancel',
+    { schema: { params: jobParams, response: { 202: jobSchema } } },
+    (req, reply) => {
+      reply.code(202);
+      return runner.cancel(req.params.id);
+    },
+  );
+  app.get(
+    '/v1/jobs/:id/events',
+    {
+      schema: {
+        params: jobParams,
+        querystring: z.object({ after: z.coerce.number().int().min(0).default(0) }),
+      },
+    },
+    (req, reply) => {
+      const { id } = req.params;
+      store.get(id);
+      reply.hijack();
+      const out = reply.raw;
+      out.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+      });
+      const send = (e: JobEvent) =>
+        out.write(`id: ${e.seq}\nevent: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+      let last = req.query.after;
+      const finish = (e: JobEvent) => e.type === 'state' && isFinal(e.state as never);
+      // Subscribed before the backlog is read: an event in between is sent once, not lost.
+      const unsubscribe = store.subscribe(id, (e) => {
+        if (e.seq <= last) return;
+        last = e.seq;
+        send(e);
+        if (finish(e)) end();
+      });
+      const end = () => {
+        unsubscribe();
+        out.end();
+      };
+      out.on('close', unsubscribe);
+      for (const e of store.events(id, last)) {
+        last = e.seq;
+        send(e);
+        if (finish(e)) return end();
+      }
+      if (isFinal(store.get(id).state)) end();
+    },
+  );
+
+  const address = await app.listen({ host: config.listen.host, port: config.listen.port });
+  log.info({ address, tls: Boolean(config.tls) }, 'agent listening');
+  return {
+    app: app as unknown as FastifyInstance,
+    url: address.replace('http://', config.tls ? 'https://' : 'http://'),
+    runner,
+    close: async () => {
+      await runner.stop();
+      transfers.stop();
+      await app.close();
+    },
+  };
+}
+
+/** How this agent reaches a peer: its `peers`, then its registry; TLS with its own certificate. */
+function peerAddress(config: AgentConfig, name: string): AgentAddress {
+  const inline = config.peers[name];
+  const entry = inline ?? (config.registry ? registryEntries([config.registry]).get(name) : undefined);
+  if (!entry)
+    throw new ReseedError('USAGE', `no peer named ${name} in this agent's configuration`, {
+      hints: [
+        `peers: ${Object.keys(config.peers).join(', ') || 'none'}${config.registry ? `; registry: ${config.registry}` : ''}`,
+      ],
+    });
+  const tls = config.tls;
+  return {
+    url: entry.url,
+    token: readTokenFile(entry.tokenFile, `peers.${name}.tokenFile`),
+    ca: tls ? readFileSync(tls.ca, 'utf8') : undefined,
+    cert: tls ? readFileSync(tls.cert, 'utf8') : undefined,
+    key: tls ? readFileSync(tls.key, 'utf8') : undefined,
+  };
+}

@@ -1,0 +1,166 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { realpathSync } from 'node:fs';
+import { sep } from 'node:path';
+import { ReseedError } from '../errors.js';
+import { RateGate } from '../throttle/rate-gate.js';
+import { FRAME, HEADER_BYTES } from '../transport/frame.js';
+import { errorFrame, segmentFrames } from '../transport/send.js';
+import type { Codec } from '../transport/codec.js';
+import { entryPath, scanTree, segmentKey, treeHash } from '../transport/tree.js';
+import type { TreeManifest } from '../transport/tree.js';
+
+interface Transfer {
+  id: string;
+  root: string;
+  manifest: TreeManifest;
+  /** SHA-256 of the one-time credential; the credential itself is only ever in the peer's hands */
+  secretHash: Buffer;
+  gate: RateGate;
+  lastUsed: number;
+  /** the hash of each segment as last sent whole */
+  sent: Map<string, string>;
+  /** streams open now, to be ended when the transfer is closed */
+  streams: Set<AbortController>;
+}
+
+const sha = (s: string) => createHash('sha256').update(s).digest();
+
+/** Whether `path` is `root` or inside it, after symlinks are resolved. */
+export function within(path: string, roots: string[]): boolean {
+  let real: string;
+  try {
+    real = realpathSync(path);
+  } catch {
+    return false;
+  }
+  return roots.some((r) => {
+    const root = realpathSync(r);
+    return real === root || real.startsWith(root + sep);
+  });
+}
+
+/**
+ * The donor side of the data channel: trees this agent serves, each behind a credential made for
+ * one transfer (32 random bytes) that the joiner's agent presents on every data request. A
+ * transfer idle for longer than `idleMs` (the joiner gave up) is closed and its credential dies.
+ * Only paths under the configured `serve` directories are served, and a data request names a
+ * segment of the tree scanned when the transfer was opened, never a path.
+ */
+export class Transfers {
+  readonly #transfers = new Map<string, Transfer>();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(
+    readonly roots: string[],
+    readonly idleMs: number,
+  ) {
+    this.#timer = setInterval(() => this.#expire(), Math.min(idleMs, 10_000));
+    this.#timer.unref();
+  }
+
+  open(
+    path: string,
+    maxRate: number | undefined,
+  ): { id: string; secret: string; files: number; bytes: number } {
+    if (!within(path, this.roots))
+      throw new ReseedError(
+        'USAGE',
+        `${path} is not under a directory this agent serves (serve: ${this.roots.join(', ') || 'none'})`,
+      );
+    const manifest = scanTree(path);
+    const id = randomBytes(12).toString('hex');
+    const secret = randomBytes(32).toString('base64url');
+    this.#transfers.set(id, {
+      id,
+      root: path,
+      manifest,
+      secretHash: sha(secret),
+      gate: new RateGate(maxRate ?? Infinity),
+      lastUsed: Date.now(),
+      sent: new Map(),
+      streams: new Set(),
+    });
+    return { id, secret, files: manifest.files, bytes: manifest.bytes };
+  }
+
+  /** The transfer, if `secret` is its credential; otherwise 401, saying nothing about which part failed. */
+  authorize(id: string, authorization: string | undefined): Transfer {
+    const t = this.#transfers.get(id);
+    const given = /^Bearer (.+)$/.exec(authorization ?? '')?.[1];
+    if (!t || !given || !timingSafeEqual(sha(given), t.secretHash))
+      throw new ReseedError('TRANSPORT_AUTH_FAILED', 'unknown transfer or wrong credential');
+    t.lastUsed = Date.now();
+    return t;
+  }
+
+  manifest(t: Transfer): TreeManifest {
+    return t.manifest;
+  }
+
+  /** The frames of one segment, checked against the manifest; the END frame's hash is kept. */
+  async *segment(
+    t: Transfer,
+    q: { entry: number; offset: number; length: number; from: number; codec: Codec },
+  ): AsyncGenerator<Buffer> {
+    const e = t.manifest.entries[q.entry];
+    if (
+      !e ||
+      e.kind !== 'file' ||
+      q.offset < 0 ||
+      q.length < 0 ||
+      q.offset + q.length > e.size ||
+      q.from > q.length
+    )
+      throw new ReseedError('USAGE', 'no such segment in this transfer');
+    const ac = new AbortController();
+    t.streams.add(ac);
+    try {
+      const frames = segmentFrames({
+        path: entryPath(Buffer.from(t.root), e),
+        offset: q.offset,
+        length: q.length,
+        from: q.from,
+        codec: q.codec,
+        gate: t.gate,
+        signal: ac.signal,
+      });
+      for await (const frame of frames) {
+        t.lastUsed = Date.now();
+        if (frame.readUInt8(0) === FRAME.END)
+          t.sent.set(segmentKey(q), frame.subarray(HEADER_BYTES).toString('hex'));
+        yield frame;
+      }
+    } catch (err) {
+      // The receiver reads the reason; the HTTP status is long sent.
+      yield errorFrame(err instanceof Error ? err.message : String(err));
+    } finally {
+      t.streams.delete(ac);
+    }
+  }
+
+  treeHash(t: Transfer): string {
+    return treeHash(t.manifest, t.sent);
+  }
+
+  close(id: string): void {
+    const t = this.#transfers.get(id);
+    if (!t) return;
+    for (const s of t.streams) s.abort();
+    this.#transfers.delete(id);
+  }
+
+  get count(): number {
+    return this.#transfers.size;
+  }
+
+  #expire(): void {
+    const now = Date.now();
+    for (const t of this.#transfers.values())
+      if (now - t.lastUsed > this.idleMs && t.streams.size === 0) this.close(t.id);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    for (const id of [...this.#transfers.keys()]) this.close(id);
+  }
+}

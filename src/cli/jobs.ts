@@ -1,0 +1,256 @@
+import cliProgress from 'cli-progress';
+import { Command, Option } from 'commander';
+import { AgentClient } from '../agent/client.js';
+import type { JobEvent, JobRecord } from '../agent/jobs.js';
+import { resolveAgent } from '../agent/registry.js';
+import { ReseedError } from '../errors.js';
+import { CODECS } from '../transport/codec.js';
+import { parseRate } from '../throttle/donor-throttle.js';
+import { parseDuration, parsePositiveInt, reportError } from './common.js';
+import { formatBytes, formatMs } from './output.js';
+
+/** `agent://NAME/ABSOLUTE/PATH` */
+function parseAgentPath(text: string, option: string): { agent: string; path: string } {
+  const m = /^agent:\/\/([^/]+)(\/.*)$/.exec(text);
+  if (!m) throw new ReseedError('USAGE', `${option} takes agent://NAME/ABSOLUTE/PATH, not "${text}"`);
+  return { agent: m[1]!, path: m[2]! };
+}
+
+function agentOption(cmd: Command): Command {
+  return cmd.requiredOption(
+    '--on <agent>',
+    'the agent: agent://NAME (from agents.json; see reseed agent init)',
+  );
+}
+
+export function transferCommand(): Command {
+  return new Command('transfer')
+    .summary("copy a directory tree from one agent's host to another's over the data channel")
+    .description(
+      'The receiving agent (--to) runs the job: it asks the sending agent (--from, one of its peers) ' +
+        'to serve the tree, pulls it over TLS in parallel streams, checks every frame (CRC-32) and ' +
+        "every segment (SHA-256) and the whole tree's hash, resumes after a cut, and makes the " +
+        'destination itself (it must not exist); on failure or Ctrl-C the destination is removed. ' +
+        'The path on the sending host must be under its `serve` directories, the destination ' +
+        "under the receiver's `receive` directories.",
+    )
+    .requiredOption('--from <agent-path>', 'agent://NAME/PATH: the tree to send')
+    .requiredOption('--to <agent-path>', 'agent://NAME/PATH: the directory to make')
+    .option('--parallel <n>', 'streams', '4')
+    .addOption(
+      new Option('--compress <codec>', 'compression of the frames').choices([...CODECS]).default('none'),
+    )
+    .option('--max-rate <rate>', "cap on the sender's reads, bytes/s (k, M, G suffixes)")
+    .option('--resume-timeout <duration>', 'how long the link may be cut before the transfer fails', '60s')
+    .option('--json', "the job's events, one JSON object per line, then the job")
+    .action(async (flags: TransferFlags) => {
+      process.exitCode = await transfer(flags).catch((err: unknown) => reportError(err, flags.json === true));
+    });
+}
+
+interface TransferFlags {
+  from: string;
+  to: string;
+  parallel: string;
+  compress: string;
+  maxRate?: string;
+  resumeTimeout: string;
+  json?: boolean;
+}
+
+async function transfer(flags: TransferFlags): Promise<number> {
+  const from = parseAgentPath(flags.from, '--from');
+  const to = parseAgentPath(flags.to, '--to');
+  const request = {
+    kind: 'transfer',
+    from: from.agent,
+    path: from.path,
+    dest: to.path,
+    parallel: parsePositiveInt('--parallel', flags.parallel, 64),
+    compress: flags.compress,
+    ...(flags.maxRate !== undefined ? { maxRate: rate(flags.maxRate) } : {}),
+    resumeTimeoutMs: parseDuration(flags.resumeTimeout, '--resume-timeout'),
+  };
+  const client = new AgentClient(resolveAgent(to.agent));
+  try {
+    const job = await client.call<JobRecord>('POST', '/v1/jobs', request);
+    if (!flags.json) process.stderr.write(`job ${job.id} on ${to.agent}\n`);
+    return await follow(client, job.id, flags.json === true, true);
+  } finally {
+    await client.close();
+  }
+}
+
+/**
+ * Follows a job's events to its end: a progress bar on a terminal (or JSON lines), then the
+ * outcome. With `cancelOnInterrupt`, the first Ctrl-C cancels the job (the agent undoes it and
+ * this keeps following); a second one leaves it cancelling and exits.
+ */
+async function follow(
+  client: AgentClient,
+  id: string,
+  json: boolean,
+  cancelOnInterrupt: boolean,
+): Promise<number> {
+  const abort = new AbortController();
+  let interrupts = 0;
+  const onSignal = () => {
+    interrupts++;
+    if (interrupts === 1 && cancelOnInterrupt) {
+      process.stderr.write('\ncancelling the job (its changes are undone); Ctrl-C again to stop waiting\n');
+      void client.call('POST', `/v1/jobs/${id}/cancel`).catch(() => undefined);
+    } else abort.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const bar =
+    !json && process.stderr.isTTY
+      ? new cliProgress.SingleBar(
+          {
+            format: '{phase} [{bar}] {percentage}% {done}/{all} {rate}/s',
+            stream: process.stderr,
+            hideCursor: true,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+      : undefined;
+  let started = false;
+  const t0 = Date.now();
+  try {
+    for await (const e of client.events(id, 0, abort.signal)) {
+      if (json) process.stdout.write(JSON.stringify(e) + '\n');
+      else showEvent(e, bar, () => (started ? false : (started = true)), t0);
+    }
+  } catch (err) {
+    if (!abort.signal.aborted) throw err;
+    bar?.stop();
+    process.stderr.write(
+      `stopped following job ${id}; it goes on on the agent (reseed job ${id} --on ...)\n`,
+    );
+    return 130;
+  } finally {
+    bar?.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  const job = await client.call<JobRecord>('GET', `/v1/jobs/${id}`);
+  if (json) process.stdout.write(JSON.stringify({ type: 'job', ...job }) + '\n');
+  else process.stdout.write(renderJob(job));
+  return exitOf(job);
+}
+
+function showEvent(
+  e: JobEvent,
+  bar: cliProgress.SingleBar | undefined,
+  first: () => boolean,
+  t0: number,
+): void {
+  if (e.type === 'progress') {
+    const bytes = Number(e.bytes ?? 0);
+    const total = Number(e.totalBytes ?? 0);
+    const rate = formatBytes(bytes / Math.max(0.001, (Date.now() - t0) / 1000));
+    if (bar) {
+      if (first())
+        bar.start(total, bytes, { phase: 'copy', done: formatBytes(bytes), all: formatBytes(total), rate });
+      bar.update(bytes, { done: formatBytes(bytes), all: formatBytes(total), rate });
+    }
+  } else if (e.type === 'state' && !bar) process.stderr.write(`${String(e.state)}\n`);
+}
+
+function exitOf(job: JobRecord): number {
+  if (job.state === 'done') return 0;
+  if (job.state === 'cancelled' || job.state === 'interrupted') return 130;
+  return reportError(
+    new ReseedError((job.error?.code ?? 'AGENT') as never, job.error?.message ?? 'failed', {
+      hints: job.error?.hints ?? [],
+    }),
+    false,
+  );
+}
+
+export function renderJob(job: JobRecord): string {
+  const lines = [
+    `job ${job.id}: ${job.kind} ${job.state} (created ${job.createdAt}, last change ${job.updatedAt})`,
+  ];
+  const r = job.result as Record<string, number | string> | undefined;
+  if (r && job.kind === 'transfer') {
+    const secs = Math.max(0.001, Number(r.durationMs) / 1000);
+    lines.push(
+      `  copied      ${r.files} files, ${r.directories} directories, ${r.symlinks} symlinks, ${formatBytes(Number(r.bytes))} in ${formatMs(Number(r.durationMs))} (${formatBytes(Number(r.bytes) / secs)}/s)`,
+      `  on the wire ${formatBytes(Number(r.wireBytes))}${Number(r.zeroBytes) ? `, ${formatBytes(Number(r.zeroBytes))} sent as holes` : ''}`,
+      `  resumed     ${r.resumes} time(s) after a cut${Number(r.resent) ? `; ${r.resent} segment(s) sent again after a hash mismatch` : ''}`,
+      `  tree hash   ${r.treeHash} (equal on both hosts)`,
+    );
+  }
+  if (job.error) {
+    lines.push(`  error       ${job.error.code}: ${job.error.message}`);
+    for (const h of job.error.hints) lines.push(`    ${h}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function jobsCommands(): Command[] {
+  const jobs = agentOption(new Command('jobs').summary("list an agent's jobs"))
+    .option('--json', 'print the jobs as JSON')
+    .action(async (flags: { on: string; json?: boolean }) => {
+      process.exitCode = await withClient(flags.on, async (c) => {
+        const { jobs: list } = await c.call<{ jobs: JobRecord[] }>('GET', '/v1/jobs');
+        if (flags.json) process.stdout.write(JSON.stringify(list) + '\n');
+        else
+          process.stdout.write(
+            list.length
+              ? list
+                  .map((j) => `${j.id}  ${j.kind.padEnd(9)} ${j.state.padEnd(11)} ${j.updatedAt}`)
+                  .join('\n') + '\n'
+              : 'no jobs\n',
+          );
+        return 0;
+      });
+    });
+  const job = agentOption(
+    new Command('job').summary('show a job; --follow its events until it ends').argument('<id>'),
+  )
+    .option('--follow', 'show its progress until it ends (Ctrl-C stops following, not the job)')
+    .option('--json', 'JSON')
+    .action(async (id: string, flags: { on: string; follow?: boolean; json?: boolean }) => {
+      process.exitCode = await withClient(flags.on, async (c) => {
+        if (flags.follow) return follow(c, id, flags.json === true, false);
+        const j = await c.call<JobRecord>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
+        process.stdout.write(flags.json ? JSON.stringify(j) + '\n' : renderJob(j));
+        return 0;
+      });
+    });
+  const cancel = agentOption(
+    new Command('cancel').summary('cancel a job: the agent undoes its changes').argument('<id>'),
+  )
+    .option('--no-wait', 'return at once instead of waiting for the undo')
+    .action(async (id: string, flags: { on: string; wait: boolean }) => {
+      process.exitCode = await withClient(flags.on, async (c) => {
+        await c.call('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`);
+        if (!flags.wait) return 0;
+        const code = await follow(c, id, false, false);
+        return code === 130 ? 0 : code;
+      });
+    });
+  return [jobs, job, cancel];
+}
+
+async function withClient(ref: string, fn: (c: AgentClient) => Promise<number>): Promise<number> {
+  try {
+    const c = new AgentClient(resolveAgent(ref));
+    try {
+      return await fn(c);
+    } finally {
+      await c.close();
+    }
+  } catch (err) {
+    return reportError(err, false);
+  }
+}
+
+function rate(text: string): number {
+  const r = parseRate(text);
+  if (r === undefined || r <= 0)
+    throw new ReseedError('USAGE', `--max-rate takes bytes per second such as 50M or 1G, not "${text}"`);
+  return r;
+}
