@@ -12,3 +12,16 @@ export function faultPoint(point: string): void {
   if (fault === `${point}:kill`) process.kill(process.pid, 'SIGKILL');
   if (fault === point) throw new ReseedError('INTERNAL', `fault injected at ${point} (RESEED_FAULT)`);
 }
+
+const fired = new Set<string>();
+
+/**
+ * Test-only: whether RESEED_FAULT names `point` (a data fault, such as a corrupted frame, rather
+ * than a failure); with `once`, only the first time in this process.
+ */
+export function faultActive(point: string, once = false): boolean {
+  if (process.env.RESEED_FAULT !== point) return false;
+  if (once && fired.has(point)) return false;
+  fired.add(point);
+  return true;
+}

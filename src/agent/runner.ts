@@ -5,7 +5,7 @@ import { Journal } from '../journal/journal.js';
 import type { Endpoint } from '../mysql/credentials.js';
 import type { Logger } from '../log.js';
 import { isFinal, jobError } from './jobs.js';
-import type { JobRecord, JobState , JobStore} from './jobs.js';
+import type { JobRecord, JobState, JobStore } from './jobs.js';
 
 /** What a job's code gets: its record, its journal, the abort signal (cancel), and its voice. */
 export interface JobContext {

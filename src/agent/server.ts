@@ -144,6 +144,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
             pid: z.number(),
             mysqld: z.string().nullable(),
             activeJob: z.string().nullable(),
+            /** transfers this agent serves now */
+            transfers: z.number(),
           }),
         },
       },
@@ -163,6 +165,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
         pid: process.pid,
         mysqld,
         activeJob: active?.id ?? null,
+        transfers: transfers.count,
       };
     },
   );
@@ -173,7 +176,14 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     '/v1/transfers',
     {
       schema: {
-        body: z.object({ path: z.string().min(1), maxRate: z.number().positive().optional() }).strict(),
+        body: z
+          .object({
+            path: z.string().min(1),
+            maxRate: z.number().positive().optional(),
+            /** the receiver's resume timeout: the transfer is closed after that long without a request */
+            idleTimeoutMs: z.number().int().min(1000).max(86_400_000).optional(),
+          })
+          .strict(),
         response: {
           201: z.object({ id: z.string(), secret: z.string(), files: z.number(), bytes: z.number() }),
         },
@@ -181,7 +191,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     },
     (req, reply) => {
       reply.code(201);
-      return transfers.open(req.body.path, req.body.maxRate);
+      const idle = req.body.idleTimeoutMs === undefined ? undefined : req.body.idleTimeoutMs + 2000;
+      return transfers.open(req.body.path, req.body.maxRate, idle);
     },
   );
   const transferParams = z.object({ id: z.string().regex(/^[a-f0-9]{24}$/) });

@@ -62,7 +62,7 @@ export async function runTransfer(
   const opened = await peer.call<{ id: string; secret: string; files: number; bytes: number }>(
     'POST',
     '/v1/transfers',
-    { path: req.path, maxRate: req.maxRate },
+    { path: req.path, maxRate: req.maxRate, idleTimeoutMs: req.resumeTimeoutMs },
     signal,
   );
   try {

@@ -17,6 +17,8 @@ interface Transfer {
   secretHash: Buffer;
   gate: RateGate;
   lastUsed: number;
+  /** closed after this long without a request (the receiver's resume timeout, and a margin) */
+  idleMs: number;
   /** the hash of each segment as last sent whole */
   sent: Map<string, string>;
   /** streams open now, to be ended when the transfer is closed */
@@ -42,7 +44,8 @@ export function within(path: string, roots: string[]): boolean {
 /**
  * The donor side of the data channel: trees this agent serves, each behind a credential made for
  * one transfer (32 random bytes) that the joiner's agent presents on every data request. A
- * transfer idle for longer than `idleMs` (the joiner gave up) is closed and its credential dies.
+ * transfer idle for longer than the receiver's resume timeout (it gave up, or could not say it
+ * was done) is closed and its credential dies.
  * Only paths under the configured `serve` directories are served, and a data request names a
  * segment of the tree scanned when the transfer was opened, never a path.
  */
@@ -54,13 +57,14 @@ export class Transfers {
     readonly roots: string[],
     readonly idleMs: number,
   ) {
-    this.#timer = setInterval(() => this.#expire(), Math.min(idleMs, 10_000));
+    this.#timer = setInterval(() => this.#expire(), 1000);
     this.#timer.unref();
   }
 
   open(
     path: string,
     maxRate: number | undefined,
+    idleMs = this.idleMs,
   ): { id: string; secret: string; files: number; bytes: number } {
     if (!within(path, this.roots))
       throw new ReseedError(
@@ -77,6 +81,7 @@ export class Transfers {
       secretHash: sha(secret),
       gate: new RateGate(maxRate ?? Infinity),
       lastUsed: Date.now(),
+      idleMs,
       sent: new Map(),
       streams: new Set(),
     });
@@ -156,7 +161,7 @@ export class Transfers {
   #expire(): void {
     const now = Date.now();
     for (const t of this.#transfers.values())
-      if (now - t.lastUsed > this.idleMs && t.streams.size === 0) this.close(t.id);
+      if (now - t.lastUsed > t.idleMs && t.streams.size === 0) this.close(t.id);
   }
 
   stop(): void {

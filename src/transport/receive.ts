@@ -295,12 +295,7 @@ async function fetchSegment(j: SegmentJob): Promise<string> {
       } catch (err) {
         if (o.signal.aborted) throw abortError(o.signal);
         if (!retryable(err)) throw err;
-        if (Date.now() - lastProgress > o.resumeTimeoutMs)
-          throw new ReseedError(
-            'TRANSPORT_FAILED',
-            `the data channel was cut for more than ${Math.round(o.resumeTimeoutMs / 1000)} s (--resume-timeout): ${errorMessage(err)}`,
-            { cause: err },
-          );
+        if (Date.now() - lastProgress > o.resumeTimeoutMs) throw cutTooLong(o, err);
         progress.resumes++;
         await sleep(Math.min(1000, 100 * progress.resumes), undefined, { signal: o.signal }).catch(
           () => undefined,
@@ -368,8 +363,17 @@ async function withResume<T>(o: ReceiveOptions, _stall: number, fn: () => Promis
       return await fn();
     } catch (err) {
       if (o.signal.aborted) throw abortError(o.signal);
-      if (!retryable(err) || Date.now() - started > o.resumeTimeoutMs) throw err;
+      if (!retryable(err)) throw err;
+      if (Date.now() - started > o.resumeTimeoutMs) throw cutTooLong(o, err);
       await sleep(Math.min(1000, 100 * attempt));
     }
   }
+}
+
+function cutTooLong(o: ReceiveOptions, err: unknown): ReseedError {
+  return new ReseedError(
+    'TRANSPORT_FAILED',
+    `the data channel was cut for more than ${Math.round(o.resumeTimeoutMs / 1000)} s (--resume-timeout): ${errorMessage(err)}`,
+    { cause: err },
+  );
 }

@@ -4,7 +4,8 @@ import { ReseedError, abortError } from '../errors.js';
 import type { RateGate } from '../throttle/rate-gate.js';
 import type { Codec } from './codec.js';
 import { compress } from './codec.js';
-import { FRAME, MAX_FRAME_RAW, encodeFrame } from './frame.js';
+import { FRAME, HEADER_BYTES, MAX_FRAME_RAW, encodeFrame } from './frame.js';
+import { faultActive } from '../fault.js';
 
 /** Runs of zeros shorter than this are sent as data: a hole costs a frame header. */
 const ZERO_BLOCK = 64 * 1024;
@@ -53,8 +54,10 @@ export async function* segmentFrames(s: SendSegment): AsyncGenerator<Buffer> {
           'COPY_FAILED',
           `${s.path.toString()} is shorter than when the transfer began (it changed)`,
         );
-      const chunk = buf.subarray(0, bytesRead);
+      let chunk = buf.subarray(0, bytesRead);
       hash.update(chunk);
+      // Test-only: the bytes sent differ from the bytes hashed (a segment that changed under us).
+      if (faultActive('segment-differs')) chunk = Buffer.from(chunk).fill(0x5a, 0, 1);
       const skip = Math.max(0, Math.min(bytesRead, s.from - done));
       if (skip < bytesRead) yield* chunkFrames(chunk.subarray(skip), s.codec);
       done += bytesRead;
@@ -88,7 +91,10 @@ function* chunkFrames(chunk: Buffer, codec: Codec): Generator<Buffer> {
 
 function dataFrame(raw: Buffer, codec: Codec): Buffer {
   const c = compress(codec, raw);
-  return encodeFrame(FRAME.DATA, c.payload, raw.length, c.codec);
+  const frame = encodeFrame(FRAME.DATA, c.payload, raw.length, c.codec);
+  // Test-only: one frame damaged after its CRC was computed (bit rot between the two ends).
+  if (faultActive('corrupt-frame', true)) frame[HEADER_BYTES] = frame[HEADER_BYTES]! ^ 0xff;
+  return frame;
 }
 
 export function errorFrame(message: string): Buffer {
