@@ -104,6 +104,17 @@ async function waitFor(
   }
 }
 
+/** Once the newest job on the joiner's agent has copied its first bytes. */
+async function untilCopying(): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const { jobs } = await api.joiner.call<{ jobs: JobRecord[] }>('GET', '/v1/jobs');
+    const j = jobs.at(-1);
+    if (j && j.state === 'copying' && Number(j.progress?.bytes ?? 0) > 0) return;
+    await sleep(50);
+  }
+  throw new Error('no job started copying');
+}
+
 /** The donor agent, restarted with RESEED_FAULT set (or unset), for the corruption tests. */
 async function restartDonorAgent(fault: string | undefined): Promise<void> {
   await api.donor.close();
@@ -195,7 +206,7 @@ describe('agents and the data channel', () => {
         '20s',
         '--json',
       ]);
-      await sleep(1000);
+      await untilCopying();
       relay.cut();
       await sleep(1500);
       relay.restore();
@@ -222,7 +233,7 @@ describe('agents and the data channel', () => {
         '--resume-timeout',
         '3s',
       ]);
-      await sleep(800);
+      await untilCopying();
       relay.cut();
       const r2 = await run2;
       assert.equal(r2.code, 6, r2.stderr);
