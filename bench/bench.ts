@@ -1,5 +1,6 @@
 // npm run bench -- [--size 2G] [--runs 3] [--parallel 4] [--no-rss-2x] [--out docs/benchmarks.md]
-//                   [--sections clone,verify,impact] [--verify-runs 3] [--alone 30]
+//                   [--sections clone,verify,impact,channel] [--verify-runs 3] [--alone 30]
+//                   [--channel-runs 3]
 // Measures, on one generated dataset, each method into a fresh empty joiner sandbox, rounds
 // interleaved, the OS page cache dropped before each run; reports medians and ratios to reseed.
 import { writeFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
@@ -23,6 +24,7 @@ import {
 } from './methods.js';
 import { renderChart, renderReport } from './report.js';
 import { impactBench, renderImpact, renderVerify, verifyBench, withSection } from './extra.js';
+import { channelBench, renderChannel } from './channel.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: args } = parseArgs({
@@ -34,9 +36,10 @@ const { values: args } = parseArgs({
     'no-rss-2x': { type: 'boolean', default: false },
     out: { type: 'string', default: join(root, 'docs', 'benchmarks.md') },
     methods: { type: 'string', default: 'reseed,mysqldump,mydumper,ingest,mariabackup' },
-    sections: { type: 'string', default: 'clone,verify,impact' },
+    sections: { type: 'string', default: 'clone,verify,impact,channel' },
     'verify-runs': { type: 'string', default: '3' },
     alone: { type: 'string', default: '30' },
+    'channel-runs': { type: 'string', default: '3' },
   },
 });
 
@@ -129,6 +132,14 @@ async function main(): Promise<void> {
   }
   if (sections.includes('impact'))
     report = withSection(report, 'impact', renderImpact(await impactBench(ctx, Number(args.alone))));
+  if (sections.includes('channel')) {
+    const c = await channelBench({ donor, runs: Number(args['channel-runs']), parallel, dropCaches });
+    report = withSection(
+      report,
+      'channel',
+      renderChannel(c, `npm run bench -- ${process.argv.slice(2).join(' ')}`),
+    );
+  }
   writeFileSync(args.out!, report);
   console.error(`wrote ${args.out}`);
 }
@@ -178,7 +189,7 @@ async function cloneSection(
     chart: basename(chart),
   });
   writeFileSync(chart, renderChart(methods.map((m) => ({ label: METHODS[m]!.label, results: results[m]! }))));
-  for (const name of ['verify', 'impact']) {
+  for (const name of ['verify', 'impact', 'channel']) {
     const m = new RegExp(`<!-- bench:${name} -->\\n([\\s\\S]*?)\\n<!-- /bench:${name} -->`).exec(o.old);
     if (m) report = withSection(report, name, m[1]!);
   }

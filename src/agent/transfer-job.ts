@@ -7,7 +7,6 @@ import { HOST_STATE_LABEL } from '../clone/undo.js';
 import { captureHostState } from '../host/host-state.js';
 import { hostUndo } from '../host/host-undo.js';
 import type { Journal } from '../journal/journal.js';
-import { CODECS } from '../transport/codec.js';
 import type { Codec } from '../transport/codec.js';
 import { receiveTree } from '../transport/receive.js';
 import type { ReceiveReport } from '../transport/receive.js';
@@ -25,7 +24,7 @@ export const transferRequestSchema = z
     /** the directory to make on this host, under one of its `receive` directories; must not exist */
     dest: z.string().min(1),
     parallel: z.number().int().min(1).max(64).default(4),
-    compress: z.enum(CODECS as [string, ...string[]]).default('none'),
+    compress: z.enum(['none', 'lz4', 'zstd', 'auto']).default('none'),
     /** bytes/s the donor's reads may not exceed */
     maxRate: z.number().positive().optional(),
     resumeTimeoutMs: z.number().int().min(1000).max(86_400_000).default(60_000),
@@ -76,7 +75,7 @@ export async function runTransfer(
       dest,
       marker,
       parallel: req.parallel,
-      codec: req.compress as Codec,
+      codec: req.compress as Codec | 'auto',
       resumeTimeoutMs: req.resumeTimeoutMs,
       signal,
       onProgress: (p) => {

@@ -38,7 +38,9 @@ export function transferCommand(): Command {
     .requiredOption('--to <agent-path>', 'agent://NAME/PATH: the directory to make')
     .option('--parallel <n>', 'streams', '4')
     .addOption(
-      new Option('--compress <codec>', 'compression of the frames').choices([...CODECS]).default('none'),
+      new Option('--compress <codec>', 'compression of the frames; auto: chosen from the measured link speed')
+        .choices([...CODECS, 'auto'])
+        .default('none'),
     )
     .option('--max-rate <rate>', "cap on the sender's reads, bytes/s (k, M, G suffixes)")
     .option('--resume-timeout <duration>', 'how long the link may be cut before the transfer fails', '60s')
@@ -177,7 +179,7 @@ export function renderJob(job: JobRecord): string {
     const secs = Math.max(0.001, Number(r.durationMs) / 1000);
     lines.push(
       `  copied      ${r.files} files, ${r.directories} directories, ${r.symlinks} symlinks, ${formatBytes(Number(r.bytes))} in ${formatMs(Number(r.durationMs))} (${formatBytes(Number(r.bytes) / secs)}/s)`,
-      `  on the wire ${formatBytes(Number(r.wireBytes))}${Number(r.zeroBytes) ? `, ${formatBytes(Number(r.zeroBytes))} sent as holes` : ''}`,
+      `  on the wire ${formatBytes(Number(r.wireBytes))} (${r.codec === 'none' ? 'uncompressed' : String(r.codec)})${Number(r.zeroBytes) ? `, ${formatBytes(Number(r.zeroBytes))} sent as holes` : ''}`,
       `  resumed     ${r.resumes} time(s) after a cut${Number(r.resent) ? `; ${r.resent} segment(s) sent again after a hash mismatch` : ''}`,
       `  tree hash   ${r.treeHash} (equal on both hosts)`,
     );

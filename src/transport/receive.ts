@@ -33,7 +33,8 @@ export interface ReceiveOptions {
   /** a file the caller put in `dest` to prove it made it; not part of the tree */
   marker?: string | undefined;
   parallel: number;
-  codec: Codec;
+  /** 'auto': none at first, then chosen from the link's measured speed (see chooseCodec) */
+  codec: Codec | 'auto';
   segmentBytes?: number | undefined;
   /** how long the channel may be cut (no byte arriving on a stream) before the transfer fails */
   resumeTimeoutMs: number;
@@ -53,6 +54,8 @@ export interface ReceiveProgress {
 }
 
 export interface ReceiveReport {
+  /** the codec asked for (with 'auto': the one chosen) */
+  codec: Codec;
   files: number;
   directories: number;
   symlinks: number;
@@ -70,6 +73,7 @@ export interface ReceiveReport {
 }
 
 const DEFAULT_SEGMENT = 64 << 20;
+const AUTO_SEGMENT = 16 << 20;
 const ZEROS = Buffer.alloc(1 << 20);
 
 /**
@@ -111,7 +115,11 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
     const root = Buffer.from(o.dest);
     prepareDest(o.dest, o.marker);
     await makeEntries(root, manifest);
-    const segments = planSegments(manifest, o.segmentBytes ?? DEFAULT_SEGMENT);
+    // With 'auto', smaller segments: the codec chosen after the measurement applies to new requests.
+    const segments = planSegments(
+      manifest,
+      o.segmentBytes ?? (o.codec === 'auto' ? AUTO_SEGMENT : DEFAULT_SEGMENT),
+    );
     const hashes = new Map<string, string>();
     const progress: ReceiveProgress = {
       bytes: 0,
@@ -122,12 +130,13 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
       resumes: 0,
     };
     const counts = { zeroBytes: 0, resent: 0 };
+    const codec = codecChooser(o.codec, progress);
     const queue = [...segments];
     const worker = async () => {
       for (let s = queue.shift(); s; s = queue.shift()) {
         hashes.set(
           segmentKey(s),
-          await fetchSegment({ pool, base, auth, root, manifest, s, o, stall, progress, counts }),
+          await fetchSegment({ pool, base, auth, root, manifest, s, o, stall, progress, counts, codec }),
         );
         progress.segmentsDone++;
         o.onProgress?.({ ...progress });
@@ -148,6 +157,7 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
         `data channel: the tree hash differs (donor ${theirs.treeHash}, received ${mine})`,
       );
     return {
+      codec: codec.chosen(),
       files: manifest.files,
       directories: manifest.entries.filter((e) => e.kind === 'dir').length,
       symlinks: manifest.entries.filter((e) => e.kind === 'symlink').length,
@@ -210,6 +220,8 @@ async function finishEntries(root: Buffer, manifest: TreeManifest): Promise<void
 }
 
 interface SegmentJob {
+  /** the codec to ask for now */
+  codec: () => Codec;
   pool: Pool;
   base: string;
   auth: Record<string, string>;
@@ -240,7 +252,7 @@ async function fetchSegment(j: SegmentJob): Promise<string> {
           offset: String(s.offset),
           length: String(s.length),
           from: String(received),
-          codec: o.codec,
+          codec: j.codec(),
         });
         const res = await j.pool.request({
           path: `${j.base}/segment?${query.toString()}`,
@@ -376,4 +388,33 @@ function cutTooLong(o: ReceiveOptions, err: unknown): ReseedError {
     `the data channel was cut for more than ${Math.round(o.resumeTimeoutMs / 1000)} s (--resume-timeout): ${errorMessage(err)}`,
     { cause: err },
   );
+}
+
+/** How long 'auto' measures the link, uncompressed, before it chooses. */
+const AUTO_MEASURE_MS = 2000;
+
+/**
+ * The codec for the next request. With 'auto', frames go uncompressed for the first two seconds
+ * while the link's speed is measured; then a slow link (under 100 MB/s: a WAN, a shared 1 Gbit
+ * link) gets zstd level 1, whose ratio pays for its CPU, a middling one (under 300 MB/s) lz4,
+ * and a fast one none. What does not compress is sent as it is either way (see compress()).
+ */
+export function chooseCodec(bytesPerSecond: number): Codec {
+  if (bytesPerSecond < 100e6) return 'zstd';
+  if (bytesPerSecond < 300e6) return 'lz4';
+  return 'none';
+}
+
+function codecChooser(asked: Codec | 'auto', progress: ReceiveProgress): { (): Codec; chosen(): Codec } {
+  if (asked !== 'auto') return Object.assign(() => asked, { chosen: () => asked });
+  const started = Date.now();
+  let choice: Codec | undefined;
+  const current = () => {
+    if (choice) return choice;
+    const elapsed = Date.now() - started;
+    if (elapsed < AUTO_MEASURE_MS) return 'none';
+    choice = chooseCodec((progress.wireBytes / elapsed) * 1000);
+    return choice;
+  };
+  return Object.assign(current, { chosen: () => choice ?? 'none' });
 }

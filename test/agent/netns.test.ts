@@ -1,0 +1,213 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { ROOT } from '../helpers/sandboxes.js';
+import { compareTrees, readTree } from '../helpers/tree.js';
+
+/**
+ * Two agents on two "hosts": network namespaces joined by a veth pair, set up as `reseed agent
+ * init` describes (certificates for the hosts' addresses, mutual TLS, peers by address), the
+ * link limited with tc tbf, cut by taking the link down. netem does not exist on this kernel.
+ */
+const id = process.pid % 200;
+const ns = { a: `rs-a-${process.pid}`, b: `rs-b-${process.pid}` };
+const addr = { a: `10.${id}.0.1`, b: `10.${id}.0.2` };
+const dev = { a: `rsa${process.pid}`, b: `rsb${process.pid}` };
+const work = join(process.env.RESEED_TEST_DIR ?? '/tmp/reseed-test', `netns-${process.pid}`);
+const agents: ChildProcess[] = [];
+const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
+const inNs = (n: string, ...args: string[]) =>
+  execFileSync('ip', ['netns', 'exec', n, ...args], { stdio: 'pipe' });
+
+function startAgent(n: string, config: string): Promise<ChildProcess> {
+  const child = spawn(
+    'ip',
+    ['netns', 'exec', n, process.execPath, join(ROOT, 'bin', 'reseed'), 'agent', '--config', config],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  agents.push(child);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('listening on')) resolve(child);
+    });
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) => reject(new Error(`agent exited ${code}: ${out}`)));
+  });
+}
+
+/** `reseed transfer` run on host b (in its namespace), as a DBA there would; its output as it comes. */
+function transfer(dest: string, ...extra: string[]) {
+  const child = spawn(
+    'ip',
+    [
+      'netns',
+      'exec',
+      ns.b,
+      process.execPath,
+      join(ROOT, 'bin', 'reseed'),
+      'transfer',
+      '--from',
+      `agent://alpha${join(work, 'src')}`,
+      '--to',
+      `agent://beta${join(work, 'dst', dest)}`,
+      '--json',
+      ...extra,
+    ],
+    {
+      env: { ...process.env, RESEED_AGENTS: join(work, 'pki', 'agents.json') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    child.on('close', (code) => resolve({ code, stdout, stderr })),
+  );
+  return { done, out: () => stdout };
+}
+
+/** Waits for the first progress event of a --json transfer still running. */
+async function untilBytes(out: () => string): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (/"type":"progress"[^\n]*"bytes":[1-9]/.test(out())) return;
+    await sleep(50);
+  }
+  throw new Error('the transfer never started copying');
+}
+
+describe('agents on two hosts (network namespaces)', () => {
+  before(async () => {
+    mkdirSync(join(work, 'src', 'sub'), { recursive: true });
+    mkdirSync(join(work, 'dst'), { recursive: true });
+    // 48 MB, not compressible, so the link's limit is what paces it.
+    execFileSync('dd', ['if=/dev/urandom', `of=${join(work, 'src', 'data.bin')}`, 'bs=1M', 'count=40'], {
+      stdio: 'ignore',
+    });
+    execFileSync(
+      'dd',
+      ['if=/dev/urandom', `of=${join(work, 'src', 'sub', 'more.bin')}`, 'bs=1M', 'count=8'],
+      { stdio: 'ignore' },
+    );
+    writeFileSync(join(work, 'src', 'sub', 'small'), 'x');
+    ip('netns', 'add', ns.a);
+    ip('netns', 'add', ns.b);
+    ip('link', 'add', dev.a, 'type', 'veth', 'peer', 'name', dev.b);
+    ip('link', 'set', dev.a, 'netns', ns.a);
+    ip('link', 'set', dev.b, 'netns', ns.b);
+    for (const h of ['a', 'b'] as const) {
+      inNs(ns[h], 'ip', 'link', 'set', 'lo', 'up');
+      inNs(ns[h], 'ip', 'addr', 'add', `${addr[h]}/24`, 'dev', dev[h]);
+      inNs(ns[h], 'ip', 'link', 'set', dev[h], 'up');
+      // 100 Mbit/s each way.
+      inNs(
+        ns[h],
+        'tc',
+        'qdisc',
+        'add',
+        'dev',
+        dev[h],
+        'root',
+        'tbf',
+        'rate',
+        '100mbit',
+        'burst',
+        '128kb',
+        'latency',
+        '100ms',
+      );
+    }
+    execFileSync(process.execPath, [
+      join(ROOT, 'bin', 'reseed'),
+      'agent',
+      'init',
+      '--hosts',
+      `alpha=${addr.a},beta=${addr.b}`,
+      '--out',
+      join(work, 'pki'),
+    ]);
+    for (const [host, h] of [
+      ['alpha', 'a'],
+      ['beta', 'b'],
+    ] as const) {
+      const file = join(work, 'pki', host, 'config.json');
+      const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      delete c.mysql;
+      delete c.service;
+      delete c.datadir;
+      Object.assign(c, {
+        stateDir: 'state',
+        serve: [join(work, 'src')],
+        receive: [join(work, 'dst')],
+        listen: { host: addr[h], port: 7420 },
+      });
+      writeFileSync(file, JSON.stringify(c));
+      await startAgent(ns[h], file);
+    }
+  });
+  after(() => {
+    for (const a of agents) if (a.exitCode === null) a.kill('SIGKILL');
+    for (const n of Object.values(ns)) {
+      try {
+        ip('netns', 'del', n);
+      } catch {
+        // never made
+      }
+    }
+  });
+
+  it('the tree crosses a 100 Mbit/s link between two hosts, equal', async () => {
+    const r = await transfer('copy', '--parallel', '2').done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(compareTrees(readTree(join(work, 'src')), readTree(join(work, 'dst', 'copy'))), []);
+    const job = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
+      result: { bytes: number; durationMs: number };
+    };
+    const mbit = (job.result.bytes * 8) / (job.result.durationMs / 1000) / 1e6;
+    assert.ok(mbit < 110, `${mbit.toFixed(0)} Mbit/s through a 100 Mbit/s link: the limit did not apply`);
+  });
+
+  it('--compress auto measures the 100 Mbit/s link and picks zstd', async () => {
+    const r = await transfer('copy-auto', '--compress', 'auto').done;
+    assert.equal(r.code, 0, r.stderr);
+    const job = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { result: { codec: string } };
+    assert.equal(job.result.codec, 'zstd');
+    assert.deepEqual(compareTrees(readTree(join(work, 'src')), readTree(join(work, 'dst', 'copy-auto'))), []);
+  });
+
+  it('the link down for 6 s: the streams stall, then resume; down for good: it fails and leaves nothing', async () => {
+    // A stream silent for a third of --resume-timeout (4 s here) is taken as cut. A shorter cut
+    // is no cut at all for the transfer: TCP retransmits through it.
+    const run = transfer('copy-cut', '--resume-timeout', '12s');
+    await untilBytes(run.out);
+    inNs(ns.a, 'ip', 'link', 'set', dev.a, 'down');
+    await sleep(6000);
+    inNs(ns.a, 'ip', 'link', 'set', dev.a, 'up');
+    const r = await run.done;
+    assert.equal(r.code, 0, r.stderr);
+    const job = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { result: { resumes: number } };
+    assert.ok(job.result.resumes >= 1, `resumed ${job.result.resumes} times`);
+    assert.deepEqual(compareTrees(readTree(join(work, 'src')), readTree(join(work, 'dst', 'copy-cut'))), []);
+
+    const lost = transfer('copy-lost', '--resume-timeout', '4s');
+    await untilBytes(lost.out);
+    inNs(ns.a, 'ip', 'link', 'set', dev.a, 'down');
+    try {
+      const r2 = await lost.done;
+      assert.equal(r2.code, 6, r2.stderr);
+      assert.match(r2.stderr, /cut for more than 4 s/);
+      assert.equal(existsSync(join(work, 'dst', 'copy-lost')), false);
+    } finally {
+      inNs(ns.a, 'ip', 'link', 'set', dev.a, 'up');
+    }
+  });
+});

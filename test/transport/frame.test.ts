@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { Readable } from 'node:stream';
+import { test } from 'node:test';
+import { compress } from '../../src/transport/codec.js';
+import { FRAME, FrameDecoder, encodeFrame } from '../../src/transport/frame.js';
+import type { Frame } from '../../src/transport/frame.js';
+import { chooseCodec } from '../../src/transport/receive.js';
+
+async function decode(chunks: Buffer[]): Promise<Frame[]> {
+  const out: Frame[] = [];
+  for await (const f of Readable.from(chunks).pipe(new FrameDecoder())) out.push(f as Frame);
+  return out;
+}
+
+const text = Buffer.from('a row of ordinary text, repeated\n'.repeat(5000));
+
+test('frames decode whatever the chunking, compressed or not, zero runs and empty payloads included', async () => {
+  const z = compress('zstd', text);
+  const l = compress('lz4', text);
+  const wire = Buffer.concat([
+    encodeFrame(FRAME.DATA, text, text.length),
+    encodeFrame(FRAME.ZERO, Buffer.alloc(0), 1 << 20),
+    encodeFrame(FRAME.DATA, z.payload, text.length, z.codec),
+    encodeFrame(FRAME.DATA, l.payload, text.length, l.codec),
+    encodeFrame(FRAME.END, Buffer.alloc(32, 9), 0),
+  ]);
+  for (const size of [1, 7, 16, 4096, wire.length]) {
+    const chunks: Buffer[] = [];
+    for (let o = 0; o < wire.length; o += size) chunks.push(wire.subarray(o, o + size));
+    const frames = await decode(chunks);
+    assert.deepEqual(
+      frames.map((f) => f.type),
+      [FRAME.DATA, FRAME.ZERO, FRAME.DATA, FRAME.DATA, FRAME.END],
+    );
+    for (const i of [0, 2, 3]) assert.ok(frames[i]!.payload.equals(text), `frame ${i} at chunk size ${size}`);
+    assert.equal(frames[1]!.rawLength, 1 << 20);
+  }
+  assert.ok(z.payload.length < text.length / 10 && l.payload.length < text.length / 5);
+});
+
+test('a changed byte fails the CRC; a stream cut inside a frame is an error, not an end', async () => {
+  const frame = encodeFrame(FRAME.DATA, text, text.length);
+  const bad = Buffer.from(frame);
+  bad[100] = bad[100]! ^ 1;
+  await assert.rejects(decode([bad]), /failed its CRC-32 check/);
+  await assert.rejects(decode([frame.subarray(0, frame.length - 1)]), /ended inside a frame/);
+  const lying = encodeFrame(FRAME.DATA, compress('zstd', text).payload, text.length - 1, 'zstd');
+  await assert.rejects(decode([lying]), /decoded to \d+ bytes, not/);
+});
+
+test('incompressible data is sent as it is', () => {
+  const random = Buffer.from(Array.from({ length: 65536 }, () => Math.floor(Math.random() * 256)));
+  assert.equal(compress('zstd', random).codec, 'none');
+  assert.equal(compress('lz4', random).codec, 'none');
+});
+
+test('auto compression: zstd on a slow link, lz4 on a middling one, none on a fast one', () => {
+  assert.equal(chooseCodec(12.5e6), 'zstd');
+  assert.equal(chooseCodec(200e6), 'lz4');
+  assert.equal(chooseCodec(1e9), 'none');
+});
