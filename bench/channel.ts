@@ -144,14 +144,15 @@ export function renderChannel(r: ChannelResult, command: string): string {
     '',
     `The bench donor's stopped datadir (${gb.toFixed(2)} GB, ${r.files} files) from one sandbox agent to another on loopback,`,
     'against `tar | socat` into `socat | tar -x`, the page cache dropped before each run; medians. reseed also',
-    "checks a CRC-32 per frame and a SHA-256 per segment on both ends, which socat and tar do not; socat's TLS",
-    'is given the same certificates (mutual TLS).',
+    'checks an XXH3 checksum per frame and a 128-bit digest per segment on both ends and keeps holes, which',
+    "socat and tar do not; socat's TLS is given the same certificates (mutual TLS). Both ends run on this",
+    "machine's two cores: each agent is one Node.js thread doing its own TLS.",
     '',
     '| method | seconds | MB/s | wire bytes | socat openssl time / this time |',
     '| --- | ---: | ---: | ---: | ---: |',
     ...r.rows.map(
       (x) =>
-        `| ${x.label} | ${x.seconds.toFixed(1)} | ${(r.bytes / 1e6 / x.seconds).toFixed(0)} | ${x.wireBytes ? `${(x.wireBytes / 1e9).toFixed(2)} GB` : '-'} | ${(tlsSocat / x.seconds).toFixed(2)} |`,
+        `| ${x.label.replace(/\|/g, '\\|')} | ${x.seconds.toFixed(1)} | ${(r.bytes / 1e6 / x.seconds).toFixed(0)} | ${x.wireBytes ? `${(x.wireBytes / 1e9).toFixed(2)} GB` : '-'} | ${(tlsSocat / x.seconds).toFixed(2)} |`,
     ),
     '',
     `Run: \`${command}\`.`,

@@ -12,7 +12,7 @@ import {
   renameSync,
   writeSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { ReseedError, errorMessage, isReseedError } from '../errors.js';
 import { processStartTime } from '../journal/journal.js';
 
@@ -79,9 +79,13 @@ export class JobStore {
   readonly #bus = new EventEmitter();
   readonly #seq = new Map<string, number>();
 
-  constructor(dir: string) {
+  /** the agent's name, for the commands its messages suggest */
+  readonly agent: string;
+
+  constructor(dir: string, agent = 'NAME') {
     this.dir = dir;
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.agent = agent;
+    makeDirs(dir);
     this.#bus.setMaxListeners(0);
   }
 
@@ -98,7 +102,9 @@ export class JobStore {
         'AGENT',
         `job ${busy.id} (${busy.kind}, ${busy.state}) holds this host: one job at a time`,
         {
-          hints: [`follow it (reseed job ${busy.id} --follow) or cancel it (reseed cancel ${busy.id})`],
+          hints: [
+            `follow it (reseed job ${busy.id} --on agent://${this.agent} --follow) or cancel it (reseed cancel ${busy.id} --on agent://${this.agent})`,
+          ],
         },
       );
     const now = new Date().toISOString();
@@ -199,4 +205,14 @@ export class JobStore {
 export function jobError(err: unknown): JobError {
   if (isReseedError(err)) return { code: err.code, message: err.message, hints: err.hints };
   return { code: 'INTERNAL', message: errorMessage(err), hints: [] };
+}
+
+/**
+ * mkdir -p, one level at a time: Node's recursive mkdir never returns under /proc (it retries an
+ * ENOENT there forever), and a stateDir in the wrong place must fail with its path.
+ */
+function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  for (let d = resolve(dir); !existsSync(d); d = dirname(d)) missing.unshift(d);
+  for (const d of missing) mkdirSync(d, { mode: 0o700 });
 }

@@ -28,7 +28,7 @@ import { JOB_STATES, JobStore, isFinal } from './jobs.js';
 import type { JobEvent } from './jobs.js';
 import { JobRunner } from './runner.js';
 import { runTransfer, transferRequestSchema } from './transfer-job.js';
-import { Transfers } from './transfers.js';
+import { Transfers, within } from './transfers.js';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -74,7 +74,7 @@ const sha = (s: string) => createHash('sha256').update(s).digest();
  */
 export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
   const tokenHash = sha(readTokenFile(config.tokenFile, 'tokenFile'));
-  const store = new JobStore(join(config.stateDir, 'jobs'));
+  const store = new JobStore(join(config.stateDir, 'jobs'), config.name);
   const runner = new JobRunner(store, join(config.stateDir, 'journal'), log);
   const interrupted = await runner.recoverOrphans();
   for (const j of interrupted)
@@ -189,8 +189,9 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
         },
       },
     },
-    (req, reply) => {
+    async (req, reply) => {
       reply.code(201);
+      await refuseLiveDatadir(config, req.body.path);
       const idle = req.body.idleTimeoutMs === undefined ? undefined : req.body.idleTimeoutMs + 2000;
       return transfers.open(req.body.path, req.body.maxRate, idle);
     },
@@ -337,4 +338,25 @@ function peerAddress(config: AgentConfig, name: string): AgentAddress {
     cert: tls ? readFileSync(tls.cert, 'utf8') : undefined,
     key: tls ? readFileSync(tls.key, 'utf8') : undefined,
   };
+}
+
+/**
+ * A running mysqld's datadir changes while it is read: a copy of it is not a consistent datadir.
+ * Refused, unless mysqld is stopped (the physical methods will copy it safely while it runs).
+ */
+async function refuseLiveDatadir(config: AgentConfig, path: string): Promise<void> {
+  if (!config.datadir || !config.service) return;
+  const inside = within(path, [config.datadir]) || within(config.datadir, [path]);
+  if (!inside) return;
+  const status = await serviceControl(config.service).status();
+  if (status.running)
+    throw new ReseedError(
+      'USAGE',
+      `${path} holds the datadir of this host's mysqld, which is running (${status.detail}): a copy of it would not be consistent`,
+      {
+        hints: [
+          'stop mysqld first (for a sandbox: reseed sandbox down NAME; its agent keeps running), or use a clone method',
+        ],
+      },
+    );
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { ReseedError } from '../errors.js';
@@ -46,6 +46,16 @@ export async function runTransfer(
   const { journal, signal } = ctx;
   const dest = resolve(req.dest);
   if (!isAbsolute(req.dest)) throw new ReseedError('USAGE', `dest must be an absolute path, not ${req.dest}`);
+  if (existsSync(dest))
+    throw new ReseedError(
+      'USAGE',
+      `${dest} exists: a transfer makes its destination and never writes over anything`,
+    );
+  if (!existsSync(dirname(dest)))
+    throw new ReseedError(
+      'USAGE',
+      `${dirname(dest)} does not exist on this host: the destination's parent must`,
+    );
   if (!within(dirname(dest), receiveRoots))
     throw new ReseedError(
       'USAGE',
@@ -85,7 +95,6 @@ export async function runTransfer(
         faultPoint('transfer-progress');
       },
     });
-    rmSync(join(dest, marker), { force: true });
     return report;
   } finally {
     await peer.call('DELETE', `/v1/transfers/${opened.id}`).catch(() => undefined);

@@ -1,9 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { realpathSync } from 'node:fs';
-import { sep } from 'node:path';
+import { existsSync, realpathSync, statSync } from 'node:fs';
+import { isAbsolute, sep } from 'node:path';
 import { ReseedError } from '../errors.js';
 import { RateGate } from '../throttle/rate-gate.js';
-import { FRAME, HEADER_BYTES } from '../transport/frame.js';
 import { errorFrame, segmentFrames } from '../transport/send.js';
 import type { Codec } from '../transport/codec.js';
 import { entryPath, scanTree, segmentKey, treeHash } from '../transport/tree.js';
@@ -36,7 +35,12 @@ export function within(path: string, roots: string[]): boolean {
     return false;
   }
   return roots.some((r) => {
-    const root = realpathSync(r);
+    let root: string;
+    try {
+      root = realpathSync(r);
+    } catch {
+      return false; // a root that does not exist holds nothing
+    }
     return real === root || real.startsWith(root + sep);
   });
 }
@@ -66,6 +70,10 @@ export class Transfers {
     maxRate: number | undefined,
     idleMs = this.idleMs,
   ): { id: string; secret: string; files: number; bytes: number } {
+    if (!isAbsolute(path)) throw new ReseedError('USAGE', `${path} is not an absolute path`);
+    if (!existsSync(path)) throw new ReseedError('USAGE', `${path} does not exist on this host`);
+    if (!statSync(path).isDirectory())
+      throw new ReseedError('USAGE', `${path} is not a directory: a transfer sends a directory tree`);
     if (!within(path, this.roots))
       throw new ReseedError(
         'USAGE',
@@ -128,12 +136,11 @@ export class Transfers {
         codec: q.codec,
         gate: t.gate,
         signal: ac.signal,
+        onDigest: (hex) => t.sent.set(segmentKey(q), hex),
       });
-      for await (const frame of frames) {
+      for await (const chunk of frames) {
         t.lastUsed = Date.now();
-        if (frame.readUInt8(0) === FRAME.END)
-          t.sent.set(segmentKey(q), frame.subarray(HEADER_BYTES).toString('hex'));
-        yield frame;
+        yield chunk;
       }
     } catch (err) {
       // The receiver reads the reason; the HTTP status is long sent.

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { loadAgentConfig } from '../agent/config.js';
 import { initAgents } from '../agent/pki.js';
@@ -76,7 +77,11 @@ export function parseHosts(text: string): AgentHost[] {
 async function runAgent(configFile: string, verbose: boolean): Promise<void> {
   const config = loadAgentConfig(configFile);
   const log = createLogger({ level: verbose ? 'debug' : 'info', destination: 1 });
-  const agent = await startAgent(config, log);
+  for (const dir of [...config.serve, ...config.receive])
+    if (!existsSync(dir)) log.warn({ dir }, `${dir} (serve/receive) does not exist`);
+  const agent = await startAgent(config, log).catch((err: unknown) => {
+    throw startError(err, configFile);
+  });
   process.stdout.write(`reseed agent ${config.name} listening on ${agent.url}\n`);
   await new Promise<void>((resolve) => {
     let stopping = false;
@@ -88,11 +93,26 @@ async function runAgent(configFile: string, verbose: boolean): Promise<void> {
         return resolve();
       }
       stopping = true;
-      log.info({ signal: sig }, 'stopping: cancelling the running job');
+      log.info({ signal: sig }, 'stopping (a running job is cancelled and undone first)');
       void agent.close().then(resolve, resolve);
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
   process.exit(process.exitCode ?? 0);
+}
+
+/** What the system said when the agent could not start, in terms of the configuration's keys. */
+function startError(err: unknown, file: string): unknown {
+  const e = err as NodeJS.ErrnoException & { path?: string };
+  const where: Record<string, string> = {
+    EADDRINUSE: 'listen: the address is in use (another agent, or another program)',
+    EADDRNOTAVAIL: 'listen: this host has no such address',
+    EACCES: `permission denied${e.path ? ` on ${e.path}` : ''} (stateDir, tls files or listen port)`,
+    ENOENT: `${e.path ?? 'a file'} does not exist (tls.cert, tls.key, tls.ca or stateDir)`,
+    ENOTDIR: `${e.path ?? 'a path'}: a part of it is not a directory (stateDir)`,
+    EROFS: `${e.path ?? 'a path'} is on a read-only filesystem (stateDir)`,
+  };
+  const why = e.code ? where[e.code] : undefined;
+  return why ? new ReseedError('CONFIG', `${file}: ${why}`, { cause: err }) : err;
 }

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { AgentClient } from '../agent/client.js';
 import type { JobEvent, JobRecord } from '../agent/jobs.js';
 import { resolveAgent } from '../agent/registry.js';
-import { ReseedError } from '../errors.js';
+import { ReseedError, errorMessage } from '../errors.js';
 import { CODECS } from '../transport/codec.js';
 import { parseRate } from '../throttle/donor-throttle.js';
 import { parseDuration, parsePositiveInt, reportError } from './common.js';
@@ -43,7 +43,11 @@ export function transferCommand(): Command {
         .default('none'),
     )
     .option('--max-rate <rate>', "cap on the sender's reads, bytes/s (k, M, G suffixes)")
-    .option('--resume-timeout <duration>', 'how long the link may be cut before the transfer fails', '60s')
+    .option(
+      '--resume-timeout <duration>',
+      'how long the link may be cut before the transfer fails (e.g. 60s, 5m; a bare number is seconds; at least 1s)',
+      '60s',
+    )
     .option('--json', "the job's events, one JSON object per line, then the job")
     .action(async (flags: TransferFlags) => {
       process.exitCode = await transfer(flags).catch((err: unknown) => reportError(err, flags.json === true));
@@ -71,13 +75,13 @@ async function transfer(flags: TransferFlags): Promise<number> {
     parallel: parsePositiveInt('--parallel', flags.parallel, 64),
     compress: flags.compress,
     ...(flags.maxRate !== undefined ? { maxRate: rate(flags.maxRate) } : {}),
-    resumeTimeoutMs: parseDuration(flags.resumeTimeout, '--resume-timeout'),
+    resumeTimeoutMs: resumeTimeout(flags.resumeTimeout),
   };
   const client = new AgentClient(resolveAgent(to.agent));
   try {
     const job = await client.call<JobRecord>('POST', '/v1/jobs', request);
     if (!flags.json) process.stderr.write(`job ${job.id} on ${to.agent}\n`);
-    return await follow(client, job.id, flags.json === true, true);
+    return await follow(client, to.agent, job.id, flags.json === true, true);
   } finally {
     await client.close();
   }
@@ -90,6 +94,7 @@ async function transfer(flags: TransferFlags): Promise<number> {
  */
 async function follow(
   client: AgentClient,
+  agentName: string,
   id: string,
   json: boolean,
   cancelOnInterrupt: boolean,
@@ -124,11 +129,20 @@ async function follow(
       else showEvent(e, bar, () => (started ? false : (started = true)), t0);
     }
   } catch (err) {
-    if (!abort.signal.aborted) throw err;
     bar?.stop();
-    process.stderr.write(
-      `stopped following job ${id}; it goes on on the agent (reseed job ${id} --on ...)\n`,
-    );
+    const on = `--on agent://${agentName}`;
+    if (!abort.signal.aborted)
+      throw new ReseedError(
+        'CONNECT_FAILED',
+        `lost the agent while following job ${id}: ${errorMessage(err)}`,
+        {
+          hints: [
+            'the agent stopped or restarted: a job it was running is cancelled and undone (or, after a crash, undone at its next start)',
+            `once the agent is back: reseed job ${id} ${on}`,
+          ],
+        },
+      );
+    process.stderr.write(`stopped following job ${id}; it goes on on the agent (reseed job ${id} ${on})\n`);
     return 130;
   } finally {
     bar?.stop();
@@ -202,7 +216,10 @@ export function jobsCommands(): Command[] {
           process.stdout.write(
             list.length
               ? list
-                  .map((j) => `${j.id}  ${j.kind.padEnd(9)} ${j.state.padEnd(11)} ${j.updatedAt}`)
+                  .map(
+                    (j) =>
+                      `${j.id}  ${j.kind.padEnd(9)} ${j.state.padEnd(11)} ${j.updatedAt}  ${describeRequest(j)}${j.error ? `  (${j.error.code}: ${j.error.message})` : ''}`,
+                  )
                   .join('\n') + '\n'
               : 'no jobs\n',
           );
@@ -216,7 +233,7 @@ export function jobsCommands(): Command[] {
     .option('--json', 'JSON')
     .action(async (id: string, flags: { on: string; follow?: boolean; json?: boolean }) => {
       process.exitCode = await withClient(flags.on, async (c) => {
-        if (flags.follow) return follow(c, id, flags.json === true, false);
+        if (flags.follow) return follow(c, agentNameOf(flags.on), id, flags.json === true, false);
         const j = await c.call<JobRecord>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
         process.stdout.write(flags.json ? JSON.stringify(j) + '\n' : renderJob(j));
         return 0;
@@ -229,8 +246,11 @@ export function jobsCommands(): Command[] {
     .action(async (id: string, flags: { on: string; wait: boolean }) => {
       process.exitCode = await withClient(flags.on, async (c) => {
         await c.call('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`);
-        if (!flags.wait) return 0;
-        const code = await follow(c, id, false, false);
+        if (!flags.wait) {
+          process.stdout.write(`cancel of job ${id} requested; the agent undoes its changes\n`);
+          return 0;
+        }
+        const code = await follow(c, agentNameOf(flags.on), id, false, false);
         return code === 130 ? 0 : code;
       });
     });
@@ -255,4 +275,20 @@ function rate(text: string): number {
   if (r === undefined || r <= 0)
     throw new ReseedError('USAGE', `--max-rate takes bytes per second such as 50M or 1G, not "${text}"`);
   return r;
+}
+
+function agentNameOf(ref: string): string {
+  return ref.replace(/^agent:\/\//, '').replace(/\/.*$/, '');
+}
+
+function describeRequest(j: JobRecord): string {
+  const r = j.request as { from?: string; path?: string; dest?: string };
+  return r.from ? `agent://${r.from}${r.path ?? ''} -> ${r.dest ?? ''}` : '';
+}
+
+function resumeTimeout(text: string): number {
+  const ms = parseDuration(text, '--resume-timeout');
+  if (ms < 1000 || ms > 86_400_000)
+    throw new ReseedError('USAGE', `--resume-timeout must be between 1s and 24h, not "${text}"`);
+  return ms;
 }

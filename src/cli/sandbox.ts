@@ -81,11 +81,12 @@ export function sandboxCommand(): Command {
     );
   cmd
     .command('down <name>')
-    .description('stop a sandbox (its data stays)')
-    .action((name: string) =>
+    .description("stop a sandbox's mysqld (its data stays; its agent, if any, keeps running unless --agent)")
+    .option('--agent', 'also stop its agent (without it, the agent keeps running: the "host" stays up)')
+    .action((name: string, o: { agent?: boolean }) =>
       guarded(async () => {
         const s = getSandbox(name);
-        if (s) await sandboxAgentDown(s);
+        if (s && o.agent) await sandboxAgentDown(s);
         process.stdout.write(describe(await sandboxDown(name)) + '\n');
       }),
     );

@@ -1,34 +1,35 @@
 import { Transform } from 'node:stream';
 import type { TransformCallback } from 'node:stream';
-import { crc32 } from 'node:zlib';
 import { ReseedError } from '../errors.js';
 import type { Codec } from './codec.js';
 import { codecById, decompress } from './codec.js';
+import { frameChecksum } from './digest.js';
 
 /**
- * The data channel's frames, inside an HTTP response body. A 16-byte header, then the payload:
+ * The data channel's frames, inside an HTTP response body. A 24-byte header, then the payload:
  *
- *   0  u8   type: 1 DATA, 2 ZERO (a run of zero bytes, no payload), 3 END (the segment's
- *           SHA-256 of its raw bytes), 4 ERROR (the sender's message, UTF-8)
+ *   0  u8   type: 1 DATA, 2 ZERO (a run of zero bytes, no payload), 3 END (the segment's digest
+ *           of its raw bytes, 32 hex characters), 4 ERROR (the sender's message, UTF-8)
  *   1  u8   codec of the payload: 0 none, 1 lz4, 2 zstd
  *   2  u16  reserved, 0
  *   4  u32  payload length on the wire
  *   8  u32  raw length: the bytes of the file this frame stands for
- *   12 u32  CRC-32 of the payload as sent
+ *   12 u64  XXH3-64 of the payload as sent
+ *   20 u32  reserved, 0
  *
- * TLS already protects the bytes in transit; the CRC catches what TLS cannot see (a bug in a
- * codec, a bad read), and the END frame's SHA-256, compared with what the receiver wrote, proves
- * the segment end to end.
+ * TLS already protects the bytes in transit; the frame's checksum catches what TLS cannot see (a
+ * bug in a codec, a bad read) before a byte is written, and the END frame's digest, compared with
+ * that of what the receiver wrote, proves the segment end to end (digest.ts).
  */
 export const FRAME = { DATA: 1, ZERO: 2, END: 3, ERROR: 4 } as const;
 export type FrameType = (typeof FRAME)[keyof typeof FRAME];
-export const HEADER_BYTES = 16;
+export const HEADER_BYTES = 24;
 /** The most raw bytes one DATA frame carries. */
 export const MAX_FRAME_RAW = 1 << 20;
 
 export interface Frame {
   type: FrameType;
-  /** DATA: the raw bytes (decompressed); END: the 32-byte hash; ERROR: the message bytes */
+  /** DATA: the raw bytes (decompressed); END: the segment digest (hex); ERROR: the message bytes */
   payload: Buffer;
   /** the bytes of the file the frame stands for (DATA and ZERO) */
   rawLength: number;
@@ -36,7 +37,8 @@ export interface Frame {
   wireBytes: number;
 }
 
-export function encodeFrame(
+/** A frame's header; the payload follows it as its own buffer, uncopied. */
+export function frameHeader(
   type: FrameType,
   payload: Buffer,
   rawLength: number,
@@ -47,8 +49,17 @@ export function encodeFrame(
   header.writeUInt8(codecId(codec), 1);
   header.writeUInt32BE(payload.length, 4);
   header.writeUInt32BE(rawLength, 8);
-  header.writeUInt32BE(crc32(payload), 12);
-  return Buffer.concat([header, payload]);
+  header.writeBigUInt64BE(frameChecksum(payload), 12);
+  return header;
+}
+
+export function encodeFrame(
+  type: FrameType,
+  payload: Buffer,
+  rawLength: number,
+  codec: Codec = 'none',
+): Buffer {
+  return Buffer.concat([frameHeader(type, payload, rawLength, codec), payload]);
 }
 
 function codecId(codec: Codec): number {
@@ -56,7 +67,7 @@ function codecId(codec: Codec): number {
 }
 
 /**
- * Bytes in, checked frames out (object mode). A CRC that does not match, an unknown type or codec,
+ * Bytes in, checked frames out (object mode). A checksum that does not match, an unknown type or codec,
  * a payload longer than a frame may be, or a stream that ends inside a frame is an error: the
  * receiver never writes a byte it has not checked.
  */
@@ -145,10 +156,10 @@ function parseFrame(header: Buffer, payload: Buffer): Frame {
   const type = header.readUInt8(0);
   const codec = codecById(header.readUInt8(1));
   const rawLength = header.readUInt32BE(8);
-  if (crc32(payload) !== header.readUInt32BE(12))
+  if (frameChecksum(payload) !== header.readBigUInt64BE(12))
     throw new ReseedError(
       'COPY_FAILED',
-      'data channel: a frame failed its CRC-32 check (corrupted in transit or at the source)',
+      'data channel: a frame failed its checksum (corrupted in transit or at the source)',
       {
         retryable: true,
       },

@@ -1,11 +1,12 @@
-import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync } from 'node:fs';
-import { chmod, lutimes, open, symlink, utimes } from 'node:fs/promises';
+import { chmod, lutimes, open, rm, symlink, utimes } from 'node:fs/promises';
 import { setMaxListeners } from 'node:events';
+import { isIP } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import { ReseedError, abortError, errorMessage, isReseedError } from '../errors.js';
 import type { Codec } from './codec.js';
+import { SegmentDigest } from './digest.js';
 import { FRAME, FrameDecoder } from './frame.js';
 import type { Frame } from './frame.js';
 import { entryPath, planSegments, segmentKey, treeHash } from './tree.js';
@@ -30,7 +31,7 @@ export interface ReceiveOptions {
   source: TransferSource;
   /** a directory that does not exist yet, or an empty one (but for `marker`) */
   dest: string;
-  /** a file the caller put in `dest` to prove it made it; not part of the tree */
+  /** a file the caller put in `dest` to prove it made it; not part of the tree, removed at the end */
   marker?: string | undefined;
   parallel: number;
   /** 'auto': none at first, then chosen from the link's measured speed (see chooseCodec) */
@@ -79,7 +80,7 @@ const ZEROS = Buffer.alloc(1 << 20);
 /**
  * Pulls a directory tree from a donor agent into `dest`: directories and empty files first (each
  * file truncated to its size, so holes stay holes), then the segments over `parallel` streams,
- * every frame CRC-checked and every segment's SHA-256 compared with the donor's before it counts;
+ * every frame's checksum checked and every segment's digest compared with the donor's before it counts;
  * a stream that is cut asks again from its last checked byte, until the channel has been silent
  * for `resumeTimeoutMs`. Modes and times are set last, and the donor's tree hash is compared.
  * Memory stays bounded: a stream holds at most a few frames.
@@ -91,6 +92,7 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
   setMaxListeners(Math.max(64, o.parallel * 4), signal);
   const url = new URL(source.url);
   const tls = source.tls;
+  const stall = o.stallTimeoutMs ?? Math.min(10_000, Math.max(1000, o.resumeTimeoutMs / 3));
   const pool = new Pool(url.origin, {
     connections: o.parallel,
     ...(url.protocol === 'https:'
@@ -99,13 +101,16 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
             ca: tls?.ca,
             cert: tls?.cert,
             key: tls?.key,
-            servername: tls?.servername ?? url.hostname,
+            // SNI takes host names only (an IP address there is deprecated).
+            servername:
+              tls?.servername ?? (isIP(url.hostname.replace(/^\[|\]$/g, '')) ? undefined : url.hostname),
             rejectUnauthorized: true,
+            // A peer that accepts the connection but never answers (stopped, frozen) is a cut too.
+            timeout: stall,
           },
         }
-      : {}),
+      : { connect: { timeout: stall } }),
   });
-  const stall = o.stallTimeoutMs ?? Math.min(10_000, Math.max(1000, o.resumeTimeoutMs / 3));
   const base = `/v1/transfers/${encodeURIComponent(source.transfer)}`;
   const auth = { authorization: `Bearer ${source.secret}` };
   try {
@@ -146,7 +151,7 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
     const settled = await Promise.allSettled(workers);
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
-    await finishEntries(root, manifest);
+    await finishEntries(root, manifest, o.marker);
     const mine = treeHash(manifest, hashes);
     const theirs = (await withResume(o, stall, () => getJson(pool, `${base}/hash`, auth, stall, signal))) as {
       treeHash: string;
@@ -202,7 +207,11 @@ async function makeEntries(root: Buffer, manifest: TreeManifest): Promise<void> 
 }
 
 /** Modes and modification times as on the donor; directories last and deepest first. */
-async function finishEntries(root: Buffer, manifest: TreeManifest): Promise<void> {
+async function finishEntries(
+  root: Buffer,
+  manifest: TreeManifest,
+  marker: string | undefined,
+): Promise<void> {
   for (const e of manifest.entries) {
     const p = entryPath(root, e);
     const t = e.mtimeMs / 1000;
@@ -217,6 +226,10 @@ async function finishEntries(root: Buffer, manifest: TreeManifest): Promise<void
       await chmod(p, e.mode);
       await utimes(p, e.mtimeMs / 1000, e.mtimeMs / 1000);
     }
+  // The root last, once the caller's marker is gone (removing it would change the root's time).
+  if (marker) await rm(Buffer.concat([root, Buffer.from('/' + marker)]), { force: true });
+  await chmod(root, manifest.root.mode);
+  await utimes(root, manifest.root.mtimeMs / 1000, manifest.root.mtimeMs / 1000);
 }
 
 interface SegmentJob {
@@ -239,7 +252,7 @@ async function fetchSegment(j: SegmentJob): Promise<string> {
   const { s, o, progress } = j;
   const entry = j.manifest.entries[s.entry]!;
   let received = 0;
-  let hash = createHash('sha256');
+  let hash = new SegmentDigest();
   let hashFailures = 0;
   let lastProgress = Date.now();
   const file = await open(entryPath(j.root, entry), 'r+');
@@ -283,13 +296,15 @@ async function fetchSegment(j: SegmentJob): Promise<string> {
           } else throw new ReseedError('COPY_FAILED', `the donor agent: ${frame.payload.toString('utf8')}`);
           received += frame.rawLength;
           progress.bytes += frame.rawLength;
+          // The job throttles what it reports: a large segment shows progress as it goes.
+          o.onProgress?.({ ...progress });
         }
         if (!ended)
           throw new ReseedError('COPY_FAILED', 'data channel: the stream ended before the segment did', {
             retryable: true,
           });
         const mine = hash.digest();
-        if (received !== s.length || !mine.equals(ended)) {
+        if (received !== s.length || mine !== ended.toString('utf8')) {
           // Never kept: the segment is asked for again, whole, once; a second mismatch fails.
           if (++hashFailures > 1)
             throw new ReseedError(
@@ -299,11 +314,11 @@ async function fetchSegment(j: SegmentJob): Promise<string> {
           j.counts.resent++;
           progress.bytes -= received;
           received = 0;
-          hash = createHash('sha256');
+          hash = new SegmentDigest();
           continue;
         }
         if (s.offset + s.length === entry.size || s.length === 0) await file.sync();
-        return mine.toString('hex');
+        return mine;
       } catch (err) {
         if (o.signal.aborted) throw abortError(o.signal);
         if (!retryable(err)) throw err;
@@ -342,7 +357,7 @@ async function httpError(
   if (status === 401 || status === 403)
     return new ReseedError(
       'TRANSPORT_AUTH_FAILED',
-      `the donor agent refused the transfer's credential (${message})`,
+      `the donor agent no longer knows this transfer (${message}): it restarted, or closed the transfer after the resume timeout; run the transfer again`,
     );
   return new ReseedError('TRANSPORT_FAILED', `the donor agent answered ${message}`, {
     retryable: status >= 500,

@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { ReseedError, abortError } from '../errors.js';
 import type { RateGate } from '../throttle/rate-gate.js';
 import type { Codec } from './codec.js';
 import { compress } from './codec.js';
-import { FRAME, HEADER_BYTES, MAX_FRAME_RAW, encodeFrame } from './frame.js';
+import { SegmentDigest } from './digest.js';
+import { FRAME, MAX_FRAME_RAW, encodeFrame, frameHeader } from './frame.js';
 import { faultActive } from '../fault.js';
 
 /** Runs of zeros shorter than this are sent as data: a hole costs a frame header. */
@@ -20,32 +20,35 @@ export interface SendSegment {
   codec: Codec;
   gate?: RateGate | undefined;
   signal: AbortSignal;
+  /** the segment's digest, as sent in its END frame */
+  onDigest?: ((hex: string) => void) | undefined;
 }
 
+const ZEROS = Buffer.alloc(ZERO_BLOCK);
+
+/** A run of zeros, as a hole reads; compared natively (memcmp), not byte by byte in JS. */
 function isZero(b: Buffer): boolean {
-  // Compare 8 bytes at a time; a Buffer of zeros is what a hole reads as.
-  const n = b.length - (b.length % 8);
-  for (let i = 0; i < n; i += 8) if (b.readBigUInt64LE(i) !== 0n) return false;
-  for (let i = n; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
+  return b.length <= ZEROS.length && b.equals(ZEROS.subarray(0, b.length));
 }
 
 /**
  * The frames of one segment of a file: DATA (compressed when that helps), ZERO for runs of at
  * least 64 KiB of zeros (holes of a sparse file stay holes on the receiver and cost nothing on
- * the wire), then END with the SHA-256 of every byte of the segment, including those before
+ * the wire), then END with the digest of every byte of the segment, including those before
  * `from`, which a resumed request reads again only to hash. A file that is shorter than the
- * segment (it changed under us) ends the stream with an error the receiver sees.
+ * segment (it changed under us) ends the stream with an error the receiver sees. A frame is
+ * yielded as its header and its payload, two buffers, so the payload is never copied: each read
+ * gets a buffer of its own, since the socket may still hold the previous one.
  */
 export async function* segmentFrames(s: SendSegment): AsyncGenerator<Buffer> {
-  const hash = createHash('sha256');
+  const hash = new SegmentDigest();
   const file = await open(s.path, 'r');
   try {
-    const buf = Buffer.allocUnsafe(MAX_FRAME_RAW);
     let done = 0;
     while (done < s.length) {
       if (s.signal.aborted) throw abortError(s.signal);
       const want = Math.min(MAX_FRAME_RAW, s.length - done);
+      const buf = Buffer.allocUnsafe(want);
       // Only the bytes that are sent count against the donor's read rate.
       if (s.gate && done + want > s.from) await s.gate.take(want, s.signal);
       const { bytesRead } = await file.read(buf, 0, want, s.offset + done);
@@ -62,7 +65,9 @@ export async function* segmentFrames(s: SendSegment): AsyncGenerator<Buffer> {
       if (skip < bytesRead) yield* chunkFrames(chunk.subarray(skip), s.codec);
       done += bytesRead;
     }
-    yield encodeFrame(FRAME.END, hash.digest(), 0);
+    const digest = hash.digest();
+    s.onDigest?.(digest);
+    yield encodeFrame(FRAME.END, Buffer.from(digest), 0);
   } finally {
     await file.close();
   }
@@ -75,7 +80,7 @@ function* chunkFrames(chunk: Buffer, codec: Codec): Generator<Buffer> {
     const end = Math.min(start + ZERO_BLOCK, chunk.length);
     const block = chunk.subarray(start, end);
     if (block.length === ZERO_BLOCK && isZero(block)) {
-      if (runStart < start) yield dataFrame(chunk.subarray(runStart, start), codec);
+      if (runStart < start) yield* dataFrame(chunk.subarray(runStart, start), codec);
       let zeroEnd = end;
       while (
         zeroEnd < chunk.length &&
@@ -86,15 +91,18 @@ function* chunkFrames(chunk: Buffer, codec: Codec): Generator<Buffer> {
       start = runStart = zeroEnd;
     } else start = end;
   }
-  if (runStart < chunk.length) yield dataFrame(chunk.subarray(runStart), codec);
+  if (runStart < chunk.length) yield* dataFrame(chunk.subarray(runStart), codec);
 }
 
-function dataFrame(raw: Buffer, codec: Codec): Buffer {
+function* dataFrame(raw: Buffer, codec: Codec): Generator<Buffer> {
   const c = compress(codec, raw);
-  const frame = encodeFrame(FRAME.DATA, c.payload, raw.length, c.codec);
-  // Test-only: one frame damaged after its CRC was computed (bit rot between the two ends).
-  if (faultActive('corrupt-frame', true)) frame[HEADER_BYTES] = frame[HEADER_BYTES]! ^ 0xff;
-  return frame;
+  yield frameHeader(FRAME.DATA, c.payload, raw.length, c.codec);
+  // Test-only: one frame damaged after its checksum was computed (bit rot between the two ends).
+  if (faultActive('corrupt-frame', true)) {
+    const damaged = Buffer.from(c.payload);
+    damaged[0] = damaged[0]! ^ 0xff;
+    yield damaged;
+  } else yield c.payload;
 }
 
 export function errorFrame(message: string): Buffer {

@@ -19,6 +19,8 @@ export interface TreeEntry {
 }
 
 export interface TreeManifest {
+  /** the root directory's own mode and time */
+  root: { mode: number; mtimeMs: number };
   entries: TreeEntry[];
   files: number;
   bytes: number;
@@ -82,7 +84,13 @@ export function scanTree(root: string): TreeManifest {
   };
   walk(Buffer.alloc(0));
   const files = entries.filter((e) => e.kind === 'file');
-  return { entries, files: files.length, bytes: files.reduce((a, e) => a + e.size, 0) };
+  const st = lstatSync(rootRaw);
+  return {
+    root: { mode: st.mode & 0o7777, mtimeMs: st.mtimeMs },
+    entries,
+    files: files.length,
+    bytes: files.reduce((a, e) => a + e.size, 0),
+  };
 }
 
 /**

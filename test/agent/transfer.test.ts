@@ -343,6 +343,19 @@ describe('agents and the data channel', () => {
     await api.donor.call('DELETE', `/v1/transfers/${opened.id}`);
     await api.donor.call('DELETE', `/v1/transfers/${other.id}`);
     await assert.rejects(manifest(opened.id, opened.secret), /unknown transfer or wrong credential/);
+    // Its own running mysqld's datadir is not sent: a copy of it would not be consistent.
+    await assert.rejects(
+      api.donor.call('POST', '/v1/transfers', { path: join(donor.info.dir, 'data') }),
+      /holds the datadir of this host's mysqld, which is running/,
+    );
+    await assert.rejects(
+      api.donor.call('POST', '/v1/transfers', { path: join(tree, 'one') }),
+      /is not a directory/,
+    );
+    await assert.rejects(
+      api.donor.call('POST', '/v1/transfers', { path: join(tree, 'nope') }),
+      /does not exist/,
+    );
     // Outside the directories it serves, the agent sends nothing.
     await assert.rejects(
       api.donor.call('POST', '/v1/transfers', { path: '/etc' }),
