@@ -51,13 +51,7 @@ export class AgentClient {
         bodyTimeout: 30_000,
       });
     } catch (err) {
-      throw new ReseedError(
-        'CONNECT_FAILED',
-        `cannot reach the agent at ${this.address.url}: ${errorMessage(err)}`,
-        {
-          cause: err,
-        },
-      );
+      throw unreachable(this.address, err);
     }
     const text = await res.body.text();
     if (res.statusCode >= 200 && res.statusCode < 300) return (text ? JSON.parse(text) : undefined) as T;
@@ -76,13 +70,7 @@ export class AgentClient {
         bodyTimeout: 0,
       },
     ).catch((err: unknown) => {
-      throw new ReseedError(
-        'CONNECT_FAILED',
-        `cannot reach the agent at ${this.address.url}: ${errorMessage(err)}`,
-        {
-          cause: err,
-        },
-      );
+      throw unreachable(this.address, err);
     });
     if (res.statusCode !== 200) throw agentError(res.statusCode, await res.body.text(), this.address.url);
     let buffered = '';
@@ -117,5 +105,20 @@ function agentError(status: number, text: string, url: string): ReseedError {
   const code = (parsed.code ?? (status === 401 ? 'TRANSPORT_AUTH_FAILED' : 'AGENT')) as ErrorCode;
   return new ReseedError(code, `agent ${url}: ${parsed.message ?? `HTTP ${status}`}`, {
     hints: parsed.hints ?? [],
+  });
+}
+
+/** A connection that failed, with what usually causes it. */
+function unreachable(address: AgentAddress, err: unknown): ReseedError {
+  const hints = [`is the agent running there, and is ${address.url} its address (agents.json)?`];
+  if (!address.cert)
+    hints.push(
+      'agents set up by `reseed agent init` require a client certificate: agents.json names it (cert, key)',
+    );
+  if (address.url.startsWith('http:'))
+    hints.push('agents listen with TLS unless insecurePlainHttp: use https://');
+  return new ReseedError('CONNECT_FAILED', `cannot reach the agent at ${address.url}: ${errorMessage(err)}`, {
+    cause: err,
+    hints,
   });
 }

@@ -1,20 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import {
-  appendFileSync,
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readdirSync,
-  renameSync,
-  writeSync,
-} from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ReseedError, errorMessage, isReseedError } from '../errors.js';
 import { processStartTime } from '../journal/journal.js';
+import { writeFileDurably } from '../journal/durable-file.js';
 
 /** A job's states, in the order a clone goes through them; the last four are final. */
 export const JOB_STATES = [
@@ -149,16 +139,7 @@ export class JobStore {
   }
 
   #write(job: JobRecord): void {
-    const path = this.#path(job.id);
-    const tmp = `${path}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
-    try {
-      writeSync(fd, JSON.stringify(job, null, 2) + '\n');
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
+    writeFileDurably(this.#path(job.id), JSON.stringify(job, null, 2) + '\n');
   }
 
   event(id: string, event: { type: string; [key: string]: unknown }): JobEvent {

@@ -24,7 +24,12 @@ export type RegistryEntry = z.infer<typeof entrySchema>;
  * init` and `reseed sandbox up --agent` write them. Paths in a file are relative to it.
  */
 export function registryFiles(): string[] {
-  const own = process.env.RESEED_AGENTS ?? join(homedir(), '.reseed', 'agents.json');
+  const named = process.env.RESEED_AGENTS;
+  if (named !== undefined && !existsSync(named))
+    throw new ReseedError('USAGE', `RESEED_AGENTS names ${named || '""'}, which does not exist`, {
+      hints: ['reseed agent init writes agents.json in its --out directory'],
+    });
+  const own = named ?? join(homedir(), '.reseed', 'agents.json');
   const sandboxes = join(
     resolve(process.env.RESEED_SANDBOX_DIR ?? join(homedir(), '.reseed', 'sandboxes')),
     'agents.json',

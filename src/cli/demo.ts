@@ -1,4 +1,5 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { METHODS } from '../methods/registry.js';
 import { clone } from '../clone/clone.js';
 import { defaultCloneOptions } from '../clone/defaults.js';
 import { connect } from '../mysql/server.js';
@@ -29,7 +30,15 @@ export function demoCommand(): Command {
     )
     .option('--size <size>', 'approximate sample data size', '300M')
     .option('--parallel <n>', 'copy workers', '4')
-    .action(async (o: { size: string; parallel: string }) => {
+    .addOption(
+      new Option(
+        '--method <method>',
+        'how the joiner is seeded (mariabackup, copy and snapshot are not built yet)',
+      )
+        .choices([...METHODS.keys()])
+        .default('logical'),
+    )
+    .action(async (o: { size: string; parallel: string; method: string }) => {
       // Bad input is refused before any sandbox is touched.
       let bytes: number;
       let parallel: number;
@@ -66,6 +75,7 @@ export function demoCommand(): Command {
           progress: term,
           signal,
           options: defaultCloneOptions({
+            method: o.method,
             parallel,
             replicationUser: 'repl',
             replicationPassword: 'demo-repl-password',

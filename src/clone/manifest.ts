@@ -1,19 +1,11 @@
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ReseedError, errorMessage } from '../errors.js';
 import type { ServerFacts } from '../mysql/facts.js';
 import type { PublicEndpoint } from '../mysql/credentials.js';
 import type { Coordinates } from '../replication/coordinates.js';
+import { writeFileDurably } from '../journal/durable-file.js';
 import { hostUndo } from '../host/host-undo.js';
 import type { Journal } from '../journal/journal.js';
 
@@ -86,21 +78,7 @@ export function manifestPath(joiner: Pick<ServerIdentity, 'hostname' | 'port'>, 
 export function writeManifest(manifest: CloneManifest, dir = manifestDir()): string {
   const path = manifestPath(manifest.joiner, dir);
   mkdirSync(dir, { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, JSON.stringify(manifest, null, 2) + '\n');
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  const dirFd = openSync(dir, 'r');
-  try {
-    fsyncSync(dirFd);
-  } finally {
-    closeSync(dirFd);
-  }
+  writeFileDurably(path, JSON.stringify(manifest, null, 2) + '\n');
   return path;
 }
 

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { freePort } from '../../src/sandbox/sandbox.js';
-import { ROOT, reseed } from '../helpers/sandboxes.js';
+import { startAgentProcess } from '../helpers/agents.js';
+import { reseed } from '../helpers/sandboxes.js';
 import { compareTrees, readTree } from '../helpers/tree.js';
 
 /** From `reseed agent init` to a transfer between the two agents it configured, as a new user goes. */
@@ -14,22 +15,6 @@ const running: ChildProcess[] = [];
 after(() => {
   for (const c of running) if (c.exitCode === null) c.kill('SIGKILL');
 });
-
-function startAgent(config: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'reseed'), 'agent', '--config', config], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  running.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('listening on')) resolve(child);
-    });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (code) => reject(new Error(`agent exited ${code}: ${out}`)));
-  });
-}
 
 test('agent init makes what two hosts need; the agents it configures move a tree; SIGTERM stops them', async () => {
   mkdirSync(work, { recursive: true });
@@ -78,9 +63,10 @@ test('agent init makes what two hosts need; the agents it configures move a tree
     writeFileSync(file, JSON.stringify(c));
   }
   const agents = [
-    await startAgent(join(out, 'alpha', 'config.json')),
-    await startAgent(join(out, 'beta', 'config.json')),
+    await startAgentProcess(join(out, 'alpha', 'config.json')),
+    await startAgentProcess(join(out, 'beta', 'config.json')),
   ];
+  running.push(...agents);
   const r = await reseed(
     ['transfer', '--from', `agent://alpha${src}`, '--to', `agent://beta${join(dst, 'copy')}`],
     {

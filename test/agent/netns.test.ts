@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
+import { startAgentProcess } from '../helpers/agents.js';
 import { ROOT } from '../helpers/sandboxes.js';
 import { compareTrees, readTree } from '../helpers/tree.js';
 
@@ -22,26 +23,6 @@ const agents: ChildProcess[] = [];
 const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
 const inNs = (n: string, ...args: string[]) =>
   execFileSync('ip', ['netns', 'exec', n, ...args], { stdio: 'pipe' });
-
-function startAgent(n: string, config: string): Promise<ChildProcess> {
-  const child = spawn(
-    'ip',
-    ['netns', 'exec', n, process.execPath, join(ROOT, 'bin', 'reseed'), 'agent', '--config', config],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  agents.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('listening on')) resolve(child);
-    });
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (code) => reject(new Error(`agent exited ${code}: ${out}`)));
-  });
-}
 
 /** `reseed transfer` run on host b (in its namespace), as a DBA there would; its output as it comes. */
 function transfer(dest: string, ...extra: string[]) {
@@ -151,7 +132,7 @@ describe('agents on two hosts (network namespaces)', () => {
         listen: { host: addr[h], port: 7420 },
       });
       writeFileSync(file, JSON.stringify(c));
-      await startAgent(ns[h], file);
+      agents.push(await startAgentProcess(file, ns[h]));
     }
   });
   after(() => {

@@ -19,7 +19,7 @@ import { AgentClient } from '../../src/agent/client.js';
 import type { JobRecord } from '../../src/agent/jobs.js';
 import { resolveAgent } from '../../src/agent/registry.js';
 import { sandboxAgent, sandboxAgentDown, sandboxAgentUp } from '../../src/agent/sandbox-agent.js';
-import { getSandbox, sandboxDown, sandboxHome } from '../../src/sandbox/sandbox.js';
+import { getSandbox, sandboxDown, sandboxHome, sandboxUp } from '../../src/sandbox/sandbox.js';
 import type { SandboxInfo } from '../../src/sandbox/sandbox.js';
 import { Relay } from '../helpers/relay.js';
 import { reseed, startServer, stopAll } from '../helpers/sandboxes.js';
@@ -456,6 +456,25 @@ describe('agents and the data channel', () => {
     places.push(['GET /v1/jobs', JSON.stringify(await api.joiner.call('GET', '/v1/jobs'))]);
     for (const [where, text] of places)
       for (const s of secrets) assert.ok(!text.includes(s), `a secret is in ${where}`);
+  });
+
+  it("sandbox down stops the donor's mysqld, not its agent: its stopped datadir can then be sent", async () => {
+    const down = await reseed(['sandbox', 'down', donor.info.name]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.equal(sandboxAgent(info(donor))!.running, true, 'the agent keeps running');
+    try {
+      const r = await reseed([
+        'transfer',
+        '--from',
+        `agent://${donor.info.name}${join(donor.info.dir, 'data')}`,
+        '--to',
+        `agent://${joiner.info.name}${dest('datadir')}`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(compareTrees(readTree(join(donor.info.dir, 'data')), readTree(dest('datadir'))), []);
+    } finally {
+      await sandboxUp(donor.info.name);
+    }
   });
 
   it('serves its OpenAPI document', async () => {

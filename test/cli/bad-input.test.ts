@@ -264,6 +264,15 @@ const offline: Case[] = [
     ['--size', '0'],
     ['--parallel', '0'],
   ].map(([option, v]) => ({ name: `demo ${option} ${v}`, args: () => ['demo', option!, v!], exit: 2, says: new RegExp(`^${option} takes .*"${v}"`) })),
+  { name: 'demo --method copy (not built yet)', args: () => ['demo', '--method', 'copy'], exit: 2, says: /argument 'copy' is invalid \(allowed choices are logical/ },
+  // agents and transfers: refused before any agent is asked
+  { name: 'transfer --from without a path', args: () => ['transfer', '--from', 'agent://db1', '--to', 'agent://db2/x'], exit: 2, says: /^--from takes agent:\/\/NAME\/ABSOLUTE\/PATH, not "agent:\/\/db1"/ },
+  { name: 'transfer --resume-timeout 0', args: () => ['transfer', '--from', 'agent://db1/a', '--to', 'agent://db2/b', '--resume-timeout', '0'], exit: 2, says: /^--resume-timeout must be between 1s and 24h, not "0"/ },
+  { name: 'transfer --compress gzip', args: () => ['transfer', '--from', 'agent://db1/a', '--to', 'agent://db2/b', '--compress', 'gzip'], exit: 2, says: /allowed choices are none, lz4, zstd, auto/ },
+  { name: 'transfer to an agent no registry names', args: () => ['transfer', '--from', 'agent://db1/a', '--to', 'agent://nosuch/b'], exit: 2, says: /^no agent named nosuch \(looked in / },
+  { name: 'transfer with RESEED_AGENTS naming a missing file', args: () => ['transfer', '--from', 'agent://db1/a', '--to', 'agent://db2/b'], env: { RESEED_AGENTS: '/nonexistent/agents.json' }, exit: 2, says: /^RESEED_AGENTS names \/nonexistent\/agents\.json, which does not exist/ },
+  { name: 'agent without --config', args: () => ['agent'], exit: 2, says: /^reseed agent needs --config FILE/ },
+  { name: 'agent init with a bad --hosts', args: () => ['agent', 'init', '--hosts', 'db1', '--out', '/tmp/never-made'], exit: 2, says: /^--hosts: "db1" is not NAME=ADDRESS\[:PORT\]/ },
 ];
 
 /** Refused after looking at the servers: run one at a time, each server's state read around each. */
