@@ -1,5 +1,6 @@
 import lz4 from 'lz4-napi';
-import zstd from 'zstd-napi';
+import { createRequire } from 'node:module';
+import type * as ZstdModule from 'zstd-napi';
 import { ReseedError } from '../errors.js';
 
 /** How a DATA frame's payload is compressed. */
@@ -14,8 +15,35 @@ export function codecById(id: number): Codec {
   return c;
 }
 
-let zstdCompressor: InstanceType<typeof zstd.Compressor> | undefined;
-let zstdDecompressor: InstanceType<typeof zstd.Decompressor> | undefined;
+type Zstd = typeof ZstdModule;
+let zstdModule: Zstd | null | undefined;
+
+/**
+ * zstd-napi is an optional dependency (it is built from source by node-gyp at install): where it
+ * did not build, zstd is unavailable and said so, and `auto` falls back to lz4.
+ */
+export function zstdAvailable(): boolean {
+  if (zstdModule === undefined) {
+    try {
+      zstdModule = createRequire(import.meta.url)('zstd-napi') as Zstd;
+    } catch {
+      zstdModule = null;
+    }
+  }
+  return zstdModule !== null;
+}
+
+function zstd(): Zstd {
+  if (!zstdAvailable())
+    throw new ReseedError(
+      'USAGE',
+      'zstd is not available on this host (the optional zstd-napi package did not build): use --compress lz4',
+    );
+  return zstdModule!;
+}
+
+let zstdCompressor: InstanceType<Zstd['Compressor']> | undefined;
+let zstdDecompressor: InstanceType<Zstd['Decompressor']> | undefined;
 
 /**
  * The payload to send for `raw`: compressed, or `raw` itself when compression does not make it
@@ -28,7 +56,7 @@ export function compress(codec: Codec, raw: Buffer): { codec: Codec; payload: Bu
   if (codec === 'lz4') out = lz4.compressSync(raw);
   else {
     if (!zstdCompressor) {
-      zstdCompressor = new zstd.Compressor();
+      zstdCompressor = new (zstd().Compressor)();
       zstdCompressor.setParameters({ compressionLevel: 1 });
     }
     out = zstdCompressor.compress(raw);
@@ -39,7 +67,7 @@ export function compress(codec: Codec, raw: Buffer): { codec: Codec; payload: Bu
 export function decompress(codec: Codec, payload: Buffer, rawLength: number): Buffer {
   try {
     if (codec === 'lz4') return lz4.uncompressSync(payload);
-    zstdDecompressor ??= new zstd.Decompressor();
+    zstdDecompressor ??= new (zstd().Decompressor)();
     return zstdDecompressor.decompress(payload);
   } catch (err) {
     throw new ReseedError(

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import { ReseedError, abortError, errorMessage, isReseedError } from '../errors.js';
 import type { Codec } from './codec.js';
+import { zstdAvailable } from './codec.js';
 import { SegmentDigest } from './digest.js';
 import { FRAME, FrameDecoder } from './frame.js';
 import type { Frame } from './frame.js';
@@ -414,8 +415,8 @@ const AUTO_MEASURE_MS = 2000;
  * link) gets zstd level 1, whose ratio pays for its CPU, a middling one (under 300 MB/s) lz4,
  * and a fast one none. What does not compress is sent as it is either way (see compress()).
  */
-export function chooseCodec(bytesPerSecond: number): Codec {
-  if (bytesPerSecond < 100e6) return 'zstd';
+export function chooseCodec(bytesPerSecond: number, zstd = zstdAvailable()): Codec {
+  if (bytesPerSecond < 100e6) return zstd ? 'zstd' : 'lz4';
   if (bytesPerSecond < 300e6) return 'lz4';
   return 'none';
 }
