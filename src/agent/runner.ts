@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { describeOutcome } from '../clone/outcome.js';
 import { undoAndCompare } from '../clone/undo.js';
 import { ReseedError, errorMessage, isReseedError } from '../errors.js';
@@ -116,7 +117,8 @@ export class JobRunner {
     const out: JobRecord[] = [];
     for (const job of this.store.orphans()) {
       let hints = ['no journal: nothing had been changed'];
-      if (job.journal) {
+      // A journal is a file only once a step was recorded: none means nothing was changed.
+      if (job.journal && existsSync(job.journal)) {
         try {
           hints = await this.#undo(Journal.open(job.journal));
         } catch (err) {
