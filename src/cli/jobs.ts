@@ -28,11 +28,12 @@ export function transferCommand(): Command {
     .summary("copy a directory tree from one agent's host to another's over the data channel")
     .description(
       'The receiving agent (--to) runs the job: it asks the sending agent (--from, one of its peers) ' +
-        'to serve the tree, pulls it over TLS in parallel streams, checks every frame (CRC-32) and ' +
-        "every segment (SHA-256) and the whole tree's hash, resumes after a cut, and makes the " +
+        "to serve the tree, pulls it over TLS in parallel streams, checks every frame's checksum and " +
+        "every segment's digest (XXH3) and the whole tree's hash, resumes after a cut, and makes the " +
         'destination itself (it must not exist); on failure or Ctrl-C the destination is removed. ' +
-        'The path on the sending host must be under its `serve` directories, the destination ' +
-        "under the receiver's `receive` directories.",
+        "The path on the sending host must be under its `serve` directories (a running mysqld's own " +
+        "datadir is refused), the destination under the receiver's `receive` directories. Agents are " +
+        "named in agents.json (RESEED_AGENTS, ~/.reseed/agents.json, and the sandboxes' one): see docs/agents.md.",
     )
     .requiredOption('--from <agent-path>', 'agent://NAME/PATH: the tree to send')
     .requiredOption('--to <agent-path>', 'agent://NAME/PATH: the directory to make')
