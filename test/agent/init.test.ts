@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { freePort } from '../../src/sandbox/sandbox.js';
-import { startAgentProcess } from '../helpers/agents.js';
+import { finishInitConfig, startAgentProcess } from '../helpers/agents.js';
 import { reseed } from '../helpers/sandboxes.js';
 import { compareTrees, readTree } from '../helpers/tree.js';
 
@@ -48,20 +48,12 @@ test('agent init makes what two hosts need; the agents it configures move a tree
   mkdirSync(join(src, 'd'), { recursive: true });
   mkdirSync(dst, { recursive: true });
   writeFileSync(join(src, 'd', 'f'), 'some bytes\n'.repeat(1000));
-  for (const host of ['alpha', 'beta']) {
-    const file = join(out, host, 'config.json');
-    const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-    delete c.mysql;
-    delete c.service;
-    delete c.datadir;
-    Object.assign(c, {
-      stateDir: 'state',
+  for (const host of ['alpha', 'beta'])
+    finishInitConfig(join(out, host, 'config.json'), {
       serve: [src],
       receive: [dst],
       listen: { host: '127.0.0.1', port: host === 'alpha' ? pa : pb },
     });
-    writeFileSync(file, JSON.stringify(c));
-  }
   const agents = [
     await startAgentProcess(join(out, 'alpha', 'config.json')),
     await startAgentProcess(join(out, 'beta', 'config.json')),

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { startAgentProcess } from '../helpers/agents.js';
+import { finishInitConfig, startAgentProcess } from '../helpers/agents.js';
 import { ROOT } from '../helpers/sandboxes.js';
 import { compareTrees, readTree } from '../helpers/tree.js';
 import { zstdAvailable } from '../../src/transport/codec.js';
@@ -122,17 +122,11 @@ describe('agents on two hosts (network namespaces)', () => {
       ['beta', 'b'],
     ] as const) {
       const file = join(work, 'pki', host, 'config.json');
-      const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-      delete c.mysql;
-      delete c.service;
-      delete c.datadir;
-      Object.assign(c, {
-        stateDir: 'state',
+      finishInitConfig(file, {
         serve: [join(work, 'src')],
         receive: [join(work, 'dst')],
         listen: { host: addr[h], port: 7420 },
       });
-      writeFileSync(file, JSON.stringify(c));
       agents.push(await startAgentProcess(file, ns[h]));
     }
   });

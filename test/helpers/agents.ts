@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './sandboxes.js';
 
@@ -21,4 +22,21 @@ export function startAgentProcess(config: string, netns?: string): Promise<Child
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
     child.on('exit', (code) => reject(new Error(`agent exited ${code}: ${out}`)));
   });
+}
+
+/**
+ * Finishes a config.json written by `reseed agent init` as a DBA would for a host without a
+ * mysqld: no mysql, service or datadir; a state directory beside it; these directories to serve
+ * and receive; this listen address.
+ */
+export function finishInitConfig(
+  file: string,
+  o: { serve: string[]; receive: string[]; listen: { host: string; port: number } },
+): void {
+  const c = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  delete c.mysql;
+  delete c.service;
+  delete c.datadir;
+  Object.assign(c, { stateDir: 'state', ...o });
+  writeFileSync(file, JSON.stringify(c));
 }
