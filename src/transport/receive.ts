@@ -115,7 +115,7 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
   const base = `/v1/transfers/${encodeURIComponent(source.transfer)}`;
   const auth = { authorization: `Bearer ${source.secret}` };
   try {
-    const manifest = (await withResume(o, stall, () =>
+    const manifest = (await withResume(o, () =>
       getJson(pool, `${base}/manifest`, auth, stall, signal),
     )) as TreeManifest;
     const root = Buffer.from(o.dest);
@@ -154,7 +154,7 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
     if (failed) throw failed.reason;
     await finishEntries(root, manifest, o.marker);
     const mine = treeHash(manifest, hashes);
-    const theirs = (await withResume(o, stall, () => getJson(pool, `${base}/hash`, auth, stall, signal))) as {
+    const theirs = (await withResume(o, () => getJson(pool, `${base}/hash`, auth, stall, signal))) as {
       treeHash: string;
     };
     if (theirs.treeHash !== mine)
@@ -384,7 +384,7 @@ async function getJson(
   return res.body.json();
 }
 
-async function withResume<T>(o: ReceiveOptions, _stall: number, fn: () => Promise<T>): Promise<T> {
+async function withResume<T>(o: ReceiveOptions, fn: () => Promise<T>): Promise<T> {
   const started = Date.now();
   for (let attempt = 1; ; attempt++) {
     try {
