@@ -15,7 +15,15 @@ export interface JobContext {
   signal: AbortSignal;
   setState(state: JobState): void;
   emit(event: { type: string; [key: string]: unknown }): void;
+  /**
+   * For work that keeps a journal of its own (a logical clone run by the agent): the job's undo
+   * is that journal from now on, here and at the agent's next start after a crash.
+   */
+  adoptJournal(journal: Journal): void;
 }
+
+/** The servers a job's SQL undo steps act on; jobs without SQL steps never dial them. */
+export type JobEndpoints = (job: JobRecord) => { donor: Endpoint; joiner: Endpoint };
 
 /** Jobs without SQL steps still go through the SQL-aware undo: these endpoints are never dialled. */
 const NO_SERVER: Endpoint = { host: 'none.invalid', port: 1, user: 'none' };
@@ -33,6 +41,7 @@ export class JobRunner {
     readonly store: JobStore,
     readonly journalDir: string,
     readonly log: Logger,
+    readonly endpointsOf: JobEndpoints = () => ({ donor: NO_SERVER, joiner: NO_SERVER }),
   ) {}
 
   start(
@@ -55,6 +64,11 @@ export class JobRunner {
     const ctx: JobContext = {
       job,
       journal,
+      adoptJournal: (own) => {
+        ctx.journal.discardIfClean();
+        ctx.journal = own;
+        this.store.update(job.id, { journal: own.path });
+      },
       signal: abort.signal,
       setState: (state) => {
         if (!abort.signal.aborted) this.store.update(job.id, { state });
@@ -70,34 +84,34 @@ export class JobRunner {
   }
 
   async #run(ctx: JobContext, work: (ctx: JobContext) => Promise<Record<string, unknown>>): Promise<void> {
-    const { job, journal } = ctx;
+    const { job } = ctx;
     try {
       const result = await work(ctx);
-      journal.commit();
+      if (!ctx.journal.finished) ctx.journal.commit();
       this.store.update(job.id, { state: 'done', result, journal: undefined });
     } catch (thrown) {
       const cancelled = ctx.signal.aborted;
       const err = cancelled ? new ReseedError('ABORTED', 'cancelled') : thrown;
-      const hints = await this.#undo(journal);
+      const hints = await this.#undo(ctx.journal, this.store.get(job.id));
       const e = jobError(err);
       this.log.info({ job: job.id, err: e.message }, cancelled ? 'job cancelled' : 'job failed');
       this.store.update(job.id, {
         state: cancelled ? 'cancelled' : 'failed',
         error: { ...e, hints: [...e.hints, ...hints] },
-        journal: journal.finished ? undefined : journal.path,
+        journal: ctx.journal.finished || !ctx.journal.written ? undefined : ctx.journal.path,
       });
     }
   }
 
   /** Rolls a job's journal back; the lines say what was undone and how the host compares. */
-  async #undo(journal: Journal): Promise<string[]> {
+  async #undo(journal: Journal, job: JobRecord): Promise<string[]> {
     if (journal.finished || !journal.written) {
       journal.discardIfClean();
       return journal.written ? [] : ['nothing had been changed'];
     }
     const steps = journal.pending().length;
     try {
-      const { report, differences } = await undoAndCompare(journal, { donor: NO_SERVER, joiner: NO_SERVER });
+      const { report, differences } = await undoAndCompare(journal, this.endpointsOf(job));
       return describeOutcome(report, differences, steps, journal);
     } catch (err) {
       return [`rollback could not run: ${errorMessage(err)}`, `journal: ${journal.path}`];
@@ -120,7 +134,7 @@ export class JobRunner {
       // A journal is a file only once a step was recorded: none means nothing was changed.
       if (job.journal && existsSync(job.journal)) {
         try {
-          hints = await this.#undo(Journal.open(job.journal));
+          hints = await this.#undo(Journal.open(job.journal), job);
         } catch (err) {
           hints = [
             `its journal ${job.journal} could not be read: ${isReseedError(err) ? err.message : errorMessage(err)}`,

@@ -28,7 +28,16 @@ import { JOB_STATES, JobStore, isFinal } from './jobs.js';
 import type { JobEvent } from './jobs.js';
 import { JobRunner } from './runner.js';
 import { runTransfer, transferRequestSchema } from './transfer-job.js';
+import {
+  cloneEndpoints,
+  cloneRequestSchema,
+  donorAddress,
+  runCloneJob,
+  storedCloneRequest,
+} from './clone-job.js';
 import { Transfers, within } from './transfers.js';
+import { Backups } from './backups.js';
+import { agentEndpoint } from './mysql.js';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -47,7 +56,7 @@ const jobSchema = z.object({
   error: errorSchema.optional(),
   journal: z.string().optional(),
 });
-const jobRequestSchema = z.discriminatedUnion('kind', [transferRequestSchema]);
+const jobRequestSchema = z.discriminatedUnion('kind', [transferRequestSchema, cloneRequestSchema]);
 
 const STATUS: Partial<Record<ErrorCode, number>> = {
   USAGE: 400,
@@ -75,11 +84,14 @@ const sha = (s: string) => createHash('sha256').update(s).digest();
 export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
   const tokenHash = sha(readTokenFile(config.tokenFile, 'tokenFile'));
   const store = new JobStore(join(config.stateDir, 'jobs'), config.name);
-  const runner = new JobRunner(store, join(config.stateDir, 'journal'), log);
+  const runner = new JobRunner(store, join(config.stateDir, 'journal'), log, (job) =>
+    cloneEndpoints(config, job),
+  );
   const interrupted = await runner.recoverOrphans();
   for (const j of interrupted)
     log.warn({ job: j.id, hints: j.error?.hints }, 'job interrupted by an earlier stop of the agent; undone');
   const transfers = new Transfers(config.serve, 10 * 60_000);
+  const backups = new Backups(config, log);
   const app = Fastify({
     loggerInstance: log,
     logController: new LogController({ disableRequestLogging: true }),
@@ -146,6 +158,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
             activeJob: z.string().nullable(),
             /** transfers this agent serves now */
             transfers: z.number(),
+            /** where this host's mysqld listens, as the agent's configuration says (no credentials) */
+            mysqlAddress: z.object({ host: z.string(), port: z.number() }).nullable(),
           }),
         },
       },
@@ -165,7 +179,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
         pid: process.pid,
         mysqld,
         activeJob: active?.id ?? null,
-        transfers: transfers.count,
+        transfers: transfers.count + backups.count,
+        mysqlAddress: config.mysql ? (({ host, port }) => ({ host, port }))(agentEndpoint(config)) : null,
       };
     },
   );
@@ -234,20 +249,88 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     return reply.code(204).send();
   });
 
-  // Jobs.
-  app.post('/v1/jobs', { schema: { body: jobRequestSchema, response: { 202: jobSchema } } }, (req, reply) => {
-    reply.code(202);
-    const r = req.body;
-    const peer = new AgentClient(peerAddress(config, r.from));
-    const job = runner.start('transfer', r, { donor: r.from, joiner: config.name }, async (ctx) => {
-      try {
-        return { ...(await runTransfer(ctx, r, peer, config.receive)) };
-      } finally {
-        await peer.close();
-      }
-    });
-    return job;
+  // The donor half of the mariabackup method: a backup streamed once to the joiner's agent.
+  app.post(
+    '/v1/backups',
+    {
+      schema: {
+        body: z
+          .object({
+            parallel: z.number().int().min(1).max(64).default(1),
+            idleTimeoutMs: z.number().int().min(1000).max(86_400_000).default(60_000),
+          })
+          .strict(),
+        response: { 201: z.object({ id: z.string(), secret: z.string() }) },
+      },
+    },
+    (req, reply) => {
+      reply.code(201);
+      return backups.open(req.body);
+    },
+  );
+  app.get(
+    '/v1/backups/:id/stream',
+    {
+      config: { auth: 'transfer' },
+      schema: {
+        params: transferParams,
+        querystring: z.object({ codec: z.enum(CODECS as [Codec, ...Codec[]]).default('none') }),
+      },
+    },
+    (req, reply) => {
+      const b = backups.authorize(req.params.id, req.headers.authorization);
+      return reply.type('application/octet-stream').send(Readable.from(backups.stream(b, req.query.codec)));
+    },
+  );
+  app.get('/v1/backups/:id', { schema: { params: transferParams } }, (req) => backups.report(req.params.id));
+  app.delete('/v1/backups/:id', { schema: { params: transferParams } }, (req, reply) => {
+    backups.close(req.params.id);
+    return reply.code(204).send();
   });
+
+  // Jobs.
+  app.post(
+    '/v1/jobs',
+    { schema: { body: jobRequestSchema, response: { 202: jobSchema } } },
+    async (req, reply) => {
+      reply.code(202);
+      const r = req.body;
+      const peer = new AgentClient(peerAddress(config, r.from));
+      if (r.kind === 'clone') {
+        if (!config.mysql) {
+          await peer.close();
+          throw new ReseedError(
+            'USAGE',
+            `agent ${config.name} has no mysql key: it does not know its host's mysqld to clone into`,
+          );
+        }
+        const donor = await donorAddress(peer).catch(async (err: unknown) => {
+          await peer.close();
+          throw err;
+        });
+        return runner.start(
+          'clone',
+          storedCloneRequest(r, donor),
+          { donor: r.from, joiner: config.name },
+          async (ctx) => {
+            try {
+              return await runCloneJob(ctx, r, config, peer, log);
+            } finally {
+              await peer.close();
+            }
+          },
+        );
+      }
+      const job = runner.start('transfer', r, { donor: r.from, joiner: config.name }, async (ctx) => {
+        try {
+          return { ...(await runTransfer(ctx, r, peer, config.receive)) };
+        } finally {
+          await peer.close();
+        }
+      });
+      return job;
+    },
+  );
   app.get('/v1/jobs', { schema: { response: { 200: z.object({ jobs: z.array(jobSchema) }) } } }, () => ({
     jobs: store.list(),
   }));
@@ -315,6 +398,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     close: async () => {
       await runner.stop();
       transfers.stop();
+      backups.stop();
       await app.close();
     },
   };

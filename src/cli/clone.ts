@@ -28,6 +28,7 @@ import {
 } from './throttle-flags.js';
 import type { ThrottleFlags } from './throttle-flags.js';
 import { terminalSink } from './progress-screen.js';
+import { isAgentRef, runAgentClone } from './clone-agents.js';
 
 export interface CloneFlags extends ThrottleFlags {
   from: string;
@@ -58,6 +59,8 @@ export interface CloneFlags extends ThrottleFlags {
   dryRun?: boolean;
   json?: boolean;
   verbose?: boolean;
+  compress?: string;
+  resumeTimeout?: string;
   defaultsFile?: string;
   donorDefaultsFile?: string;
   joinerDefaultsFile?: string;
@@ -101,7 +104,22 @@ export function cloneCommand(): Command {
     );
   addConnectionOptions(cmd)
     .addOption(
-      new Option('--method <name>', 'how data moves').choices([...METHODS.keys()]).default('logical'),
+      new Option(
+        '--method <name>',
+        'how data moves: logical (SQL; any versions), mariabackup (hot physical copy; agents on both hosts, same MariaDB series; replaces the whole joiner datadir)',
+      )
+        .choices([...METHODS.keys(), 'mariabackup'])
+        .default('logical'),
+    )
+    .addOption(
+      new Option(
+        '--compress <codec>',
+        'through agents, --method mariabackup: compress the data channel',
+      ).choices(['none', 'lz4', 'zstd']),
+    )
+    .option(
+      '--resume-timeout <duration>',
+      'through agents: how long the data channel may stall before the clone fails (and is undone)',
     )
     .option(
       '--schemas <list>',
@@ -162,7 +180,11 @@ export function cloneCommand(): Command {
     )
     .option('--catchup-timeout <duration>', 'how long to wait for the replica to catch up', '10m')
     .option('--writable', 'leave the joiner writable (default: read_only=ON)')
-    .option('--verify', 'compare every table and object afterwards (as `reseed verify`)')
+    .option(
+      '--verify',
+      'compare every table and object afterwards (as `reseed verify`); through agents the default',
+    )
+    .option('--no-verify', 'through agents: do not compare afterwards')
     .option('--json', 'one JSON event per line on stdout, then a summary object')
     .option('-v, --verbose', 'log what happens to stderr')
     .addHelpText(
@@ -170,6 +192,9 @@ export function cloneCommand(): Command {
       '\nExamples:\n' +
         '  RESEED_REPLICATION_PASSWORD=secret reseed clone --from mysql://root@db1 --to mysql://root@db2 --replication-user repl\n' +
         '  reseed clone --from mysql://root@db1 --to mysql://root@db2 --schemas shop,crm --no-replicate --verify\n' +
+        '  RESEED_REPLICATION_PASSWORD=secret reseed clone --from agent://db1 --to agent://db2 --method mariabackup --replication-user repl\n' +
+        "\nThrough agents (--from agent://NAME --to agent://NAME; docs/agents.md) the clone is a job of the joiner's agent, which\n" +
+        "uses the agents' own mysql accounts; it is verified unless --no-verify. Ctrl-C cancels the job (undone by the agent).\n" +
         '\nPasswords: MYSQL_PWD, RESEED_DONOR_PASSWORD / RESEED_JOINER_PASSWORD, option files; see docs/credentials.md.\n' +
         'Exit codes: docs/exit-codes.md.',
     )
@@ -207,6 +232,17 @@ function checkFlagConflicts(flags: CloneFlags, command: Command): void {
 }
 
 async function runClone(flags: CloneFlags, command: Command): Promise<number> {
+  if (isAgentRef(flags.from) || isAgentRef(flags.to)) return runAgentClone(flags, command);
+  if (flags.method === 'mariabackup' || flags.compress !== undefined || flags.resumeTimeout !== undefined)
+    return reportError(
+      new ReseedError(
+        'USAGE',
+        flags.method === 'mariabackup'
+          ? '--method mariabackup needs a reseed agent on each host: --from agent://DONOR --to agent://JOINER (docs/agents.md)'
+          : '--compress and --resume-timeout apply to clones through agents only (--from agent://... --to agent://...)',
+      ),
+      flags.json === true,
+    );
   const json = flags.json === true;
   const log = logger(flags.verbose);
   // Log lines (--verbose) go to stderr too: the live area would draw over them.

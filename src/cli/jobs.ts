@@ -93,7 +93,7 @@ async function transfer(flags: TransferFlags): Promise<number> {
  * outcome. With `cancelOnInterrupt`, the first Ctrl-C cancels the job (the agent undoes it and
  * this keeps following); a second one leaves it cancelling and exits.
  */
-async function follow(
+export async function follow(
   client: AgentClient,
   agentName: string,
   id: string,
@@ -172,6 +172,13 @@ function showEvent(
       bar.update(bytes, { done: formatBytes(bytes), all: formatBytes(total), rate });
     }
   } else if (e.type === 'state' && !bar) process.stderr.write(`${String(e.state)}\n`);
+  else if (e.type === 'plan' && Array.isArray(e.lines)) {
+    bar?.stop();
+    process.stderr.write(
+      `plan${e.dryRun ? ' (dry run: nothing changes)' : ''}:\n${(e.lines as string[]).map((l) => `  - ${l}\n`).join('')}`,
+    );
+  } else if (e.type === 'phase' && !bar) process.stderr.write(`phase ${String(e.phase)}\n`);
+  else if (e.type === 'warning') process.stderr.write(`warning: ${String(e.message)}\n`);
 }
 
 function exitOf(job: JobRecord): number {
@@ -199,6 +206,7 @@ export function renderJob(job: JobRecord): string {
       `  tree hash   ${r.treeHash} (equal on both hosts)`,
     );
   }
+  if (r && job.kind === 'clone') lines.push(...renderCloneResult(job.result!));
   if (job.error) {
     lines.push(`  error       ${job.error.code}: ${job.error.message}`);
     for (const h of job.error.hints) lines.push(`    ${h}`);
@@ -283,8 +291,51 @@ function agentNameOf(ref: string): string {
 }
 
 function describeRequest(j: JobRecord): string {
-  const r = j.request as { from?: string; path?: string; dest?: string };
+  const r = j.request as { from?: string; path?: string; dest?: string; method?: string };
+  if (j.kind === 'clone') return `--method ${r.method ?? 'logical'} from agent://${r.from ?? '?'}`;
   return r.from ? `agent://${r.from}${r.path ?? ''} -> ${r.dest ?? ''}` : '';
+}
+
+/** A clone job's result (a logical CloneSummary or a physical one), in the CLI's words. */
+function renderCloneResult(r: Record<string, unknown>): string[] {
+  const n = (k: string) => Number(r[k] ?? 0);
+  const out: string[] = [];
+  if (r.dryRun) return ['  dry run     nothing was changed'];
+  const phases = Object.entries((r.phases ?? {}) as Record<string, number>)
+    .map(([k, v]) => `${k} ${formatMs(v)}`)
+    .join(', ');
+  out.push(
+    `  method      ${String(r.method)} in ${formatMs(n('durationMs'))}${phases ? ` (${phases})` : ''}`,
+  );
+  out.push(
+    `  copied      ${formatBytes(n('bytes'))}${r.rows !== undefined ? `, ${n('rows')} rows in ${n('tables')} tables` : ''}`,
+  );
+  if (r.donorCommitBlockedMs !== undefined)
+    out.push(
+      `  donor       commits blocked ${formatMs(n('donorCommitBlockedMs'))}, DDL blocked ${formatMs(n('donorDdlBlockedMs'))} (BACKUP STAGE)`,
+    );
+  else if (r.lockMode !== undefined)
+    out.push(`  donor lock  ${String(r.lockMode)}, held ${formatMs(n('lockHeldMs'))}`);
+  const c = r.coordinates as
+    | { gtid?: string; file?: string; position?: number; binlog?: { file: string; position: number } }
+    | undefined;
+  if (c)
+    out.push(
+      `  coordinates GTID ${c.gtid || '(none)'}, binlog ${c.file ?? c.binlog?.file ?? ''}:${c.position ?? c.binlog?.position ?? ''}`,
+    );
+  const rep = r.replication as { state?: string; from?: string; catchUpMs?: number } | undefined;
+  if (rep)
+    out.push(
+      `  replication ${rep.state}${rep.from ? ` from ${rep.from}` : ''}${rep.catchUpMs !== undefined ? `, caught up in ${formatMs(rep.catchUpMs)}` : ''}`,
+    );
+  const v = r.verify as { ok?: boolean; identical?: boolean; tables?: number; chunks?: number } | undefined;
+  if (v)
+    out.push(
+      `  verify      ${(v.ok ?? v.identical) ? 'identical' : 'DIFFERENT'}: ${v.tables} tables, ${v.chunks} chunks compared`,
+    );
+  if (r.manifest) out.push(`  manifest    ${String(r.manifest)} (on the joiner's host)`);
+  if (r.removed) out.push(`  old datadir ${String(r.removed)} removed`);
+  return out;
 }
 
 function resumeTimeout(text: string): number {

@@ -78,6 +78,10 @@ export interface CloneRequest {
   log: Logger;
   progress: ProgressSink;
   signal: AbortSignal;
+  /** where the journal is kept (default: the state directory's journal/) */
+  journalDir?: string | undefined;
+  /** told of the journal once it exists (an agent makes it its job's undo) */
+  onJournal?: ((journal: Journal) => void) | undefined;
 }
 
 async function openSide(endpoint: Endpoint, signal: AbortSignal): Promise<CloneSide> {
@@ -108,11 +112,15 @@ export async function clone(req: CloneRequest): Promise<CloneSummary> {
     donor.meta.destroy();
     throw err;
   }
-  const journal = Journal.create({
-    operation: 'clone',
-    donor: publicEndpoint(req.donor),
-    joiner: publicEndpoint(req.joiner),
-  });
+  const journal = Journal.create(
+    {
+      operation: 'clone',
+      donor: publicEndpoint(req.donor),
+      joiner: publicEndpoint(req.joiner),
+    },
+    ...(req.journalDir ? [req.journalDir] : []),
+  );
+  req.onJournal?.(journal);
   const ctx: CloneContext = { donor, joiner, options, journal, log: req.log, progress, signal };
   try {
     await lockJoiner(joiner.meta, signal);

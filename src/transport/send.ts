@@ -73,7 +73,8 @@ export async function* segmentFrames(s: SendSegment): AsyncGenerator<Buffer> {
   }
 }
 
-function* chunkFrames(chunk: Buffer, codec: Codec): Generator<Buffer> {
+/** A chunk's frames: DATA (compressed when that helps), ZERO for runs of 64 KiB of zeros. */
+export function* chunkFrames(chunk: Buffer, codec: Codec): Generator<Buffer> {
   let start = 0;
   let runStart = 0;
   while (start < chunk.length) {

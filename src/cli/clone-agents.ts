@@ -1,0 +1,150 @@
+import type { Command } from 'commander';
+import { AgentClient } from '../agent/client.js';
+import type { JobRecord } from '../agent/jobs.js';
+import { resolveAgent } from '../agent/registry.js';
+import { ReseedError } from '../errors.js';
+import type { CloneFlags } from './clone.js';
+import {
+  parseDuration,
+  parseHostPort,
+  parseList,
+  parsePositiveInt,
+  replicationPassword,
+  reportError,
+} from './common.js';
+import { follow } from './jobs.js';
+
+export const isAgentRef = (text: string) => /^agent:\/\//.test(text);
+
+/** The clone flags a job through agents takes; the others are refused when given. */
+const AGENT_FLAGS = new Set([
+  'from',
+  'to',
+  'method',
+  'schemas',
+  'parallel',
+  'force',
+  'users',
+  'replicate',
+  'replicationUser',
+  'replicationHost',
+  'replicationDefaultsFile',
+  'catchupTimeout',
+  'writable',
+  'verify',
+  'dryRun',
+  'json',
+  'verbose',
+  'compress',
+  'resumeTimeout',
+]);
+/** logical only */
+const LOGICAL_ONLY = ['schemas', 'force', 'users'] as const;
+
+function agentName(text: string, option: string): string {
+  const m = /^agent:\/\/([^/]+)\/?$/.exec(text);
+  if (!m) throw new ReseedError('USAGE', `${option} takes agent://NAME, not "${text}"`);
+  return m[1]!;
+}
+
+/**
+ * `reseed clone --from agent://A --to agent://B`: the clone is a job of the joiner's agent (B),
+ * which asks the donor's (A) to serve its half; this process only asks and follows. Ctrl-C
+ * cancels the job (the agent undoes it); a second Ctrl-C stops following.
+ */
+export async function runAgentClone(
+  flags: CloneFlags & { compress?: string; resumeTimeout?: string },
+  command: Command,
+): Promise<number> {
+  try {
+    if (!isAgentRef(flags.from) || !isAgentRef(flags.to))
+      throw new ReseedError(
+        'USAGE',
+        `through agents both sides are agents: --from agent://DONOR --to agent://JOINER (given --from ${flags.from} --to ${flags.to})`,
+      );
+    const given = (k: string) => command.getOptionValueSource(k) === 'cli';
+    const refused = command.options
+      .map((o) => o.attributeName())
+      .filter((k) => given(k) && !AGENT_FLAGS.has(k))
+      .map((k) => command.options.find((o) => o.attributeName() === k)!.long);
+    if (refused.length)
+      throw new ReseedError(
+        'USAGE',
+        `through agents, ${refused.join(', ')} ${refused.length > 1 ? 'are' : 'is'} not supported yet: drop ${refused.length > 1 ? 'them' : 'it'}`,
+        {
+          hints: [
+            "the agents use their own mysql accounts (their configurations' mysql key): no passwords or option files are given here",
+          ],
+        },
+      );
+    if (flags.method !== 'logical') {
+      const clash = LOGICAL_ONLY.filter((k) => given(k)).map((k) => `--${k}`);
+      if (clash.length)
+        throw new ReseedError(
+          'USAGE',
+          `--method ${flags.method} copies the whole datadir: ${clash.join(', ')} only apply to --method logical`,
+        );
+    }
+    if (!flags.replicate) {
+      const clash = [
+        'replicationUser',
+        'replicationHost',
+        'replicationDefaultsFile',
+        'catchupTimeout',
+      ].filter(given);
+      if (clash.length)
+        throw new ReseedError(
+          'USAGE',
+          `--no-replicate contradicts ${clash.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`,
+        );
+    }
+    const from = agentName(flags.from, '--from');
+    const to = agentName(flags.to, '--to');
+    if (from === to)
+      throw new ReseedError(
+        'USAGE',
+        `--from and --to name the same agent (${from}): the donor and the joiner must differ`,
+      );
+    const request = {
+      kind: 'clone',
+      from,
+      method: flags.method,
+      parallel: parsePositiveInt('--parallel', flags.parallel, 64),
+      ...(flags.compress !== undefined ? { compress: flags.compress } : {}),
+      schemas: parseList(flags.schemas),
+      force: flags.force === true,
+      users: flags.users === true,
+      replicate: flags.replicate,
+      ...(flags.replicate
+        ? {
+            replicationUser: flags.replicationUser,
+            replicationPassword: replicationPassword(flags.replicationDefaultsFile),
+            ...(flags.replicationHost
+              ? { replicationHost: parseHostPort(flags.replicationHost, '--replication-host') }
+              : {}),
+            catchupTimeoutMs: parseDuration(flags.catchupTimeout, '--catchup-timeout'),
+          }
+        : {}),
+      // Through agents the clone is verified unless --no-verify: the agent's summary says "identical" only when it compared.
+      verify: flags.verify !== false,
+      writable: flags.writable === true,
+      dryRun: flags.dryRun === true,
+      ...(flags.resumeTimeout !== undefined
+        ? { resumeTimeoutMs: parseDuration(flags.resumeTimeout, '--resume-timeout') }
+        : {}),
+    };
+    const client = new AgentClient(resolveAgent(to));
+    try {
+      const job = await client.call<JobRecord>('POST', '/v1/jobs', request);
+      if (!flags.json)
+        process.stderr.write(
+          `job ${job.id} on agent://${to}: --method ${flags.method} from agent://${from}\n`,
+        );
+      return await follow(client, to, job.id, flags.json === true, true);
+    } finally {
+      await client.close();
+    }
+  } catch (err) {
+    return reportError(err, flags.json === true);
+  }
+}

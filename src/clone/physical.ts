@@ -1,0 +1,729 @@
+import { execFile } from 'node:child_process';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  statfsSync,
+  writeFileSync,
+} from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import type { AgentClient } from '../agent/client.js';
+import { ReseedError, errorMessage } from '../errors.js';
+import { spawnStreamed } from '../exec/stream.js';
+import { faultPoint } from '../fault.js';
+import { captureHostState } from '../host/host-state.js';
+import { hostUndo } from '../host/host-undo.js';
+import type { ServiceControl } from '../host/service-control.js';
+import type { Journal } from '../journal/journal.js';
+import type { Logger } from '../log.js';
+import { parseBinlogInfo } from '../methods/mariabackup/stages.js';
+import type { BinlogInfo } from '../methods/mariabackup/stages.js';
+import type { Endpoint } from '../mysql/credentials.js';
+import { publicEndpoint } from '../mysql/credentials.js';
+import { inspect } from '../mysql/facts.js';
+import type { ServerFacts } from '../mysql/facts.js';
+import { connect } from '../mysql/server.js';
+import type { Server } from '../mysql/server.js';
+import { listSchemas } from '../mysql/tables.js';
+import { DEFAULT_READ_LOCK_POLICY } from '../mysql/read-lock.js';
+import { DEFAULT_THROTTLE } from '../throttle/donor-throttle.js';
+import type { ProgressEvent } from '../progress.js';
+import { checkAccountFromHere, waitForCatchUp } from '../replication/replica.js';
+import type { Codec } from '../transport/codec.js';
+import { receiveStream } from '../transport/stream.js';
+import { verify } from '../verify/verify.js';
+import type { VerifyReport } from '../verify/verify.js';
+import { asideDatadirName, datadirRefusal } from './joiner-datadir.js';
+import { identity, writeManifest } from './manifest.js';
+import { captureState } from './state-record.js';
+import { HOST_STATE_LABEL } from './undo.js';
+import type { RecordedState } from './undo.js';
+
+const run = promisify(execFile);
+
+export interface PhysicalOptions {
+  parallel: number;
+  compress: Codec;
+  replicate: boolean;
+  replicationUser: string | undefined;
+  replicationPassword: string | undefined;
+  /** where the joiner reaches the donor's mysqld for replication (default: the donor's address) */
+  replicationHost: { host: string; port: number } | undefined;
+  catchupTimeoutMs: number;
+  verify: boolean;
+  dryRun: boolean;
+  /** how long the stream may stall before the clone fails */
+  stallTimeoutMs: number;
+}
+
+export interface PhysicalCloneRequest {
+  method: 'mariabackup';
+  /** the donor's agent, which serves the backup */
+  donorAgent: AgentClient;
+  /** the donor's mysqld, from this host, with this agent's account (which the copy brings along) */
+  donor: Endpoint;
+  joiner: Endpoint;
+  datadir: string;
+  service: ServiceControl;
+  options: PhysicalOptions;
+  journal: Journal;
+  log: Logger;
+  signal: AbortSignal;
+  manifestDir: string;
+  emit(event: ProgressEvent | { type: string; [k: string]: unknown }): void;
+  setState(state: 'preflight' | 'copying' | 'preparing' | 'swapping' | 'replicating' | 'verifying'): void;
+}
+
+export interface PhysicalSummary {
+  method: string;
+  plan: string[];
+  dryRun: boolean;
+  bytes: number;
+  wireBytes: number;
+  streamDigest: string;
+  coordinates: BinlogInfo | undefined;
+  donorCommitBlockedMs: number;
+  donorDdlBlockedMs: number;
+  replication: { state: 'running' | 'not configured'; from?: string; catchUpMs?: number };
+  verify: { identical: boolean; tables: number; chunks: number; rows: number } | undefined;
+  phases: Record<string, number>;
+  durationMs: number;
+  manifest: string | undefined;
+  /** the joiner's old datadir, removed once the clone stood */
+  removed: string;
+}
+
+interface Sides {
+  donor: Server;
+  joiner: Server;
+  donorFacts: ServerFacts;
+  joinerFacts: ServerFacts;
+}
+
+/**
+ * A whole-datadir clone with mariadb-backup, run by the joiner's agent: preflight (one line per
+ * problem, nothing changed), stream the donor agent's backup into `mbstream -x` in a staging
+ * directory beside the datadir, prepare it, then swap: mysqld stopped, the old datadir renamed
+ * aside, the prepared one renamed in, mysqld started; then replication from the backup's GTID,
+ * catch-up, verification, the journal's commit and the manifest, and only then the old datadir
+ * removed. Each step is journaled before it acts: a failure, a cancel or a crash of the agent
+ * puts the old datadir back and starts mysqld on it, and the joiner is compared with its state
+ * before (data checksums, schemas, accounts, replication, and the host's datadir by inode).
+ */
+export async function physicalClone(req: PhysicalCloneRequest): Promise<PhysicalSummary> {
+  const started = Date.now();
+  const { journal, signal, options, emit } = req;
+  const phases: Record<string, number> = {};
+  const datadir = resolve(req.datadir);
+  req.setState('preflight');
+  emit({ type: 'phase', phase: 'preflight' });
+  const sides = await openSides(req);
+  try {
+    const plan = await preflightPhysical(req, sides, datadir);
+    emit({
+      type: 'plan',
+      lines: plan,
+      dryRun: options.dryRun,
+      phases: [
+        'preflight',
+        'copy',
+        'prepare',
+        'swap',
+        ...(options.replicate ? ['replicate'] : []),
+        ...(options.verify ? ['verify'] : []),
+      ],
+    });
+    const summary: PhysicalSummary = {
+      method: req.method,
+      plan,
+      dryRun: options.dryRun,
+      bytes: 0,
+      wireBytes: 0,
+      streamDigest: '',
+      coordinates: undefined,
+      donorCommitBlockedMs: 0,
+      donorDdlBlockedMs: 0,
+      replication: { state: 'not configured' },
+      verify: undefined,
+      phases,
+      durationMs: 0,
+      manifest: undefined,
+      removed: '',
+    };
+    if (options.dryRun) return { ...summary, durationMs: Date.now() - started };
+
+    // The state to come back to: the joiner's data, schemas, accounts and replication, and on
+    // its host the datadir (by inode), the staging path, mysqld running and answering.
+    const joinerSchemas = await listSchemas(sides.joiner, signal);
+    const before: RecordedState = {
+      donor: await captureState(sides.donor, {
+        flavor: sides.donorFacts.flavor,
+        dataSchemas: [],
+        schemas: false,
+        accounts: false,
+        signal,
+      }),
+      joiner: await captureState(sides.joiner, {
+        flavor: sides.joinerFacts.flavor,
+        dataSchemas: joinerSchemas,
+        schemas: true,
+        accounts: true,
+        signal,
+      }),
+      dataSchemas: joinerSchemas,
+      accounts: true,
+    };
+    journal.keepState('before', before);
+    const staging = join(dirname(datadir), `${basename(datadir)}.reseed-new-${journal.header.id}`);
+    const aside = asideDatadirName(datadir, journal.header.id);
+    journal.keepState(HOST_STATE_LABEL, {
+      joiner: await captureHostState(
+        { paths: [datadir, staging, aside], service: req.service.spec, listen: listenOf(req.joiner) },
+        signal,
+      ),
+    });
+    sides.joiner.destroy();
+
+    // Copy: the donor's backup stream, extracted as it arrives.
+    req.setState('copying');
+    emit({ type: 'phase', phase: 'copy' });
+    let t = Date.now();
+    const marker = `.reseed-made-${journal.header.id}`;
+    await journal.apply(
+      `make the staging directory ${staging}`,
+      hostUndo('joiner', { kind: 'remove-made-directory', path: staging, marker }),
+      () => {
+        mkdirSync(staging, { mode: 0o700 });
+        writeFileSync(join(staging, marker), `made by reseed, journal ${journal.header.id}\n`);
+        return Promise.resolve();
+      },
+    );
+    const copied = await copyBackup(req, staging);
+    Object.assign(summary, copied);
+    phases.copy = Date.now() - t;
+    faultPoint('physical-copied');
+
+    // Prepare: the redo applied, a consistent datadir.
+    req.setState('preparing');
+    emit({ type: 'phase', phase: 'prepare' });
+    t = Date.now();
+    await prepare(req, staging, sides);
+    const infoFile = join(staging, 'xtrabackup_binlog_info');
+    const coordinates = existsSync(infoFile) ? parseBinlogInfo(readFileSync(infoFile, 'utf8')) : undefined;
+    summary.coordinates = coordinates;
+    if (options.replicate && !coordinates?.gtid)
+      throw new ReseedError(
+        'COPY_FAILED',
+        'the backup holds no GTID position (xtrabackup_binlog_info is missing or has none): replication cannot start from it',
+      );
+    // A binary log shipped with the backup belongs to the donor's numbering, not the joiner's.
+    if (coordinates && existsSync(join(staging, coordinates.file))) rmSync(join(staging, coordinates.file));
+    phases.prepare = Date.now() - t;
+    faultPoint('physical-prepared');
+
+    // Swap: the old datadir aside, the new one in, mysqld on it.
+    req.setState('swapping');
+    emit({ type: 'phase', phase: 'swap' });
+    t = Date.now();
+    const owner = statSync(datadir);
+    chownTree(staging, owner.uid, owner.gid);
+    chmodSync(staging, owner.mode & 0o7777);
+    if ((await req.service.status(signal)).running)
+      await journal.apply(
+        `stop the joiner's mysqld (${req.service.description})`,
+        hostUndo('joiner', { kind: 'start-service', service: req.service.spec }),
+        () => req.service.stop(signal),
+      );
+    faultPoint('physical-stopped');
+    await journal.apply(
+      `move the joiner's datadir aside to ${aside}`,
+      hostUndo('joiner', { kind: 'move-back', from: aside, to: datadir }),
+      () => {
+        renameSync(datadir, aside);
+        return Promise.resolve();
+      },
+    );
+    await journal.apply(
+      `move the prepared copy into place as ${datadir}`,
+      hostUndo('joiner', { kind: 'move-back', from: datadir, to: staging }),
+      () => {
+        renameSync(staging, datadir);
+        return Promise.resolve();
+      },
+    );
+    faultPoint('physical-swapped');
+    await journal.apply(
+      `start the joiner's mysqld on the new datadir`,
+      hostUndo('joiner', { kind: 'stop-service', service: req.service.spec }),
+      () => req.service.start(signal),
+    );
+    phases.swap = Date.now() - t;
+    faultPoint('physical-started');
+
+    const joiner = await connect(req.joiner, { init: ['SET SESSION sql_log_bin = 0'] }).catch(
+      (err: unknown) => {
+        throw new ReseedError(
+          'REPLICATION_FAILED',
+          `the cloned joiner does not let this agent's account ${req.joiner.user} log in: ${errorMessage(err)}`,
+          {
+            cause: err,
+            hints: [
+              "a physical copy brings the donor's accounts: the joiner agent's mysql account must exist on the donor with the same password",
+            ],
+          },
+        );
+      },
+    );
+    try {
+      if (options.replicate) {
+        req.setState('replicating');
+        emit({ type: 'phase', phase: 'replicate' });
+        t = Date.now();
+        summary.replication = await startReplication(req, sides, joiner, coordinates!);
+        phases.replicate = Date.now() - t;
+        faultPoint('physical-caught-up');
+      } else {
+        // The donor's replica settings came along in mysql.gtid_slave_pos: nothing replicates.
+        await joiner.query('SET GLOBAL gtid_slave_pos = ""', [], signal).catch(() => undefined);
+      }
+      if (options.verify) {
+        req.setState('verifying');
+        emit({ type: 'phase', phase: 'verify' });
+        t = Date.now();
+        const schemas = await listSchemas(sides.donor, signal);
+        const report: VerifyReport = await verify({
+          donor: req.donor,
+          joiner: req.joiner,
+          schemas,
+          parallel: Math.max(1, Math.min(4, options.parallel)),
+          chunkRows: 100_000,
+          lockMode: 'auto',
+          readLock: DEFAULT_READ_LOCK_POLICY,
+          catchupTimeoutMs: options.catchupTimeoutMs,
+          log: req.log,
+          progress: { emit },
+          signal,
+          journal,
+          replicaConnection: undefined,
+          throttle: DEFAULT_THROTTLE,
+        });
+        phases.verify = Date.now() - t;
+        summary.verify = {
+          identical: report.ok,
+          tables: report.tables,
+          chunks: report.chunks,
+          rows: report.rows,
+        };
+        if (!report.ok)
+          throw new ReseedError(
+            'CHECKSUM_MISMATCH',
+            `verification found ${report.differences.length} difference(s) between donor and joiner`,
+            {
+              hints: report.differences.slice(0, 10).map((d) => `${d.what}: ${d.detail}`),
+            },
+          );
+        faultPoint('physical-verified');
+      }
+      // Proven. From here on nothing is rolled back; the old datadir goes, then the manifest is written.
+      journal.commit();
+      rmSync(join(datadir, marker), { force: true });
+      rmSync(aside, { recursive: true, force: true });
+      summary.removed = aside;
+      summary.durationMs = Date.now() - started;
+      summary.manifest = writeManifest(
+        {
+          format: 1,
+          id: journal.header.id,
+          method: req.method,
+          startedAt: new Date(started).toISOString(),
+          completedAt: new Date().toISOString(),
+          donor: identity(publicEndpoint(req.donor), sides.donorFacts),
+          joiner: identity(publicEndpoint(req.joiner), sides.joinerFacts),
+          coordinates:
+            coordinates &&
+            ({
+              flavor: 'mariadb',
+              gtid: coordinates.gtid,
+              binlog: { file: coordinates.file, position: coordinates.position },
+            } as never),
+          schemas: await listSchemas(sides.donor, signal).catch(() => []),
+          tables: summary.verify?.tables ?? 0,
+          rows: summary.verify?.rows ?? 0,
+          bytes: summary.bytes,
+          lockMode: 'backup-stage',
+          lockHeldMs: summary.donorCommitBlockedMs,
+          replication: {
+            state: summary.replication.state,
+            from: summary.replication.from,
+            mode: 'gtid',
+            catchUpMs: summary.replication.catchUpMs,
+          },
+          verify: summary.verify && { ...summary.verify, position: coordinates?.gtid ?? '' },
+          phases,
+          durationMs: summary.durationMs,
+        },
+        req.manifestDir,
+      );
+      return summary;
+    } finally {
+      await joiner.close();
+    }
+  } finally {
+    sides.donor.destroy();
+    sides.joiner.destroy();
+  }
+}
+
+async function openSides(req: PhysicalCloneRequest): Promise<Sides> {
+  const donor = await connect(req.donor).catch((err: unknown) => {
+    throw new ReseedError(
+      'PREFLIGHT_FAILED',
+      `this agent cannot log in to the donor's mysqld at ${req.donor.host}:${req.donor.port} as ${req.donor.user}: ${errorMessage(err)}`,
+      {
+        cause: err,
+        hints: [
+          "a physical copy brings the donor's accounts to the joiner: the joiner agent's mysql account must exist on the donor, with the same password, and be allowed from the joiner's host",
+        ],
+      },
+    );
+  });
+  try {
+    const joiner = await connect(req.joiner);
+    try {
+      return {
+        donor,
+        joiner,
+        donorFacts: await inspect(donor, req.signal),
+        joinerFacts: await inspect(joiner, req.signal),
+      };
+    } catch (err) {
+      joiner.destroy();
+      throw err;
+    }
+  } catch (err) {
+    donor.destroy();
+    throw err;
+  }
+}
+
+async function variables(s: Server, names: string[], signal: AbortSignal): Promise<Record<string, string>> {
+  const rows = await s.query(
+    `SELECT VARIABLE_NAME AS n, VARIABLE_VALUE AS v FROM information_schema.GLOBAL_VARIABLES WHERE VARIABLE_NAME IN (${names.map(() => '?').join(', ')})`,
+    names.map((n) => n.toUpperCase()),
+    signal,
+  );
+  return Object.fromEntries(rows.map((r) => [String(r.n).toLowerCase(), String(r.v ?? '')]));
+}
+
+/** A tool's version as it prints it (mariadb-backup on stderr; mbstream only in --help), or undefined when it is missing. */
+async function toolVersion(tool: string, arg = '--version'): Promise<string | undefined> {
+  try {
+    const { stdout, stderr } = await run(tool, [arg]);
+    const text = `${stdout}\n${stderr}`;
+    return /(\d+\.\d+\.\d+)-MariaDB/.exec(text)?.[1] ?? /Ver\s+(\S+)/.exec(text)?.[1] ?? text.trim();
+  } catch {
+    return undefined;
+  }
+}
+
+const series = (v: string) => v.split('.').slice(0, 2).join('.');
+
+/** Every problem on its own line, before anything changes; the plan when there is none. */
+async function preflightPhysical(req: PhysicalCloneRequest, s: Sides, datadir: string): Promise<string[]> {
+  const { signal, options } = req;
+  const problems: string[] = [];
+  const d = s.donorFacts;
+  const j = s.joinerFacts;
+  if (d.flavor.name !== 'mariadb' || j.flavor.name !== 'mariadb')
+    problems.push(
+      `--method mariabackup needs MariaDB on both sides (donor ${d.version.text}, joiner ${j.version.text})`,
+    );
+  if (series(d.version.text) !== series(j.version.text))
+    problems.push(
+      `the donor runs ${d.version.text} and the joiner ${j.version.text}: a physical copy needs the same series (use --method logical across versions)`,
+    );
+  if (d.serverId === j.serverId && d.hostname === j.hostname && d.port === j.port)
+    problems.push('the donor and the joiner are the same server');
+  else if (d.serverId === j.serverId)
+    problems.push(
+      `the donor and the joiner have the same server_id ${d.serverId}: replication needs them to differ`,
+    );
+  const tool = await toolVersion('mariadb-backup');
+  if (!tool)
+    problems.push(
+      "mariadb-backup is not installed on the joiner's host (Debian: apt install mariadb-backup)",
+    );
+  else if (series(tool) !== series(d.version.text))
+    problems.push(
+      `the joiner's mariadb-backup is ${tool}; it cannot prepare a backup of ${d.version.text}: install the same series`,
+    );
+  if (!(await toolVersion('mbstream', '--help')))
+    problems.push("mbstream is not installed on the joiner's host (it comes with mariadb-backup)");
+  const names = [
+    'innodb_page_size',
+    'lower_case_table_names',
+    'innodb_data_home_dir',
+    'innodb_log_group_home_dir',
+    'innodb_undo_directory',
+    'innodb_encrypt_tables',
+    'innodb_buffer_pool_size',
+    'binlog_expire_logs_seconds',
+  ];
+  const dv = await variables(s.donor, names, signal);
+  const jv = await variables(s.joiner, names, signal);
+  for (const v of ['innodb_page_size', 'lower_case_table_names'])
+    if (dv[v] !== jv[v]) problems.push(`${v} differs: donor ${dv[v]}, joiner ${jv[v]}`);
+  if ((dv.innodb_encrypt_tables ?? 'OFF') !== 'OFF')
+    problems.push(
+      'the donor encrypts InnoDB tables: reseed does not yet carry the key management a prepare needs (use --method logical)',
+    );
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return resolve(p);
+    }
+  };
+  if (real(j.datadir) !== real(datadir))
+    problems.push(
+      `the joiner's mysqld uses the datadir ${j.datadir}, but this agent's configuration says ${datadir}`,
+    );
+  for (const v of ['innodb_data_home_dir', 'innodb_log_group_home_dir', 'innodb_undo_directory']) {
+    const value = jv[v] ?? '';
+    if (
+      value &&
+      value !== './' &&
+      value !== '.' &&
+      !real(resolve(j.datadir, value)).startsWith(real(datadir))
+    )
+      problems.push(
+        `the joiner keeps InnoDB files outside its datadir (${v} = ${value}): reseed swaps the datadir only`,
+      );
+  }
+  const refusal = datadirRefusal(datadir);
+  if (refusal) problems.push(refusal);
+  // Room for the copy beside the datadir (staging, then the swap is a rename).
+  const [size] = await s.donor.query(
+    "SELECT COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH + DATA_FREE), 0) AS b FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE'",
+    [],
+    signal,
+  );
+  const need = Number(size?.b ?? 0) * 1.2 + 512 * 1024 * 1024;
+  try {
+    const fs = statfsSync(dirname(datadir));
+    const free = fs.bavail * fs.bsize;
+    if (free < need)
+      problems.push(
+        `${dirname(datadir)} has ${gib(free)} free; the copy needs about ${gib(need)} beside the joiner's datadir`,
+      );
+  } catch (err) {
+    problems.push(`cannot read the free space of ${dirname(datadir)}: ${errorMessage(err)}`);
+  }
+  if (options.replicate) {
+    if (!d.logBin)
+      problems.push(
+        'the donor does not write a binary log (log_bin is OFF): the joiner could not replicate from it (or pass --no-replicate)',
+      );
+    const expire = Number(dv.binlog_expire_logs_seconds ?? 0);
+    // A backup streamed at 50 MB/s, prepared and caught up: the donor's binlogs must outlive that.
+    const expected = need / 50e6 + options.catchupTimeoutMs / 1000;
+    if (expire > 0 && expire < expected * 2)
+      problems.push(
+        `the donor purges its binary logs after ${expire} s (binlog_expire_logs_seconds), less than twice the expected copy and catch-up time (${Math.round(expected)} s): the joiner could find its GTID purged`,
+      );
+    if (!options.replicationUser)
+      problems.push('replication needs --replication-user (an account on the donor with REPLICATION SLAVE)');
+    else if (options.replicationPassword === undefined)
+      problems.push(
+        `no password for the replication account ${options.replicationUser}: set RESEED_REPLICATION_PASSWORD or pass --replication-defaults-file`,
+      );
+    else {
+      const where = options.replicationHost ?? { host: req.donor.host, port: req.donor.port };
+      const check = await checkAccountFromHere(
+        {
+          host: where.host,
+          port: where.port,
+          user: options.replicationUser,
+          password: options.replicationPassword,
+        },
+        undefined,
+        signal,
+      ).catch((err: unknown) => ({ problem: errorMessage(err) }));
+      if (check.problem) problems.push(check.problem);
+    }
+  }
+  if (problems.length)
+    throw new ReseedError(
+      'PREFLIGHT_FAILED',
+      `${problems.length} problem(s) forbid this clone; nothing was changed`,
+      { hints: problems },
+    );
+  const to = options.replicationHost ?? { host: req.donor.host, port: req.donor.port };
+  return [
+    `method mariabackup: a hot physical copy of the donor ${d.hostname}:${d.port} (${d.version.text}) streamed to the joiner's agent, extracted beside the datadir and prepared there`,
+    'the donor keeps serving: DDL is blocked from BACKUP STAGE BLOCK_DDL and commits during BLOCK_COMMIT only (the times are reported)',
+    `it replaces the joiner's whole datadir ${datadir}: its accounts and passwords, system tables and replication state become the donor's`,
+    `the joiner's mysqld (${req.service.description}) is stopped for the swap; the old datadir is kept as ${basename(asideDatadirName(datadir, req.journal.header.id))} and comes back on failure, removed only once the clone is proven`,
+    options.replicate
+      ? `replicate from ${to.host}:${to.port} as ${options.replicationUser} from the backup's GTID position (MASTER_USE_GTID=slave_pos)`
+      : 'no replication (--no-replicate): the copy stands alone',
+    options.verify
+      ? 'verify: every table checksummed on both sides once caught up'
+      : 'no verification (--no-verify)',
+  ];
+}
+
+function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+}
+
+function listenOf(e: Endpoint): { host: string; port: number } | { socketPath: string } {
+  return e.socketPath ? { socketPath: e.socketPath } : { host: e.host, port: e.port };
+}
+
+/** The donor agent's backup, through the data channel, into `mbstream -x` as it arrives. */
+async function copyBackup(req: PhysicalCloneRequest, staging: string) {
+  const { signal, options } = req;
+  const opened = await req.donorAgent.call<{ id: string; secret: string }>(
+    'POST',
+    '/v1/backups',
+    { parallel: options.parallel, idleTimeoutMs: options.stallTimeoutMs * 3 },
+    signal,
+  );
+  try {
+    const extract = spawnStreamed(
+      'mbstream',
+      ['-x', '-C', staging, '-p', String(Math.max(1, options.parallel))],
+      { stdin: 'pipe', stdout: 'ignore', signal },
+    );
+    let last = 0;
+    const received = await receiveStream({
+      source: {
+        url: req.donorAgent.address.url,
+        transfer: opened.id,
+        secret: opened.secret,
+        tls: req.donorAgent.address,
+      },
+      path: `/v1/backups/${opened.id}/stream?codec=${options.compress}`,
+      sink: extract.stdin!,
+      stallTimeoutMs: options.stallTimeoutMs,
+      signal,
+      onProgress: (bytes, wireBytes) => {
+        if (Date.now() - last < 500) return;
+        last = Date.now();
+        req.emit({ type: 'progress', phase: 'copy', bytes, wireBytes });
+        faultPoint('physical-streaming');
+      },
+    }).catch(async (err: unknown) => {
+      extract.kill();
+      await extract.done.catch(() => undefined);
+      throw err;
+    });
+    await extract.done;
+    const report = await req.donorAgent.call<{
+      commitBlockedMs: number;
+      ddlBlockedMs: number;
+      state: string;
+      error?: string;
+    }>('GET', `/v1/backups/${opened.id}`, undefined, signal);
+    if (report.state !== 'done')
+      throw new ReseedError('COPY_FAILED', `the donor's backup ended ${report.state}: ${report.error ?? ''}`);
+    req.emit({
+      type: 'progress',
+      phase: 'copy',
+      bytes: received.bytes,
+      wireBytes: received.wireBytes,
+      donorCommitBlockedMs: report.commitBlockedMs,
+    });
+    return {
+      bytes: received.bytes,
+      wireBytes: received.wireBytes,
+      streamDigest: received.digest,
+      donorCommitBlockedMs: report.commitBlockedMs,
+      donorDdlBlockedMs: report.ddlBlockedMs,
+    };
+  } finally {
+    await req.donorAgent.call('DELETE', `/v1/backups/${opened.id}`).catch(() => undefined);
+  }
+}
+
+/** `mariadb-backup --prepare`, with the joiner's buffer pool size as its memory (Galera's choice). */
+async function prepare(req: PhysicalCloneRequest, staging: string, s: Sides): Promise<void> {
+  const [row] = await s.joiner
+    .query('SELECT @@innodb_buffer_pool_size AS b', [], req.signal)
+    .catch(() => [{ b: 0 }]);
+  const memory = Math.max(96 * 2 ** 20, Math.min(Number(row?.b ?? 0), 4 * 2 ** 30));
+  const child = spawnStreamed(
+    'mariadb-backup',
+    ['--prepare', `--target-dir=${staging}`, `--use-memory=${memory}`],
+    {
+      stdout: 'ignore',
+      signal: req.signal,
+      tailLines: 12,
+      onStderrLine: (line) => req.log.debug({ line }, 'mariadb-backup --prepare'),
+    },
+  );
+  await child.done;
+}
+
+function chownTree(root: string, uid: number, gid: number): void {
+  chownSync(root, uid, gid);
+  for (const e of readdirSync(root, { withFileTypes: true })) {
+    const p = join(root, e.name);
+    if (e.isDirectory()) chownTree(p, uid, gid);
+    else if (!lstatSync(p).isSymbolicLink()) chownSync(p, uid, gid);
+  }
+}
+
+/**
+ * The copy carries the donor's replica settings in mysql.gtid_slave_pos and none of its own
+ * binary logs: replication is reset, the joiner's binary log emptied (its GTID state must not
+ * conflict with the donor's), the backup's position set, and replication started from the donor.
+ */
+async function startReplication(
+  req: PhysicalCloneRequest,
+  s: Sides,
+  joiner: Server,
+  c: BinlogInfo,
+): Promise<PhysicalSummary['replication']> {
+  const { signal, options } = req;
+  const flavor = s.joinerFacts.flavor;
+  const to = options.replicationHost ?? { host: req.donor.host, port: req.donor.port };
+  await joiner.query('STOP ALL SLAVES', [], signal);
+  await joiner.query(flavor.resetReplicaAllSql, [], signal);
+  const [lb] = await joiner.query('SELECT @@log_bin AS b', [], signal);
+  if (Number(lb?.b ?? 0)) await joiner.query(flavor.resetBinlogSql, [], signal);
+  for (const sql of flavor.setGtidPositionSql(c.gtid)) await joiner.query(sql, [], signal);
+  const change = flavor.changeSourceSql(
+    {
+      host: to.host,
+      port: to.port,
+      user: options.replicationUser!,
+      gtid: true,
+      binlog: undefined,
+      ssl: undefined,
+    },
+    options.replicationPassword ?? '',
+  );
+  await joiner.query(change.sql, change.params, signal);
+  await joiner.query(flavor.startReplicaSql, [], signal);
+  const waited = await waitForCatchUp({
+    replica: joiner,
+    source: s.donor,
+    flavor,
+    useGtid: true,
+    timeoutMs: options.catchupTimeoutMs,
+    progress: { emit: req.emit },
+    signal,
+  });
+  return { state: 'running', from: `${to.host}:${to.port}`, catchUpMs: waited.waitedMs };
+}

@@ -1,0 +1,172 @@
+import { isIP } from 'node:net';
+import type { Writable } from 'node:stream';
+import { once } from 'node:events';
+import { Agent, request } from 'undici';
+import { ReseedError, abortError, errorMessage } from '../errors.js';
+import type { Codec } from './codec.js';
+import { SegmentDigest } from './digest.js';
+import { FRAME, FrameDecoder, MAX_FRAME_RAW, encodeFrame } from './frame.js';
+import type { Frame } from './frame.js';
+import { chunkFrames, errorFrame } from './send.js';
+import type { TransferSource } from './receive.js';
+
+/** What is gathered into one frame before it is sent: a pipe gives 64 KiB at a time. */
+const GATHER = 256 * 1024;
+const ZEROS = Buffer.alloc(1 << 20);
+
+/**
+ * The frames of a stream that is made as it is read (`mariadb-backup --stream`): DATA and ZERO
+ * frames, each with its checksum, then END with the digest of every byte, or ERROR with what went
+ * wrong when `input` fails (`describe` turns the failure into the message the receiver shows).
+ * Unlike a tree's segments a stream cannot be asked for again from an offset: a cut fails it.
+ */
+export async function* streamFrames(
+  input: AsyncIterable<Buffer>,
+  codec: Codec,
+  describe: (err: unknown) => string = errorMessage,
+): AsyncGenerator<Buffer> {
+  const hash = new SegmentDigest();
+  let gathered: Buffer[] = [];
+  let size = 0;
+  const flush = function* (): Generator<Buffer> {
+    if (size === 0) return;
+    const all = gathered.length === 1 ? gathered[0]! : Buffer.concat(gathered, size);
+    gathered = [];
+    size = 0;
+    for (let at = 0; at < all.length; at += MAX_FRAME_RAW)
+      yield* chunkFrames(all.subarray(at, Math.min(all.length, at + MAX_FRAME_RAW)), codec);
+  };
+  try {
+    for await (const chunk of input) {
+      hash.update(chunk);
+      gathered.push(chunk);
+      size += chunk.length;
+      if (size >= GATHER) yield* flush();
+    }
+    yield* flush();
+  } catch (err) {
+    yield errorFrame(describe(err));
+    return;
+  }
+  yield encodeFrame(FRAME.END, Buffer.from(hash.digest()), 0);
+}
+
+export interface StreamReceiveOptions {
+  source: TransferSource;
+  /** the path of the stream on the donor agent */
+  path: string;
+  /** where the bytes go, with backpressure (a child's stdin) */
+  sink: Writable;
+  /** no byte for this long: the stream is taken as cut, and fails */
+  stallTimeoutMs: number;
+  signal: AbortSignal;
+  onProgress?: ((bytes: number, wireBytes: number) => void) | undefined;
+}
+
+/**
+ * Pulls a stream from a donor agent into `sink`: every frame's checksum checked before its bytes
+ * are written, the END frame's digest compared with that of everything written. A stream that
+ * ends without END (cut, the donor agent stopped) or with ERROR fails; the sink is then ended
+ * with an error so what consumes it does not take a truncated stream for a whole one.
+ */
+export async function receiveStream(
+  o: StreamReceiveOptions,
+): Promise<{ bytes: number; wireBytes: number; digest: string }> {
+  const url = new URL(o.path, o.source.url);
+  const tls = o.source.tls;
+  const dispatcher = new Agent({
+    connect: {
+      ca: tls?.ca,
+      cert: tls?.cert,
+      key: tls?.key,
+      servername: tls?.servername ?? (isIP(url.hostname.replace(/^\[|\]$/g, '')) ? undefined : url.hostname),
+      rejectUnauthorized: true,
+      timeout: o.stallTimeoutMs,
+    },
+  });
+  const hash = new SegmentDigest();
+  let bytes = 0;
+  let wireBytes = 0;
+  try {
+    const res = await request(url, {
+      method: 'GET',
+      dispatcher,
+      headers: { authorization: `Bearer ${o.source.secret}` },
+      signal: o.signal,
+      headersTimeout: o.stallTimeoutMs,
+      bodyTimeout: o.stallTimeoutMs,
+    }).catch((err: unknown) => {
+      if (o.signal.aborted) throw abortError(o.signal);
+      throw new ReseedError(
+        'TRANSPORT_FAILED',
+        `the donor agent's stream could not be opened: ${errorMessage(err)}`,
+        { cause: err },
+      );
+    });
+    if (res.statusCode !== 200) {
+      const text = await res.body.text();
+      let message = text;
+      try {
+        message = (JSON.parse(text) as { message?: string }).message ?? text;
+      } catch {
+        // not JSON: quoted as it is
+      }
+      throw new ReseedError(
+        res.statusCode === 401 ? 'TRANSPORT_AUTH_FAILED' : 'TRANSPORT_FAILED',
+        `the donor agent answered ${res.statusCode}: ${message}`,
+      );
+    }
+    const decoder = new FrameDecoder();
+    res.body.on('error', (err) => decoder.destroy(err));
+    res.body.pipe(decoder);
+    const write = async (buf: Buffer) => {
+      if (!o.sink.write(buf)) {
+        await Promise.race([once(o.sink, 'drain', { signal: o.signal }), once(o.sink, 'close')]);
+        if (o.sink.destroyed)
+          throw new ReseedError('COPY_FAILED', 'the consumer of the stream stopped reading it');
+      }
+    };
+    try {
+      for await (const frame of decoder as AsyncIterable<Frame>) {
+        wireBytes += frame.wireBytes;
+        if (frame.type === FRAME.DATA) {
+          hash.update(frame.payload);
+          await write(frame.payload);
+        } else if (frame.type === FRAME.ZERO) {
+          for (let left = frame.rawLength; left > 0; left -= ZEROS.length) {
+            const z = ZEROS.subarray(0, Math.min(left, ZEROS.length));
+            hash.update(z);
+            await write(Buffer.from(z));
+          }
+        } else if (frame.type === FRAME.END) {
+          const digest = hash.digest();
+          if (frame.payload.toString() !== digest)
+            throw new ReseedError(
+              'COPY_FAILED',
+              'the stream arrived with another digest than the donor sent: it was damaged',
+            );
+          o.sink.end();
+          return { bytes, wireBytes, digest };
+        } else throw new ReseedError('COPY_FAILED', `the donor agent: ${frame.payload.toString('utf8')}`);
+        bytes += frame.rawLength;
+        o.onProgress?.(bytes, wireBytes);
+      }
+    } catch (err) {
+      if (o.signal.aborted) throw abortError(o.signal);
+      throw err instanceof ReseedError
+        ? err
+        : new ReseedError('TRANSPORT_FAILED', `the data channel was cut: ${errorMessage(err)}`, {
+            cause: err,
+          });
+    }
+    throw new ReseedError(
+      'TRANSPORT_FAILED',
+      "the donor agent's stream ended before its end (cut, or the agent stopped)",
+    );
+  } catch (err) {
+    o.sink.destroy(err as Error);
+    throw err;
+  } finally {
+    await dispatcher.close().catch(() => undefined);
+  }
+}
