@@ -141,6 +141,7 @@ export async function runCloneJob(
       },
       signal: ctx.signal,
       journalDir: join(config.stateDir, 'journal'),
+      manifestDir: join(config.stateDir, 'manifests'),
       onJournal: (j) => ctx.adoptJournal(j),
     });
     return { ...summary } as unknown as Record<string, unknown>;

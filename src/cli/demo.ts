@@ -11,6 +11,47 @@ import { renderSummary } from './clone.js';
 import { formatBytes, formatMs } from './output.js';
 import { terminalSink } from './progress-screen.js';
 import { renderReport } from './verify.js';
+import { AgentClient } from '../agent/client.js';
+import type { JobRecord } from '../agent/jobs.js';
+import { resolveAgent } from '../agent/registry.js';
+import { forgetSandboxAgent, sandboxAgentDown, sandboxAgentUp } from '../agent/sandbox-agent.js';
+import { follow } from './jobs.js';
+
+function tryIt(donorPort: number, joinerPort: number, agents: boolean): string {
+  return [
+    '',
+    'Try it:',
+    `  mariadb -h127.0.0.1 -P${donorPort} -uroot shop     # the donor: write something`,
+    `  mariadb -h127.0.0.1 -P${joinerPort} -uroot shop    # the joiner: see it arrive (SHOW SLAVE STATUS\\G)`,
+    `  bin/reseed verify --from mysql://root@127.0.0.1:${donorPort} --to mysql://root@127.0.0.1:${joinerPort}`,
+    ...(agents
+      ? ["  bin/reseed jobs --on agent://demo-joiner             # the clone, as a job of the joiner's agent"]
+      : []),
+    'Remove them (and their agents):',
+    '  bin/reseed sandbox rm demo-donor && bin/reseed sandbox rm demo-joiner',
+    '',
+  ].join('\n');
+}
+
+/** The demo's clone as a job of the joiner's agent, followed like `reseed clone --from agent://...`. */
+async function agentClone(method: string, parallel: number): Promise<number> {
+  const client = new AgentClient(resolveAgent('demo-joiner'));
+  try {
+    const job = await client.call<JobRecord>('POST', '/v1/jobs', {
+      kind: 'clone',
+      from: 'demo-donor',
+      method,
+      parallel,
+      replicationUser: 'repl',
+      replicationPassword: 'demo-repl-password',
+      verify: true,
+    });
+    process.stderr.write(`  job ${job.id} on agent://demo-joiner\n`);
+    return await follow(client, 'demo-joiner', job.id, false, true);
+  } finally {
+    await client.close();
+  }
+}
 
 const SIZE_UNITS = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 
@@ -33,12 +74,16 @@ export function demoCommand(): Command {
     .addOption(
       new Option(
         '--method <method>',
-        'how the joiner is seeded (mariabackup, copy and snapshot are not built yet)',
+        'how the joiner is seeded: logical, or mariabackup (a hot physical copy, through agents); copy and snapshot are not built yet',
       )
-        .choices([...METHODS.keys()])
+        .choices([...METHODS.keys(), 'mariabackup'])
         .default('logical'),
     )
-    .action(async (o: { size: string; parallel: string; method: string }) => {
+    .option(
+      '--agents',
+      "run the clone through two reseed agents, one per sandbox (the joiner's agent runs it; implied by --method mariabackup)",
+    )
+    .action(async (o: { size: string; parallel: string; method: string; agents?: boolean }) => {
       // Bad input is refused before any sandbox is touched.
       let bytes: number;
       let parallel: number;
@@ -52,7 +97,14 @@ export function demoCommand(): Command {
       const term = terminalSink();
       const { signal, dispose } = abortOnSignals(() => term.stop());
       try {
-        for (const name of ['demo-donor', 'demo-joiner']) if (getSandbox(name)) await sandboxRemove(name);
+        for (const name of ['demo-donor', 'demo-joiner']) {
+          const old = getSandbox(name);
+          if (!old) continue;
+          await sandboxAgentDown(old);
+          await sandboxRemove(name);
+          forgetSandboxAgent(name);
+        }
+        const agents = o.agents === true || o.method !== 'logical';
         process.stderr.write('Starting two sandboxes...\n');
         const donor = await sandboxUp('demo-donor', { signal });
         const joiner = await sandboxUp('demo-joiner', { signal });
@@ -67,7 +119,20 @@ export function demoCommand(): Command {
         await s.query("CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'demo-repl-password'");
         await s.query("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'");
         await s.close();
-        process.stderr.write(`  loaded in ${formatMs(Date.now() - t)}\nCloning donor -> joiner...\n`);
+        process.stderr.write(`  loaded in ${formatMs(Date.now() - t)}\n`);
+        if (agents) {
+          process.stderr.write('Starting an agent for each sandbox...\n');
+          for (const sb of [donor, joiner]) {
+            const a = await sandboxAgentUp(sb);
+            process.stderr.write(`  agent://${sb.name} at ${a.url}\n`);
+          }
+          process.stderr.write(`Cloning donor -> joiner through the agents (--method ${o.method})...\n`);
+          term.stop();
+          process.exitCode = await agentClone(o.method, parallel);
+          if (process.exitCode === 0) process.stderr.write(tryIt(donor.port, joiner.port, true));
+          return;
+        }
+        process.stderr.write('Cloning donor -> joiner...\n');
         const summary = await clone({
           donor: sandboxEndpoint(donor),
           joiner: sandboxEndpoint(joiner),
@@ -85,18 +150,7 @@ export function demoCommand(): Command {
         term.stop(true);
         process.stdout.write(renderSummary(summary));
         if (summary.verify) process.stdout.write('Verification: ' + renderReport(summary.verify));
-        process.stderr.write(
-          [
-            '',
-            'Try it:',
-            `  mariadb -h127.0.0.1 -P${donor.port} -uroot shop     # the donor: write something`,
-            `  mariadb -h127.0.0.1 -P${joiner.port} -uroot shop    # the joiner: see it arrive (SHOW SLAVE STATUS\\G)`,
-            `  bin/reseed verify --from mysql://root@127.0.0.1:${donor.port} --to mysql://root@127.0.0.1:${joiner.port}`,
-            'Remove them:',
-            '  bin/reseed sandbox rm demo-donor && bin/reseed sandbox rm demo-joiner',
-            '',
-          ].join('\n'),
-        );
+        process.stderr.write(tryIt(donor.port, joiner.port, false));
       } catch (err) {
         term.stop();
         process.exitCode = reportError(err, false);

@@ -177,7 +177,7 @@ function showEvent(
     process.stderr.write(
       `plan${e.dryRun ? ' (dry run: nothing changes)' : ''}:\n${(e.lines as string[]).map((l) => `  - ${l}\n`).join('')}`,
     );
-  } else if (e.type === 'phase' && !bar) process.stderr.write(`phase ${String(e.phase)}\n`);
+  } else if (e.type === 'phase' && !bar) process.stderr.write(`  phase ${String(e.phase)}\n`);
   else if (e.type === 'warning') process.stderr.write(`warning: ${String(e.message)}\n`);
 }
 

@@ -80,6 +80,8 @@ export interface CloneRequest {
   signal: AbortSignal;
   /** where the journal is kept (default: the state directory's journal/) */
   journalDir?: string | undefined;
+  /** where the CloneManifest is written (default: the state directory's manifests/) */
+  manifestDir?: string | undefined;
   /** told of the journal once it exists (an agent makes it its job's undo) */
   onJournal?: ((journal: Journal) => void) | undefined;
 }
@@ -121,7 +123,16 @@ export async function clone(req: CloneRequest): Promise<CloneSummary> {
     ...(req.journalDir ? [req.journalDir] : []),
   );
   req.onJournal?.(journal);
-  const ctx: CloneContext = { donor, joiner, options, journal, log: req.log, progress, signal };
+  const ctx: CloneContext = {
+    donor,
+    joiner,
+    options,
+    journal,
+    log: req.log,
+    progress,
+    signal,
+    manifestDir: req.manifestDir,
+  };
   try {
     await lockJoiner(joiner.meta, signal);
     let plan: ClonePlan;
@@ -218,31 +229,40 @@ function baseSummary(ctx: CloneContext, plan: ClonePlan, lines: string[]): Clone
 function recordManifest(ctx: CloneContext, summary: CloneSummary, started: number): string {
   const { donor, joiner, journal, options } = ctx;
   const v = summary.verify;
-  return writeManifest({
-    format: 1,
-    id: journal.header.id,
-    method: options.method,
-    startedAt: new Date(started).toISOString(),
-    completedAt: new Date().toISOString(),
-    donor: identity(publicEndpoint(donor.endpoint), donor.facts),
-    joiner: identity(publicEndpoint(joiner.endpoint), joiner.facts),
-    coordinates: summary.coordinates,
-    schemas: options.schemas,
-    tables: summary.tables,
-    rows: summary.rows,
-    bytes: summary.bytes,
-    lockMode: summary.lockMode,
-    lockHeldMs: summary.lockHeldMs,
-    replication: {
-      state: summary.replication.state,
-      from: summary.replication.from,
-      mode: summary.replication.mode,
-      catchUpMs: summary.replication.catchUpMs,
+  return writeManifest(
+    {
+      format: 1,
+      id: journal.header.id,
+      method: options.method,
+      startedAt: new Date(started).toISOString(),
+      completedAt: new Date().toISOString(),
+      donor: identity(publicEndpoint(donor.endpoint), donor.facts),
+      joiner: identity(publicEndpoint(joiner.endpoint), joiner.facts),
+      coordinates: summary.coordinates,
+      schemas: options.schemas,
+      tables: summary.tables,
+      rows: summary.rows,
+      bytes: summary.bytes,
+      lockMode: summary.lockMode,
+      lockHeldMs: summary.lockHeldMs,
+      replication: {
+        state: summary.replication.state,
+        from: summary.replication.from,
+        mode: summary.replication.mode,
+        catchUpMs: summary.replication.catchUpMs,
+      },
+      verify: v && {
+        identical: v.ok,
+        position: v.position,
+        tables: v.tables,
+        chunks: v.chunks,
+        rows: v.rows,
+      },
+      phases: summary.phases,
+      durationMs: Date.now() - started,
     },
-    verify: v && { identical: v.ok, position: v.position, tables: v.tables, chunks: v.chunks, rows: v.rows },
-    phases: summary.phases,
-    durationMs: Date.now() - started,
-  });
+    ctx.manifestDir,
+  );
 }
 
 function dryRunSummary(ctx: CloneContext, plan: ClonePlan, lines: string[], started: number): CloneSummary {
@@ -271,7 +291,7 @@ async function run(
   if (plan.park !== undefined)
     await parkConnection({ joiner: joiner.meta, flavor, connection: plan.park, journal, signal });
   faultPoint('replication-stopped');
-  const oldManifest = await setAsideManifest(joiner.facts, journal);
+  const oldManifest = await setAsideManifest(joiner.facts, journal, ctx.manifestDir);
   const moved = [...plan.replace, ...plan.drop].map((s, i) => ({
     schema: s.schema,
     aside: asideName(journal.header.id, i),

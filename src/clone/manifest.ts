@@ -115,8 +115,9 @@ export function readManifest(joiner: ServerIdentity, dir = manifestDir()): Clone
 export async function setAsideManifest(
   joiner: Pick<ServerIdentity, 'hostname' | 'port'>,
   journal: Journal,
+  dir = manifestDir(),
 ): Promise<string | undefined> {
-  const path = manifestPath(joiner);
+  const path = manifestPath(joiner, dir);
   if (!existsSync(path)) return undefined;
   const aside = `${path}.replaced-${journal.header.id}`;
   await journal.apply(

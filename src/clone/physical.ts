@@ -43,7 +43,7 @@ import { receiveStream } from '../transport/stream.js';
 import { verify } from '../verify/verify.js';
 import type { VerifyReport } from '../verify/verify.js';
 import { asideDatadirName, datadirRefusal } from './joiner-datadir.js';
-import { identity, writeManifest } from './manifest.js';
+import { identity, setAsideManifest, writeManifest } from './manifest.js';
 import { captureState } from './state-record.js';
 import { HOST_STATE_LABEL } from './undo.js';
 import type { RecordedState } from './undo.js';
@@ -192,6 +192,8 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
       ),
     });
     sides.joiner.destroy();
+    // A half-done clone must not look completed: the last clone's manifest goes aside first.
+    const oldManifest = await setAsideManifest(sides.joinerFacts, journal, req.manifestDir);
 
     // Copy: the donor's backup stream, extracted as it arrives.
     req.setState('copying');
@@ -373,6 +375,7 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
         },
         req.manifestDir,
       );
+      if (oldManifest) rmSync(oldManifest, { force: true });
       return summary;
     } finally {
       await joiner.close();

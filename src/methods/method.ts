@@ -60,6 +60,8 @@ export interface CloneContext {
   log: Logger;
   progress: ProgressSink;
   signal: AbortSignal;
+  /** where the CloneManifest goes; undefined: the state directory's manifests/ */
+  manifestDir?: string | undefined;
 }
 
 export interface TransferResult {
