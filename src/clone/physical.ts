@@ -341,41 +341,48 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
       rmSync(aside, { recursive: true, force: true });
       summary.removed = aside;
       summary.durationMs = Date.now() - started;
-      summary.manifest = writeManifest(
-        {
-          format: 1,
-          id: journal.header.id,
-          method: req.method,
-          startedAt: new Date(started).toISOString(),
-          completedAt: new Date().toISOString(),
-          donor: identity(publicEndpoint(req.donor), sides.donorFacts),
-          joiner: identity(publicEndpoint(req.joiner), sides.joinerFacts),
-          coordinates:
-            coordinates &&
-            ({
-              flavor: 'mariadb',
-              gtid: coordinates.gtid,
-              binlog: { file: coordinates.file, position: coordinates.position },
-            } as never),
-          schemas: await listSchemas(sides.donor, signal).catch(() => []),
-          tables: summary.verify?.tables ?? 0,
-          rows: summary.verify?.rows ?? 0,
-          bytes: summary.bytes,
-          lockMode: 'backup-stage',
-          lockHeldMs: summary.donorCommitBlockedMs,
-          replication: {
-            state: summary.replication.state,
-            from: summary.replication.from,
-            mode: 'gtid',
-            catchUpMs: summary.replication.catchUpMs,
+      try {
+        summary.manifest = writeManifest(
+          {
+            format: 1,
+            id: journal.header.id,
+            method: req.method,
+            startedAt: new Date(started).toISOString(),
+            completedAt: new Date().toISOString(),
+            donor: identity(publicEndpoint(req.donor), sides.donorFacts),
+            joiner: identity(publicEndpoint(req.joiner), sides.joinerFacts),
+            coordinates:
+              coordinates &&
+              ({
+                flavor: 'mariadb',
+                gtid: coordinates.gtid,
+                binlog: { file: coordinates.file, position: coordinates.position },
+              } as never),
+            schemas: await listSchemas(sides.donor, signal).catch(() => []),
+            tables: summary.verify?.tables ?? 0,
+            rows: summary.verify?.rows ?? 0,
+            bytes: summary.bytes,
+            lockMode: 'backup-stage',
+            lockHeldMs: summary.donorCommitBlockedMs,
+            replication: {
+              state: summary.replication.state,
+              from: summary.replication.from,
+              mode: 'gtid',
+              catchUpMs: summary.replication.catchUpMs,
+            },
+            verify: summary.verify && { ...summary.verify, position: coordinates?.gtid ?? '' },
+            phases,
+            durationMs: summary.durationMs,
           },
-          verify: summary.verify && { ...summary.verify, position: coordinates?.gtid ?? '' },
-          phases,
-          durationMs: summary.durationMs,
-        },
-        req.manifestDir,
-      );
-      if (oldManifest) rmSync(oldManifest, { force: true });
+          req.manifestDir,
+        );
+        if (oldManifest) rmSync(oldManifest, { force: true });
+      } catch (err) {
+        emit({
+          type: 'warning',
+          message: `the clone completed, but its manifest could not be written: ${errorMessage(err)}`,
+        });
+      }
       return summary;
     } finally {
       await joiner.close();
