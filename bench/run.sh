@@ -2,9 +2,9 @@
 # The benchmark (issue: logical clone speed). Installs the peers it compares with, builds reseed,
 # and writes docs/benchmarks.md and docs/benchmarks.svg. Arguments go to bench/bench.ts
 # (--size 2G, --runs 3, --parallel 4, --methods reseed,mysqldump,mydumper,ingest,mariabackup,
-# --sections clone,verify,impact,channel: the clone methods, verify against pt-table-checksum, the
+# --sections clone,verify,impact,channel,physical: the clone methods, verify against pt-table-checksum, the
 # donor's latency under a sysbench load during a clone, throttle off and on, and the agents' data
-# channel against tar | socat).
+# channel against tar | socat, and --method mariabackup against the hand-made pipeline).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()

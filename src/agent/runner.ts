@@ -26,7 +26,7 @@ export interface JobContext {
 export type JobEndpoints = (job: JobRecord) => { donor: Endpoint; joiner: Endpoint };
 
 /** Jobs without SQL steps still go through the SQL-aware undo: these endpoints are never dialled. */
-const NO_SERVER: Endpoint = { host: 'none.invalid', port: 1, user: 'none' };
+export const NO_SERVER: Endpoint = { host: 'none.invalid', port: 1, user: 'none' };
 
 /**
  * Runs jobs on the agent: one at a time (the store refuses a second), each with its own journal

@@ -26,7 +26,7 @@ import type { AgentConfig } from './config.js';
 import { readTokenFile } from './config.js';
 import { JOB_STATES, JobStore, isFinal } from './jobs.js';
 import type { JobEvent } from './jobs.js';
-import { JobRunner } from './runner.js';
+import { JobRunner, NO_SERVER } from './runner.js';
 import { runTransfer, transferRequestSchema } from './transfer-job.js';
 import {
   cloneEndpoints,
@@ -84,8 +84,9 @@ const sha = (s: string) => createHash('sha256').update(s).digest();
 export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
   const tokenHash = sha(readTokenFile(config.tokenFile, 'tokenFile'));
   const store = new JobStore(join(config.stateDir, 'jobs'), config.name);
+  // Only a clone's journal holds SQL steps; the others never dial a server.
   const runner = new JobRunner(store, join(config.stateDir, 'journal'), log, (job) =>
-    cloneEndpoints(config, job),
+    job.kind === 'clone' ? cloneEndpoints(config, job) : { donor: NO_SERVER, joiner: NO_SERVER },
   );
   const interrupted = await runner.recoverOrphans();
   for (const j of interrupted)

@@ -128,7 +128,7 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
   emit({ type: 'phase', phase: 'preflight' });
   const sides = await openSides(req);
   try {
-    const plan = await preflightPhysical(req, sides, datadir);
+    const { lines: plan, estimate } = await preflightPhysical(req, sides, datadir);
     emit({
       type: 'plan',
       lines: plan,
@@ -209,7 +209,7 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
         return Promise.resolve();
       },
     );
-    const copied = await copyBackup(req, staging);
+    const copied = await copyBackup(req, staging, estimate);
     Object.assign(summary, copied);
     phases.copy = Date.now() - t;
     faultPoint('physical-copied');
@@ -448,7 +448,11 @@ async function toolVersion(tool: string, arg = '--version'): Promise<string | un
 const series = (v: string) => v.split('.').slice(0, 2).join('.');
 
 /** Every problem on its own line, before anything changes; the plan when there is none. */
-async function preflightPhysical(req: PhysicalCloneRequest, s: Sides, datadir: string): Promise<string[]> {
+async function preflightPhysical(
+  req: PhysicalCloneRequest,
+  s: Sides,
+  datadir: string,
+): Promise<{ lines: string[]; estimate: number }> {
   const { signal, options } = req;
   const problems: string[] = [];
   const d = s.donorFacts;
@@ -578,7 +582,8 @@ async function preflightPhysical(req: PhysicalCloneRequest, s: Sides, datadir: s
       { hints: problems },
     );
   const to = options.replicationHost ?? { host: req.donor.host, port: req.donor.port };
-  return [
+  const estimate = Number(size?.b ?? 0);
+  const lines = [
     `method mariabackup: a hot physical copy of the donor ${d.hostname}:${d.port} (${d.version.text}) streamed to the joiner's agent, extracted beside the datadir and prepared there`,
     'the donor keeps serving: DDL is blocked from BACKUP STAGE BLOCK_DDL and commits during BLOCK_COMMIT only (the times are reported)',
     `it replaces the joiner's whole datadir ${datadir}: its accounts and passwords, system tables and replication state become the donor's`,
@@ -590,6 +595,7 @@ async function preflightPhysical(req: PhysicalCloneRequest, s: Sides, datadir: s
       ? 'verify: every table checksummed on both sides once caught up'
       : 'no verification (--no-verify)',
   ];
+  return { lines, estimate };
 }
 
 function gib(bytes: number): string {
@@ -601,7 +607,7 @@ function listenOf(e: Endpoint): { host: string; port: number } | { socketPath: s
 }
 
 /** The donor agent's backup, through the data channel, into `mbstream -x` as it arrives. */
-async function copyBackup(req: PhysicalCloneRequest, staging: string) {
+async function copyBackup(req: PhysicalCloneRequest, staging: string, estimate: number) {
   const { signal, options } = req;
   const opened = await req.donorAgent.call<{ id: string; secret: string }>(
     'POST',
@@ -630,7 +636,14 @@ async function copyBackup(req: PhysicalCloneRequest, staging: string) {
       onProgress: (bytes, wireBytes) => {
         if (Date.now() - last < 500) return;
         last = Date.now();
-        req.emit({ type: 'progress', phase: 'copy', bytes, wireBytes });
+        // The total is the donor's tables as information_schema sizes them: an estimate.
+        req.emit({
+          type: 'progress',
+          phase: 'copy',
+          bytes,
+          wireBytes,
+          totalBytes: Math.max(estimate, bytes),
+        });
         faultPoint('physical-streaming');
       },
     }).catch(async (err: unknown) => {

@@ -181,7 +181,7 @@ describe('agents on two hosts (network namespaces)', () => {
       const r2 = await lost.done;
       assert.equal(r2.code, 6, r2.stderr);
       assert.match(r2.stderr, /cut for more than 4 s/);
-      assert.equal(existsSync(join(work, 'dst', 'copy-lost')), false);
+      assert.equal(existsSync(join(work, 'dst', 'copy-lost')), false, r2.stderr);
     } finally {
       inNs(ns.a, 'ip', 'link', 'set', dev.a, 'up');
     }
