@@ -12,6 +12,7 @@ import { resolveAgent } from '../src/agent/registry.js';
 import { forgetSandboxAgent, sandboxAgentDown, sandboxAgentUp } from '../src/agent/sandbox-agent.js';
 import { connect } from '../src/mysql/server.js';
 import {
+  freePort,
   getSandbox,
   sandboxDown,
   sandboxEndpoint,
@@ -59,15 +60,41 @@ async function query(s: SandboxInfo, sql: string[]): Promise<Record<string, unkn
   }
 }
 
-/** What a DBA types: stream, extract, prepare, swap, start, point replication, wait. */
-async function handPipeline(donor: SandboxInfo, joiner: SandboxInfo, parallel: number): Promise<void> {
+/** socat's TLS needs files: the donor agent's certificate serves both ends (one CA signed it). */
+function socatTls(donor: SandboxInfo) {
+  const a = join(donor.dir, 'agent');
+  const ca = join(donor.dir, '..', 'agent-ca', 'ca.pem');
+  const files = `cert=${join(a, 'cert.pem')},key=${join(a, 'key.pem')},cafile=${ca},verify=1`;
+  return { server: files, client: `${files},commonname=127.0.0.1` };
+}
+
+/**
+ * What a DBA types: stream, extract, prepare, swap, start, point replication, wait. With `tls`,
+ * the stream crosses `socat openssl` (as it would between hosts) instead of a local pipe.
+ */
+async function handPipeline(
+  donor: SandboxInfo,
+  joiner: SandboxInfo,
+  parallel: number,
+  tls = false,
+): Promise<void> {
   const staging = join(joiner.dir, 'staging');
   const tmp = join(joiner.dir, 'bk-tmp');
   await sh(`rm -rf ${staging} ${tmp} && mkdir -p ${staging} ${tmp}`);
-  await sh(
-    `mariadb-backup --backup --stream=xbstream --host=127.0.0.1 --port=${donor.port} --user=root --target-dir=${tmp} --parallel=${parallel} 2>/dev/null | mbstream -x -C ${staging} -p ${parallel}`,
-  );
+  const backup = `mariadb-backup --backup --stream=xbstream --host=127.0.0.1 --port=${donor.port} --user=root --target-dir=${tmp} --parallel=${parallel} 2>/dev/null`;
+  if (tls) {
+    const t = socatTls(donor);
+    const port = await freePort();
+    const receiver = sh(
+      `socat -u OPENSSL-LISTEN:${port},reuseaddr,${t.server} STDOUT | mbstream -x -C ${staging} -p ${parallel}`,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    await sh(`${backup} | socat -u STDIN OPENSSL:127.0.0.1:${port},${t.client}`);
+    await receiver;
+  } else await sh(`${backup} | mbstream -x -C ${staging} -p ${parallel}`);
   await sh(`mariadb-backup --prepare --target-dir=${staging} --use-memory=1G 2>/dev/null`);
+  const copied = Number((await sh(`du -sb ${staging} | cut -f1`)).stdout.trim());
+  console.error(`    by hand: ${(copied / 1e9).toFixed(2)} GB extracted and prepared`);
   const gtid = (await sh(`cut -f3 ${staging}/xtrabackup_binlog_info`)).stdout.trim();
   await sandboxDown(joiner.name);
   renameSync(join(joiner.dir, 'data'), join(joiner.dir, 'data.old'));
@@ -127,6 +154,7 @@ export async function physicalBench(opts: {
   if (!donor.running) await sandboxUp(donor.name);
   await query(donor, [
     "CREATE USER IF NOT EXISTS 'repl'@'127.0.0.1' IDENTIFIED BY 'bench-repl'",
+    "ALTER USER 'repl'@'127.0.0.1' IDENTIFIED BY 'bench-repl'",
     "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'",
   ]);
   await sandboxAgentUp(donor);
@@ -145,16 +173,17 @@ export async function physicalBench(opts: {
       seconds: 0,
       blockedMs: [],
     },
+    { label: 'the same by hand, the stream through socat openssl (TLS)', runs: [], seconds: 0 },
   ];
   let verifySeconds: number | undefined;
   try {
     for (let round = 0; round < opts.runs; round++) {
-      const order = round % 2 === 0 ? [0, 1] : [1, 0];
+      const order = [0, 1, 2].map((_, k) => (k + round) % 3);
       for (const i of order) {
         const joiner = await freshJoiner();
         await opts.dropCaches();
         const t = Date.now();
-        if (i === 0) await handPipeline(donor, joiner, opts.parallel);
+        if (i !== 1) await handPipeline(donor, joiner, opts.parallel, i === 2);
         else {
           const job = await reseedRun(donor, joiner, opts.parallel, false);
           rows[1]!.blockedMs!.push(Number(job.result?.donorCommitBlockedMs ?? 0));
@@ -184,7 +213,7 @@ export async function physicalBench(opts: {
 }
 
 export function renderPhysical(r: PhysicalResult, command: string): string {
-  const [hand, ours] = r.rows as [PhysicalRow, PhysicalRow];
+  const [hand, ours, handTls] = r.rows as [PhysicalRow, PhysicalRow, PhysicalRow];
   const phases = Object.entries(ours.phases ?? {})
     .map(([k, v]) => `${k} ${(v / 1000).toFixed(1)} s`)
     .join(', ');
@@ -197,7 +226,7 @@ export function renderPhysical(r: PhysicalResult, command: string): string {
     '',
     '| method | seconds (median) | runs | against the hand pipeline |',
     '| --- | ---: | --- | ---: |',
-    ...[hand, ours].map(
+    ...[hand, handTls, ours].map(
       (x) =>
         `| ${x.label.replace(/\|/g, '\\|')} | ${x.seconds.toFixed(1)} | ${x.runs.map((s) => s.toFixed(1)).join(', ')} | ${(x.seconds / hand.seconds).toFixed(2)}x |`,
     ),
