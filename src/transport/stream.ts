@@ -1,6 +1,5 @@
 import { isIP } from 'node:net';
 import type { Writable } from 'node:stream';
-import { once } from 'node:events';
 import { Agent, request } from 'undici';
 import { ReseedError, abortError, errorMessage } from '../errors.js';
 import type { Codec } from './codec.js';
@@ -119,12 +118,26 @@ export async function receiveStream(
     const decoder = new FrameDecoder();
     res.body.on('error', (err) => decoder.destroy(err));
     res.body.pipe(decoder);
-    const write = async (buf: Buffer) => {
-      if (!o.sink.write(buf)) {
-        await Promise.race([once(o.sink, 'drain', { signal: o.signal }), once(o.sink, 'close')]);
-        if (o.sink.destroyed)
-          throw new ReseedError('COPY_FAILED', 'the consumer of the stream stopped reading it');
-      }
+    // Backpressure: wait for 'drain', or fail when the consumer went away (listeners removed
+    // each time: one per write would pile up on the sink).
+    const write = (buf: Buffer): Promise<void> | undefined => {
+      if (o.sink.write(buf)) return undefined;
+      return new Promise<void>((resolve, reject) => {
+        const done = (err?: Error) => {
+          o.sink.off('drain', onDrain);
+          o.sink.off('close', onClose);
+          o.signal.removeEventListener('abort', onAbort);
+          if (err) reject(err);
+          else resolve();
+        };
+        const onDrain = () => done();
+        const onClose = () =>
+          done(new ReseedError('COPY_FAILED', 'the consumer of the stream stopped reading it'));
+        const onAbort = () => done(abortError(o.signal));
+        o.sink.on('drain', onDrain);
+        o.sink.on('close', onClose);
+        o.signal.addEventListener('abort', onAbort);
+      });
     };
     try {
       for await (const frame of decoder as AsyncIterable<Frame>) {
