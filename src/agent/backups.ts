@@ -160,6 +160,9 @@ export class Backups {
         b.report.commitBlockedMs = b.clock.commitBlockedMs;
         b.report.ddlBlockedMs = b.clock.ddlBlockedMs;
         if (!ok && b.report.error === undefined) b.report.error = 'the stream was not read to its end';
+        // A stream is served once: its option file (the credentials) and directory go now; the
+        // report stays in memory for the joiner's agent until it closes the backup.
+        rmSync(b.dir, { recursive: true, force: true });
         log.info({ backup: b.id, ...b.report }, 'backup stream ended');
       }
     }

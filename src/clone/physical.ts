@@ -621,6 +621,9 @@ async function copyBackup(req: PhysicalCloneRequest, staging: string, estimate: 
       ['-x', '-C', staging, '-p', String(Math.max(1, options.parallel))],
       { stdin: 'pipe', stdout: 'ignore', signal },
     );
+    // mbstream exiting early makes writes to its stdin fail (EPIPE): seen through 'close' by the
+    // receiver, and through its exit status here; never an unhandled error in the agent.
+    extract.stdin!.on('error', (err) => req.log.debug({ err }, 'mbstream stdin'));
     let last = 0;
     const received = await receiveStream({
       source: {

@@ -65,8 +65,9 @@ export interface StreamReceiveOptions {
 /**
  * Pulls a stream from a donor agent into `sink`: every frame's checksum checked before its bytes
  * are written, the END frame's digest compared with that of everything written. A stream that
- * ends without END (cut, the donor agent stopped) or with ERROR fails; the sink is then ended
- * with an error so what consumes it does not take a truncated stream for a whole one.
+ * ends without END (cut, the donor agent stopped) or with ERROR fails; the sink is then closed
+ * early, and the caller must stop what consumes it (it would take a truncated stream for an error
+ * of its own, never for a whole one: it is told only by END).
  */
 export async function receiveStream(
   o: StreamReceiveOptions,
@@ -177,9 +178,13 @@ export async function receiveStream(
       "the donor agent's stream ended before its end (cut, or the agent stopped)",
     );
   } catch (err) {
-    o.sink.destroy(err as Error);
+    // Closed without an error event (which a sink without a listener would throw): what reads
+    // it sees the stream end early, and the caller stops it.
+    o.sink.destroy();
+    // The response may still be streaming: a graceful close would wait for a body nobody reads.
+    await dispatcher.destroy().catch(() => undefined);
     throw err;
   } finally {
-    await dispatcher.close().catch(() => undefined);
+    if (!dispatcher.destroyed) await dispatcher.close().catch(() => undefined);
   }
 }
