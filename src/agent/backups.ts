@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { ReseedError } from '../errors.js';
 import { spawnStreamed } from '../exec/stream.js';
+import { faultPoint } from '../fault.js';
 import type { StreamedChild } from '../exec/stream.js';
 import type { Logger } from '../log.js';
 import { StageClock } from '../methods/mariabackup/stages.js';
@@ -137,6 +138,7 @@ export class Backups {
     const log = this.log;
     async function* output(): AsyncGenerator<Buffer> {
       for await (const chunk of child.stdout! as AsyncIterable<Buffer>) {
+        if (b.report.bytes === 0) faultPoint('backup-streaming');
         b.report.bytes += chunk.length;
         b.lastUsed = Date.now();
         yield chunk;

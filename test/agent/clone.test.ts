@@ -225,6 +225,25 @@ describe('clones through agents', () => {
     await assertDonorClean();
   });
 
+  it("the donor's agent killed (kill -9) mid-stream: the clone fails and is undone; the donor's next start leaves it clean", async () => {
+    const before = joinerSnapshot();
+    await restartAgent(donor, 'backup-streaming:kill');
+    try {
+      const r = await reseed(cloneArgs('mariabackup', '--resume-timeout', '3s'), {
+        env: REPL_ENV,
+        signal: AbortSignal.timeout(120_000),
+      });
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /as they were/, r.stderr);
+    } finally {
+      // Its next start stops a mariadb-backup still running from its directory and removes the option file.
+      await restartAgent(donor);
+    }
+    await assertJoinerAsBefore(before, legacy);
+    await assertDonorClean();
+    assert.deepEqual(await otherSessions(donor), []);
+  });
+
   it('--method logical runs inside the joiner agent', async () => {
     const r = await reseed(cloneArgs('logical', '--schemas', 'shop', '--force', '--json'), {
       env: REPL_ENV,
