@@ -351,13 +351,11 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
             completedAt: new Date().toISOString(),
             donor: identity(publicEndpoint(req.donor), sides.donorFacts),
             joiner: identity(publicEndpoint(req.joiner), sides.joinerFacts),
-            coordinates:
-              coordinates &&
-              ({
-                flavor: 'mariadb',
-                gtid: coordinates.gtid,
-                binlog: { file: coordinates.file, position: coordinates.position },
-              } as never),
+            coordinates: coordinates && {
+              flavor: 'mariadb',
+              gtid: coordinates.gtid,
+              binlog: { file: coordinates.file, position: coordinates.position },
+            },
             schemas: await listSchemas(sides.donor, signal).catch(() => []),
             tables: summary.verify?.tables ?? 0,
             rows: summary.verify?.rows ?? 0,
