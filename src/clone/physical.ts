@@ -128,7 +128,7 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
   emit({ type: 'phase', phase: 'preflight' });
   const sides = await openSides(req);
   try {
-    const { lines: plan, estimate } = await preflightPhysical(req, sides, datadir);
+    const { lines: plan, estimate, bufferPool } = await preflightPhysical(req, sides, datadir);
     emit({
       type: 'plan',
       lines: plan,
@@ -218,7 +218,7 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
     req.setState('preparing');
     emit({ type: 'phase', phase: 'prepare' });
     t = Date.now();
-    await prepare(req, staging, sides);
+    await prepare(req, staging, bufferPool);
     const infoFile = join(staging, 'xtrabackup_binlog_info');
     const coordinates = existsSync(infoFile) ? parseBinlogInfo(readFileSync(infoFile, 'utf8')) : undefined;
     summary.coordinates = coordinates;
@@ -295,7 +295,7 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
         faultPoint('physical-caught-up');
       } else {
         // The donor's replica settings came along in mysql.gtid_slave_pos: nothing replicates.
-        await joiner.query('SET GLOBAL gtid_slave_pos = ""', [], signal).catch(() => undefined);
+        await joiner.query("SET GLOBAL gtid_slave_pos = ''", [], signal).catch(() => undefined);
       }
       if (options.verify) {
         req.setState('verifying');
@@ -450,7 +450,7 @@ async function preflightPhysical(
   req: PhysicalCloneRequest,
   s: Sides,
   datadir: string,
-): Promise<{ lines: string[]; estimate: number }> {
+): Promise<{ lines: string[]; estimate: number; bufferPool: number }> {
   const { signal, options } = req;
   const problems: string[] = [];
   const d = s.donorFacts;
@@ -593,7 +593,7 @@ async function preflightPhysical(
       ? 'verify: every table checksummed on both sides once caught up'
       : 'no verification (--no-verify)',
   ];
-  return { lines, estimate };
+  return { lines, estimate, bufferPool: Number(jv.innodb_buffer_pool_size ?? 0) };
 }
 
 function gib(bytes: number): string {
@@ -681,11 +681,8 @@ async function copyBackup(req: PhysicalCloneRequest, staging: string, estimate: 
 }
 
 /** `mariadb-backup --prepare`, with the joiner's buffer pool size as its memory (Galera's choice). */
-async function prepare(req: PhysicalCloneRequest, staging: string, s: Sides): Promise<void> {
-  const [row] = await s.joiner
-    .query('SELECT @@innodb_buffer_pool_size AS b', [], req.signal)
-    .catch(() => [{ b: 0 }]);
-  const memory = Math.max(96 * 2 ** 20, Math.min(Number(row?.b ?? 0), 4 * 2 ** 30));
+async function prepare(req: PhysicalCloneRequest, staging: string, bufferPool: number): Promise<void> {
+  const memory = Math.max(96 * 2 ** 20, Math.min(bufferPool, 4 * 2 ** 30));
   const child = spawnStreamed(
     'mariadb-backup',
     ['--prepare', `--target-dir=${staging}`, `--use-memory=${memory}`],

@@ -324,4 +324,21 @@ describe('clones through agents', () => {
     const status = await reseed(['jobs', '--on', `agent://${joiner.info.name}`]);
     assert.match(status.stdout, /clone\s+done/);
   });
+
+  it('--method mariabackup --no-replicate: a copy that replicates from nobody', async () => {
+    const r = await reseed(
+      cloneArgs('mariabackup', '--no-replicate').filter(
+        (a, k, all) => a !== 'repl' && all[k] !== '--replication-user',
+      ),
+      {
+        signal: AbortSignal.timeout(120_000),
+      },
+    );
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /replication not configured/);
+    assert.deepEqual(await joiner.sql('SHOW ALL SLAVES STATUS'), []);
+    assert.equal(await checksum(joiner, 'shop.items'), await checksum(donor, 'shop.items'));
+    const [g] = await joiner.sql('SELECT @@gtid_slave_pos AS g');
+    assert.equal(g?.g, '');
+  });
 });
