@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { clone } from '../clone/clone.js';
 import { defaultCloneOptions } from '../clone/defaults.js';
+import { DEFAULT_THROTTLE } from '../throttle/donor-throttle.js';
 import { physicalClone } from '../clone/physical.js';
 import { ReseedError } from '../errors.js';
 import { serviceControl } from '../host/service-control.js';
@@ -39,6 +40,8 @@ export const cloneRequestSchema = z
     catchupTimeoutMs: z.number().int().min(1000).default(600_000),
     verify: z.boolean().default(true),
     writable: z.boolean().default(false),
+    /** the adaptive donor throttle (verification, and the logical copy) */
+    throttle: z.boolean().default(true),
     dryRun: z.boolean().default(false),
     /** how long the data channel may stall before the clone fails */
     resumeTimeoutMs: z.number().int().min(1000).max(86_400_000).default(60_000),
@@ -119,6 +122,7 @@ export async function runCloneJob(
       verify: r.verify,
       writable: r.writable,
       dryRun: r.dryRun,
+      throttle: { ...DEFAULT_THROTTLE, adaptive: r.throttle },
     });
     ctx.setState('preflight');
     // The operation's phases are the job's states.
@@ -160,6 +164,9 @@ export async function runCloneJob(
     service: serviceControl(config.service),
     options: {
       parallel: r.parallel,
+      force: r.force,
+      writable: r.writable,
+      throttle: r.throttle,
       compress: r.compress,
       replicate: r.replicate,
       replicationUser: r.replicationUser,

@@ -178,7 +178,7 @@ export async function initAgents(hosts: AgentHost[], out: string, signal?: Abort
           listen: { socketPath: '/run/mysqld/mysqld.sock' },
         },
         serve: ['/var/lib/mysql'],
-        receive: ['/var/lib'],
+        receive: ['/var/lib/reseed'],
         peers,
       };
       writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n', { mode: 0o600 });

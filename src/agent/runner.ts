@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
-import { describeOutcome } from '../clone/outcome.js';
-import { undoAndCompare } from '../clone/undo.js';
+import { rollback } from '../clone/outcome.js';
 import { ReseedError, errorMessage, isReseedError } from '../errors.js';
 import { Journal } from '../journal/journal.js';
 import type { Endpoint } from '../mysql/credentials.js';
@@ -91,31 +90,36 @@ export class JobRunner {
       this.store.update(job.id, { state: 'done', result, journal: undefined });
     } catch (thrown) {
       const cancelled = ctx.signal.aborted;
-      const err = cancelled ? new ReseedError('ABORTED', 'cancelled') : thrown;
-      const hints = await this.#undo(ctx.journal, this.store.get(job.id));
-      const e = jobError(err);
+      // A cancel keeps what the work said of its own rollback (a logical clone undoes itself).
+      const base = cancelled
+        ? new ReseedError('ABORTED', 'cancelled', { hints: isReseedError(thrown) ? thrown.hints : [] })
+        : thrown;
+      const e = jobError(await this.#undo(ctx.journal, this.store.get(job.id), base));
       this.log.info({ job: job.id, err: e.message }, cancelled ? 'job cancelled' : 'job failed');
       this.store.update(job.id, {
         state: cancelled ? 'cancelled' : 'failed',
-        error: { ...e, hints: [...e.hints, ...hints] },
+        error: e,
         journal: ctx.journal.finished || !ctx.journal.written ? undefined : ctx.journal.path,
       });
     }
   }
 
-  /** Rolls a job's journal back; the lines say what was undone and how the host compares. */
-  async #undo(journal: Journal, job: JobRecord): Promise<string[]> {
-    if (journal.finished || !journal.written) {
-      journal.discardIfClean();
-      return journal.written ? [] : ['nothing had been changed'];
+  /**
+   * Rolls a job's journal back after `err`, as the CLI's clone does: the error that comes back
+   * says what was undone and how the servers and the host compare (STATE_DIFFERS when they
+   * differ, JOURNAL when an undo failed).
+   */
+  async #undo(journal: Journal, job: JobRecord, err: unknown): Promise<Error> {
+    // Rolled back by the work itself: its error says so already.
+    if (journal.finished) return err instanceof Error ? err : new Error(String(err));
+    if (!journal.written) {
+      const e = isReseedError(err) ? err : new ReseedError('INTERNAL', errorMessage(err));
+      return new ReseedError(e.code, e.message, {
+        cause: e,
+        hints: [...e.hints, 'nothing had been changed'],
+      });
     }
-    const steps = journal.pending().length;
-    try {
-      const { report, differences } = await undoAndCompare(journal, this.endpointsOf(job));
-      return describeOutcome(report, differences, steps, journal);
-    } catch (err) {
-      return [`rollback could not run: ${errorMessage(err)}`, `journal: ${journal.path}`];
-    }
+    return rollback(journal, this.endpointsOf(job), err, this.log);
   }
 
   cancel(id: string): JobRecord {
@@ -130,24 +134,24 @@ export class JobRunner {
   async recoverOrphans(): Promise<JobRecord[]> {
     const out: JobRecord[] = [];
     for (const job of this.store.orphans()) {
-      let hints = ['no journal: nothing had been changed'];
+      const stopped = new ReseedError('ABORTED', `the agent stopped while the job was ${job.state}`);
+      let error = jobError(
+        new ReseedError(stopped.code, stopped.message, { hints: ['no journal: nothing had been changed'] }),
+      );
       // A journal is a file only once a step was recorded: none means nothing was changed.
       if (job.journal && existsSync(job.journal)) {
         try {
-          hints = await this.#undo(Journal.open(job.journal), job);
+          error = jobError(await this.#undo(Journal.open(job.journal), job, stopped));
         } catch (err) {
-          hints = [
-            `its journal ${job.journal} could not be read: ${isReseedError(err) ? err.message : errorMessage(err)}`,
-          ];
+          error = {
+            ...jobError(stopped),
+            hints: [
+              `its journal ${job.journal} could not be read: ${isReseedError(err) ? err.message : errorMessage(err)}`,
+            ],
+          };
         }
       }
-      out.push(
-        this.store.update(job.id, {
-          state: 'interrupted',
-          error: { code: 'ABORTED', message: `the agent stopped while the job was ${job.state}`, hints },
-          journal: undefined,
-        }),
-      );
+      out.push(this.store.update(job.id, { state: 'interrupted', error, journal: undefined }));
     }
     return out;
   }

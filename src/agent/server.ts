@@ -324,7 +324,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       }
       const job = runner.start('transfer', r, { donor: r.from, joiner: config.name }, async (ctx) => {
         try {
-          return { ...(await runTransfer(ctx, r, peer, config.receive)) };
+          return { ...(await runTransfer(ctx, r, peer, config.receive, config.datadir)) };
         } finally {
           await peer.close();
         }

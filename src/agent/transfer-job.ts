@@ -42,6 +42,7 @@ export async function runTransfer(
   req: TransferRequest,
   peer: AgentClient,
   receiveRoots: string[],
+  datadir?: string,
 ): Promise<ReceiveReport> {
   const { journal, signal } = ctx;
   const dest = resolve(req.dest);
@@ -54,7 +55,14 @@ export async function runTransfer(
   if (!existsSync(dirname(dest)))
     throw new ReseedError(
       'USAGE',
-      `${dirname(dest)} does not exist on this host: the destination's parent must`,
+      `${dirname(dest)} does not exist on this host: the destination's parent must exist`,
+    );
+  // Files written into a datadir appear to its mysqld (a stray schema directory, at best): a
+  // transfer never writes there. A clone method swaps a datadir whole, beside it.
+  if (datadir && within(dirname(dest), [datadir]))
+    throw new ReseedError(
+      'USAGE',
+      `${dest} is inside this host's datadir ${datadir}: a transfer never writes into a datadir (choose a directory beside it)`,
     );
   if (!within(dirname(dest), receiveRoots))
     throw new ReseedError(

@@ -18,6 +18,7 @@ export const isAgentRef = (text: string) => /^agent:\/\//.test(text);
 
 /** The clone flags a job through agents takes; the others are refused when given. */
 const AGENT_FLAGS = new Set([
+  'throttle',
   'from',
   'to',
   'method',
@@ -39,7 +40,17 @@ const AGENT_FLAGS = new Set([
   'resumeTimeout',
 ]);
 /** logical only */
-const LOGICAL_ONLY = ['schemas', 'force', 'users'] as const;
+const LOGICAL_ONLY = ['schemas', 'users'] as const;
+/** the connection flags: through agents the agents' own accounts are used */
+const CONNECTION = [
+  'defaultsFile',
+  'donorDefaultsFile',
+  'joinerDefaultsFile',
+  'sslMode',
+  'sslCa',
+  'sslCert',
+  'sslKey',
+];
 
 function agentName(text: string, option: string): string {
   const m = /^agent:\/\/([^/]+)\/?$/.exec(text);
@@ -72,9 +83,11 @@ export async function runAgentClone(
         'USAGE',
         `through agents, ${refused.join(', ')} ${refused.length > 1 ? 'are' : 'is'} not supported yet: drop ${refused.length > 1 ? 'them' : 'it'}`,
         {
-          hints: [
-            "the agents use their own mysql accounts (their configurations' mysql key): no passwords or option files are given here",
-          ],
+          hints: CONNECTION.some(given)
+            ? [
+                "the agents use their own mysql accounts (their configurations' mysql key): no passwords or option files are given here",
+              ]
+            : [],
         },
       );
     if (flags.method !== 'logical') {
@@ -82,9 +95,13 @@ export async function runAgentClone(
       if (clash.length)
         throw new ReseedError(
           'USAGE',
-          `--method ${flags.method} copies the whole datadir: ${clash.join(', ')} only apply to --method logical`,
+          `--method ${flags.method} copies the whole datadir: ${clash.join(', ')} ${clash.length > 1 ? 'apply' : 'applies'} to --method logical only`,
         );
-    }
+    } else if (given('compress'))
+      throw new ReseedError(
+        'USAGE',
+        '--compress applies to --method mariabackup (the logical method reads the donor over SQL)',
+      );
     if (!flags.replicate) {
       const clash = [
         'replicationUser',
@@ -105,6 +122,18 @@ export async function runAgentClone(
         'USAGE',
         `--from and --to name the same agent (${from}): the donor and the joiner must differ`,
       );
+    // Refused here, before a job is made: the agent would refuse it after.
+    const password = flags.replicate ? replicationPassword(flags.replicationDefaultsFile) : undefined;
+    if (flags.replicate && !flags.replicationUser)
+      throw new ReseedError(
+        'USAGE',
+        'replication needs --replication-user (an account on the donor with REPLICATION SLAVE), or pass --no-replicate',
+      );
+    if (flags.replicate && password === undefined)
+      throw new ReseedError(
+        'USAGE',
+        `no password for the replication account ${flags.replicationUser}: set RESEED_REPLICATION_PASSWORD or pass --replication-defaults-file`,
+      );
     const request = {
       kind: 'clone',
       from,
@@ -118,7 +147,7 @@ export async function runAgentClone(
       ...(flags.replicate
         ? {
             replicationUser: flags.replicationUser,
-            replicationPassword: replicationPassword(flags.replicationDefaultsFile),
+            replicationPassword: password,
             ...(flags.replicationHost
               ? { replicationHost: parseHostPort(flags.replicationHost, '--replication-host') }
               : {}),
@@ -128,6 +157,7 @@ export async function runAgentClone(
       // Through agents the clone is verified unless --no-verify: the agent's summary says "identical" only when it compared.
       verify: flags.verify !== false,
       writable: flags.writable === true,
+      throttle: (flags as { throttle?: boolean }).throttle !== false,
       dryRun: flags.dryRun === true,
       ...(flags.resumeTimeout !== undefined
         ? { resumeTimeoutMs: parseDuration(flags.resumeTimeout, '--resume-timeout') }

@@ -46,12 +46,19 @@ import { asideDatadirName, datadirRefusal } from './joiner-datadir.js';
 import { identity, setAsideManifest, writeManifest } from './manifest.js';
 import { captureState } from './state-record.js';
 import { HOST_STATE_LABEL } from './undo.js';
+import { inPhase } from './outcome.js';
 import type { RecordedState } from './undo.js';
 
 const run = promisify(execFile);
 
 export interface PhysicalOptions {
   parallel: number;
+  /** the joiner holds data of its own: replace it anyway (without, such a joiner is refused) */
+  force: boolean;
+  /** leave the joiner writable (default: read_only=ON) */
+  writable: boolean;
+  /** the adaptive donor throttle for verification */
+  throttle: boolean;
   compress: Codec;
   replicate: boolean;
   replicationUser: string | undefined;
@@ -209,7 +216,7 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
         return Promise.resolve();
       },
     );
-    const copied = await copyBackup(req, staging, estimate);
+    const copied = await inPhase('COPY_FAILED', () => copyBackup(req, staging, estimate));
     Object.assign(summary, copied);
     phases.copy = Date.now() - t;
     faultPoint('physical-copied');
@@ -290,34 +297,39 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
         req.setState('replicating');
         emit({ type: 'phase', phase: 'replicate' });
         t = Date.now();
-        summary.replication = await startReplication(req, sides, joiner, coordinates!);
+        summary.replication = await inPhase('REPLICATION_FAILED', () =>
+          startReplication(req, sides, joiner, coordinates!),
+        );
         phases.replicate = Date.now() - t;
         faultPoint('physical-caught-up');
       } else {
         // The donor's replica settings came along in mysql.gtid_slave_pos: nothing replicates.
         await joiner.query("SET GLOBAL gtid_slave_pos = ''", [], signal).catch(() => undefined);
       }
+      if (!options.writable) await joiner.query('SET GLOBAL read_only = ON', [], signal);
       if (options.verify) {
         req.setState('verifying');
         emit({ type: 'phase', phase: 'verify' });
         t = Date.now();
         const schemas = await listSchemas(sides.donor, signal);
-        const report: VerifyReport = await verify({
-          donor: req.donor,
-          joiner: req.joiner,
-          schemas,
-          parallel: Math.max(1, Math.min(4, options.parallel)),
-          chunkRows: 100_000,
-          lockMode: 'auto',
-          readLock: DEFAULT_READ_LOCK_POLICY,
-          catchupTimeoutMs: options.catchupTimeoutMs,
-          log: req.log,
-          progress: { emit },
-          signal,
-          journal,
-          replicaConnection: undefined,
-          throttle: DEFAULT_THROTTLE,
-        });
+        const report: VerifyReport = await inPhase('VERIFY_FAILED', () =>
+          verify({
+            donor: req.donor,
+            joiner: req.joiner,
+            schemas,
+            parallel: Math.max(1, Math.min(4, options.parallel)),
+            chunkRows: 100_000,
+            lockMode: 'auto',
+            readLock: DEFAULT_READ_LOCK_POLICY,
+            catchupTimeoutMs: options.catchupTimeoutMs,
+            log: req.log,
+            progress: { emit },
+            signal,
+            journal,
+            replicaConnection: undefined,
+            throttle: { ...DEFAULT_THROTTLE, adaptive: options.throttle },
+          }),
+        );
         phases.verify = Date.now() - t;
         summary.verify = {
           identical: report.ok,
@@ -393,6 +405,12 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
 
 async function openSides(req: PhysicalCloneRequest): Promise<Sides> {
   const donor = await connect(req.donor).catch((err: unknown) => {
+    if (/ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND/.test(errorMessage(err)))
+      throw new ReseedError(
+        'CONNECT_FAILED',
+        `the donor's mysqld does not answer at ${req.donor.host}:${req.donor.port}: ${errorMessage(err)}; nothing was changed`,
+        { cause: err, hints: ['is it running? (its agent answers, so the host is up)'] },
+      );
     throw new ReseedError(
       'PREFLIGHT_FAILED',
       `this agent cannot log in to the donor's mysqld at ${req.donor.host}:${req.donor.port} as ${req.donor.user}: ${errorMessage(err)}`,
@@ -540,6 +558,19 @@ async function preflightPhysical(
   } catch (err) {
     problems.push(`cannot read the free space of ${dirname(datadir)}: ${errorMessage(err)}`);
   }
+  // A whole-datadir copy drops everything the joiner holds: only with --force, and the plan names it.
+  const own = await s.joiner.query(
+    `SELECT TABLE_SCHEMA AS s, COUNT(*) AS n FROM information_schema.TABLES
+      WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
+      GROUP BY TABLE_SCHEMA ORDER BY 1`,
+    [],
+    signal,
+  );
+  const held = own.map((r) => `${String(r.s)} (${Number(r.n)} tables)`);
+  if (held.length && !options.force)
+    problems.push(
+      `the joiner holds data of its own, in ${held.join(', ')}: a physical copy replaces its whole datadir; use --force to replace it (the old datadir is kept until the clone is proven, then removed)`,
+    );
   if (options.replicate) {
     if (!d.logBin)
       problems.push(
@@ -569,8 +600,13 @@ async function preflightPhysical(
         },
         undefined,
         signal,
-      ).catch((err: unknown) => ({ problem: errorMessage(err) }));
+      ).catch((err: unknown): { problem?: string; warning?: string } => ({ problem: errorMessage(err) }));
       if (check.problem) problems.push(check.problem);
+      // This agent runs on the joiner's host: what it cannot reach, the joiner's replication cannot.
+      else if (check.warning)
+        problems.push(
+          `the joiner cannot replicate from ${where.host}:${where.port}: ${check.warning.replace(/^the replication account could not be checked from this host \(/, '').replace(/\); the joiner already replicates from there$/, '')}`,
+        );
     }
   }
   if (problems.length)
@@ -592,6 +628,10 @@ async function preflightPhysical(
     options.verify
       ? 'verify: every table checksummed on both sides once caught up'
       : 'no verification (--no-verify)',
+    options.writable
+      ? 'the joiner is left writable (--writable)'
+      : 'the joiner is left read-only (read_only=ON)',
+    ...(held.length ? [`--force: the joiner's own data is replaced: ${held.join(', ')}`] : []),
   ];
   return { lines, estimate, bufferPool: Number(jv.innodb_buffer_pool_size ?? 0) };
 }

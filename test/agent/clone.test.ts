@@ -32,6 +32,9 @@ let joiner: TestServer;
 const info = (s: TestServer): SandboxInfo => getSandbox(s.info.name)!;
 const agentDir = (s: TestServer) => join(s.info.dir, 'agent');
 
+/** --method mariabackup, replacing the joiner's own data (--force) */
+const mariabackup = (...extra: string[]) => cloneArgs('mariabackup', '--force', ...extra);
+
 function cloneArgs(method: string, ...extra: string[]): string[] {
   return [
     'clone',
@@ -147,10 +150,18 @@ describe('clones through agents', () => {
 
   it('refusals: before anything changes, one line per problem', async () => {
     const before = joinerSnapshot();
+    // Refused by the CLI, before a job is made.
     const noPassword = await reseed(cloneArgs('mariabackup'));
-    assert.equal(noPassword.code, 4, noPassword.stderr);
+    assert.equal(noPassword.code, 2, noPassword.stderr);
     assert.match(noPassword.stderr, /no password for the replication account repl/);
-    assert.match(noPassword.stderr, /nothing was changed/);
+    // The joiner's own data is never replaced without --force; a replication address that does not answer is refused.
+    const ownData = await reseed(cloneArgs('mariabackup', '--replication-host', '127.0.0.1:1'), {
+      env: REPL_ENV,
+    });
+    assert.equal(ownData.code, 4, ownData.stderr);
+    assert.match(ownData.stderr, /the joiner holds data of its own, in legacy \(1 tables\)/);
+    assert.match(ownData.stderr, /the joiner cannot replicate from 127\.0\.0\.1:1/);
+    assert.match(ownData.stderr, /nothing was changed/);
     const direct = await reseed([
       'clone',
       '--from',
@@ -164,7 +175,7 @@ describe('clones through agents', () => {
     assert.match(direct.stderr, /needs a reseed agent on each host/);
     const schemasFlag = await reseed(cloneArgs('mariabackup', '--schemas', 'shop'), { env: REPL_ENV });
     assert.equal(schemasFlag.code, 2);
-    assert.match(schemasFlag.stderr, /--schemas only apply to --method logical/);
+    assert.match(schemasFlag.stderr, /--schemas applies to --method logical only/);
     const same = await reseed([
       'clone',
       '--from',
@@ -174,10 +185,12 @@ describe('clones through agents', () => {
     ]);
     assert.equal(same.code, 2);
     assert.match(same.stderr, /same agent/);
-    const dry = await reseed(cloneArgs('mariabackup', '--dry-run'), { env: REPL_ENV });
+    const dry = await reseed(mariabackup('--dry-run'), { env: REPL_ENV });
     assert.equal(dry.code, 0, dry.stderr);
     assert.match(dry.stderr, /replaces the joiner's whole datadir/);
     assert.match(dry.stderr, /accounts and passwords/);
+    assert.match(dry.stderr, /--force: the joiner's own data is replaced: legacy/);
+    assert.match(dry.stderr, /left read-only/);
     await assertJoinerAsBefore(before, legacy);
   });
 
@@ -192,7 +205,7 @@ describe('clones through agents', () => {
       const before = joinerSnapshot();
       await restartAgent(joiner, fault);
       try {
-        const r = await reseed(cloneArgs('mariabackup'), {
+        const r = await reseed(mariabackup(), {
           env: REPL_ENV,
           signal: AbortSignal.timeout(120_000),
         });
@@ -210,7 +223,7 @@ describe('clones through agents', () => {
   it('the joiner agent killed (kill -9) mid-swap: its next start undoes the job', async () => {
     const before = joinerSnapshot();
     await restartAgent(joiner, 'physical-swapped:kill');
-    const r = await reseed(cloneArgs('mariabackup'), { env: REPL_ENV, signal: AbortSignal.timeout(120_000) });
+    const r = await reseed(mariabackup(), { env: REPL_ENV, signal: AbortSignal.timeout(120_000) });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /lost the agent/);
     // The datadir is the prepared copy now, mysqld stopped: the agent's next start undoes it.
@@ -229,7 +242,7 @@ describe('clones through agents', () => {
     const before = joinerSnapshot();
     await restartAgent(donor, 'backup-streaming:kill');
     try {
-      const r = await reseed(cloneArgs('mariabackup', '--resume-timeout', '3s'), {
+      const r = await reseed(mariabackup('--resume-timeout', '3s'), {
         env: REPL_ENV,
         signal: AbortSignal.timeout(120_000),
       });
@@ -274,7 +287,7 @@ describe('clones through agents', () => {
     })();
     let r;
     try {
-      r = await reseed(cloneArgs('mariabackup', '--compress', 'lz4', '--json'), {
+      r = await reseed(mariabackup('--compress', 'lz4', '--json'), {
         env: REPL_ENV,
         signal: AbortSignal.timeout(180_000),
       });
@@ -302,6 +315,8 @@ describe('clones through agents', () => {
     const [st] = await joiner.sql('SHOW SLAVE STATUS');
     assert.equal(st?.Slave_IO_Running, 'Yes');
     assert.equal(st?.Slave_SQL_Running, 'Yes');
+    const [ro] = await joiner.sql('SELECT @@read_only AS r');
+    assert.equal(Number(ro?.r), 1, 'the joiner is left read-only');
     // The whole datadir was replaced: the joiner's own schema is gone with it, and so is the old datadir.
     assert.ok(!(await schemas(joiner)).includes('legacy'));
     assert.deepEqual(
@@ -327,9 +342,7 @@ describe('clones through agents', () => {
 
   it('--method mariabackup --no-replicate: a copy that replicates from nobody', async () => {
     const r = await reseed(
-      cloneArgs('mariabackup', '--no-replicate').filter(
-        (a, k, all) => a !== 'repl' && all[k] !== '--replication-user',
-      ),
+      mariabackup('--no-replicate').filter((a, k, all) => a !== 'repl' && all[k] !== '--replication-user'),
       {
         signal: AbortSignal.timeout(120_000),
       },

@@ -497,4 +497,11 @@ describe('agents and the data channel', () => {
     ])
       assert.ok(doc.paths[p], `${p} is documented`);
   });
+
+  it("never writes into the receiving host's datadir, running or not", async () => {
+    const r = await transfer('data/intodatadir');
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /a transfer never writes into a datadir/);
+    assert.equal(existsSync(join(joiner.info.dir, 'data', 'intodatadir')), false);
+  });
 });
