@@ -281,8 +281,11 @@ async function fetchSegment(j: SegmentJob): Promise<string> {
         res.body.on('error', (err) => decoder.destroy(err));
         res.body.pipe(decoder);
         let ended: Buffer | undefined;
+        // Read to the body's end (nothing follows END): a body left paused after a break kept
+        // its request, and its listener on the abort signal, alive; one per segment piled up.
         for await (const frame of decoder as AsyncIterable<Frame>) {
           lastProgress = Date.now();
+          if (ended) throw new ReseedError('COPY_FAILED', 'data channel: a frame after the end of a segment');
           progress.wireBytes += frame.wireBytes;
           if (frame.type === FRAME.DATA) {
             await file.write(frame.payload, 0, frame.payload.length, s.offset + received);
@@ -293,7 +296,7 @@ async function fetchSegment(j: SegmentJob): Promise<string> {
             j.counts.zeroBytes += frame.rawLength;
           } else if (frame.type === FRAME.END) {
             ended = frame.payload;
-            break;
+            continue;
           } else throw new ReseedError('COPY_FAILED', `the donor agent: ${frame.payload.toString('utf8')}`);
           received += frame.rawLength;
           progress.bytes += frame.rawLength;

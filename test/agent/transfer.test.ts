@@ -461,6 +461,9 @@ describe('agents and the data channel', () => {
     places.push(['GET /v1/jobs', JSON.stringify(await api.joiner.call('GET', '/v1/jobs'))]);
     for (const [where, text] of places)
       for (const s of secrets) assert.ok(!text.includes(s), `a secret is in ${where}`);
+    // Nothing but JSON lines in the logs: no listener leak warning from a transfer of many files.
+    for (const [where, text] of places.filter(([w]) => w.endsWith('agent.log')))
+      assert.ok(!text.includes('MaxListenersExceededWarning'), `a listener leak warning in ${where}`);
   });
 
   it("sandbox down stops the donor's mysqld, not its agent: its stopped datadir can then be sent", async () => {
