@@ -23,7 +23,7 @@ export const cloneRequestSchema = z
     kind: z.literal('clone'),
     /** the donor's agent, by its name in this agent's `peers` or registry */
     from: z.string().min(1),
-    method: z.enum(['logical', 'mariabackup']).default('logical'),
+    method: z.enum(['logical', 'mariabackup', 'copy']).default('logical'),
     parallel: z.number().int().min(1).max(64).default(4),
     /** the data channel's codec (mariabackup) */
     compress: z.enum(['none', 'lz4', 'zstd']).default('none'),
@@ -43,6 +43,10 @@ export const cloneRequestSchema = z
     /** the adaptive donor throttle (verification, and the logical copy) */
     throttle: z.boolean().default(true),
     dryRun: z.boolean().default(false),
+    /** copy: the donor's mysqld is started again after this long down (the clone then fails) */
+    maxDowntimeMs: z.number().int().min(1000).max(86_400_000).default(600_000),
+    /** copy: the bounded wait for the donor's lock (a quiet window, then the lock statement) */
+    lockWaitTimeoutMs: z.number().int().min(100).max(3_600_000).default(10_000),
     /** how long the data channel may stall before the clone fails */
     resumeTimeoutMs: z.number().int().min(1000).max(86_400_000).default(60_000),
   })
@@ -176,6 +180,8 @@ export async function runCloneJob(
       verify: r.verify,
       dryRun: r.dryRun,
       stallTimeoutMs: Math.min(30_000, Math.max(1000, r.resumeTimeoutMs)),
+      maxDowntimeMs: r.maxDowntimeMs,
+      lockWaitTimeoutMs: r.lockWaitTimeoutMs,
     },
     journal: ctx.journal,
     log,

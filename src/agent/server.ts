@@ -37,6 +37,7 @@ import {
 } from './clone-job.js';
 import { Transfers, within } from './transfers.js';
 import { Backups } from './backups.js';
+import { Copies } from './copies.js';
 import { agentEndpoint } from './mysql.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -93,6 +94,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     log.warn({ job: j.id, hints: j.error?.hints }, 'job interrupted by an earlier stop of the agent; undone');
   const transfers = new Transfers(config.serve, 10 * 60_000);
   const backups = new Backups(config, log);
+  const copies = new Copies(config, log, transfers);
   const app = Fastify({
     loggerInstance: log,
     logController: new LogController({ disableRequestLogging: true }),
@@ -161,6 +163,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
             transfers: z.number(),
             /** where this host's mysqld listens, as the agent's configuration says (no credentials) */
             mysqlAddress: z.object({ host: z.string(), port: z.number() }).nullable(),
+            /** it knows its datadir and how to stop and start its mysqld: it can serve --method copy */
+            servesCopy: z.boolean(),
           }),
         },
       },
@@ -180,8 +184,9 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
         pid: process.pid,
         mysqld,
         activeJob: active?.id ?? null,
-        transfers: transfers.count + backups.count,
+        transfers: transfers.count + backups.count + copies.count,
         mysqlAddress: config.mysql ? (({ host, port }) => ({ host, port }))(agentEndpoint(config)) : null,
+        servesCopy: Boolean(config.datadir && config.service && config.mysql),
       };
     },
   );
@@ -230,6 +235,11 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
           length: z.coerce.number().int().min(0),
           from: z.coerce.number().int().min(0),
           codec: z.enum(CODECS as [Codec, ...Codec[]]),
+          /** a part of a segment (delta mode's differing blocks): not recorded as the segment */
+          part: z
+            .enum(['0', '1'])
+            .default('0')
+            .transform((v) => v === '1'),
         }),
       },
     },
@@ -237,6 +247,26 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       const t = transfers.authorize(req.params.id, req.headers.authorization);
       return reply.type('application/octet-stream').send(Readable.from(transfers.segment(t, req.query)));
     },
+  );
+  app.get(
+    '/v1/transfers/:id/sums',
+    {
+      config: { auth: 'transfer' },
+      schema: {
+        params: transferParams,
+        querystring: z.object({
+          entry: z.coerce.number().int().min(0),
+          offset: z.coerce.number().int().min(0),
+          length: z.coerce.number().int().min(0),
+          block: z.coerce
+            .number()
+            .int()
+            .min(4096)
+            .max(16 << 20),
+        }),
+      },
+    },
+    (req) => transfers.sums(transfers.authorize(req.params.id, req.headers.authorization), req.query),
   );
   app.get(
     '/v1/transfers/:id/hash',
@@ -286,6 +316,63 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   app.get('/v1/backups/:id', { schema: { params: transferParams } }, (req) => backups.report(req.params.id));
   app.delete('/v1/backups/:id', { schema: { params: transferParams } }, (req, reply) => {
     backups.close(req.params.id);
+    return reply.code(204).send();
+  });
+
+  // The donor half of the copy method: a live first pass, then mysqld stopped for a delta pass.
+  const copyReport = z.object({
+    state: z.enum(['hot', 'down', 'up', 'failed', 'closed']),
+    lockWaitMs: z.number(),
+    writesBlockedMs: z.number(),
+    downMs: z.number(),
+    coordinates: z
+      .object({ gtid: z.string(), file: z.string(), position: z.number(), source: z.string() })
+      .optional(),
+    error: z.string().optional(),
+  });
+  const opened = z.object({ id: z.string(), secret: z.string(), files: z.number(), bytes: z.number() });
+  app.post(
+    '/v1/copies',
+    {
+      schema: {
+        body: z
+          .object({
+            maxRate: z.number().positive().optional(),
+            idleTimeoutMs: z.number().int().min(1000).max(86_400_000).default(120_000),
+            maxDowntimeMs: z.number().int().min(1000).max(86_400_000).default(600_000),
+          })
+          .strict(),
+        response: { 201: z.object({ id: z.string(), hot: opened }) },
+      },
+    },
+    async (req, reply) => {
+      reply.code(201);
+      return copies.open(req.body);
+    },
+  );
+  app.post(
+    '/v1/copies/:id/freeze',
+    {
+      schema: {
+        params: transferParams,
+        body: z
+          .object({ lockWaitTimeoutMs: z.number().int().min(100).max(3_600_000).default(10_000) })
+          .strict(),
+        response: { 200: z.object({ cold: opened, report: copyReport }) },
+      },
+    },
+    (req) => copies.freeze(req.params.id, req.body),
+  );
+  app.post(
+    '/v1/copies/:id/thaw',
+    { schema: { params: transferParams, response: { 200: copyReport } } },
+    (req) => copies.thaw(req.params.id),
+  );
+  app.get('/v1/copies/:id', { schema: { params: transferParams, response: { 200: copyReport } } }, (req) =>
+    copies.report(req.params.id),
+  );
+  app.delete('/v1/copies/:id', { schema: { params: transferParams } }, async (req, reply) => {
+    await copies.close(req.params.id);
     return reply.code(204).send();
   });
 
@@ -398,6 +485,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     runner,
     close: async () => {
       await runner.stop();
+      await copies.stop();
       transfers.stop();
       backups.stop();
       await app.close();

@@ -5,6 +5,7 @@ import { ReseedError } from '../errors.js';
 import { RateGate } from '../throttle/rate-gate.js';
 import { errorFrame, segmentFrames } from '../transport/send.js';
 import type { Codec } from '../transport/codec.js';
+import { blockSums } from '../transport/delta.js';
 import { entryPath, scanTree, segmentKey, treeHash } from '../transport/tree.js';
 import type { TreeManifest } from '../transport/tree.js';
 
@@ -69,17 +70,19 @@ export class Transfers {
     path: string,
     maxRate: number | undefined,
     idleMs = this.idleMs,
+    /** the copy method's own passes over this host's datadir: not a `serve` path, files skipped */
+    own?: { skip: (rel: string, isDir: boolean) => boolean },
   ): { id: string; secret: string; files: number; bytes: number } {
     if (!isAbsolute(path)) throw new ReseedError('USAGE', `${path} is not an absolute path`);
     if (!existsSync(path)) throw new ReseedError('USAGE', `${path} does not exist on this host`);
     if (!statSync(path).isDirectory())
       throw new ReseedError('USAGE', `${path} is not a directory: a transfer sends a directory tree`);
-    if (!within(path, this.roots))
+    if (!own && !within(path, this.roots))
       throw new ReseedError(
         'USAGE',
         `${path} is not under a directory this agent serves (serve: ${this.roots.join(', ') || 'none'})`,
       );
-    const manifest = scanTree(path);
+    const manifest = scanTree(path, own?.skip);
     const id = randomBytes(12).toString('hex');
     const secret = randomBytes(32).toString('base64url');
     this.#transfers.set(id, {
@@ -113,7 +116,14 @@ export class Transfers {
   /** The frames of one segment, checked against the manifest; the END frame's hash is kept. */
   async *segment(
     t: Transfer,
-    q: { entry: number; offset: number; length: number; from: number; codec: Codec },
+    q: {
+      entry: number;
+      offset: number;
+      length: number;
+      from: number;
+      codec: Codec;
+      part?: boolean | undefined;
+    },
   ): AsyncGenerator<Buffer> {
     const e = t.manifest.entries[q.entry];
     if (
@@ -136,7 +146,8 @@ export class Transfers {
         codec: q.codec,
         gate: t.gate,
         signal: ac.signal,
-        onDigest: (hex) => t.sent.set(segmentKey(q), hex),
+        // A part of a segment (the blocks a delta asks for) is not a segment of the tree.
+        onDigest: (hex) => (q.part ? undefined : t.sent.set(segmentKey(q), hex)),
       });
       for await (const chunk of frames) {
         t.lastUsed = Date.now();
@@ -148,6 +159,29 @@ export class Transfers {
     } finally {
       t.streams.delete(ac);
     }
+  }
+
+  /**
+   * For a receiver that holds an older copy (delta mode): the digest of each `block` bytes of a
+   * segment, and of the whole segment, which counts as sent (the receiver proves it holds the
+   * same bytes by the tree hash). Read here, never sent: only the blocks that differ cross.
+   */
+  async sums(
+    t: Transfer,
+    q: { entry: number; offset: number; length: number; block: number },
+  ): Promise<{ digest: string; blocks: string[] }> {
+    const e = t.manifest.entries[q.entry];
+    if (!e || e.kind !== 'file' || q.offset < 0 || q.length < 0 || q.offset + q.length > e.size)
+      throw new ReseedError('USAGE', 'no such segment in this transfer');
+    const { digest, blocks } = await blockSums(
+      entryPath(Buffer.from(t.root), e),
+      q.offset,
+      q.length,
+      q.block,
+    );
+    t.sent.set(segmentKey(q), digest);
+    t.lastUsed = Date.now();
+    return { digest, blocks };
   }
 
   treeHash(t: Transfer): string {

@@ -38,7 +38,11 @@ const AGENT_FLAGS = new Set([
   'verbose',
   'compress',
   'resumeTimeout',
+  'lockWaitTimeout',
+  'maxDowntime',
 ]);
+/** --method copy only */
+const COPY_ONLY = ['lockWaitTimeout', 'maxDowntime'] as const;
 /** logical only */
 const LOGICAL_ONLY = ['schemas', 'users'] as const;
 /** the connection flags: through agents the agents' own accounts are used */
@@ -64,7 +68,7 @@ function agentName(text: string, option: string): string {
  * cancels the job (the agent undoes it); a second Ctrl-C stops following.
  */
 export async function runAgentClone(
-  flags: CloneFlags & { compress?: string; resumeTimeout?: string },
+  flags: CloneFlags & { compress?: string; resumeTimeout?: string; maxDowntime?: string },
   command: Command,
 ): Promise<number> {
   try {
@@ -100,8 +104,18 @@ export async function runAgentClone(
     } else if (given('compress'))
       throw new ReseedError(
         'USAGE',
-        '--compress applies to --method mariabackup (the logical method reads the donor over SQL)',
+        '--compress applies to --method mariabackup and copy (the logical method reads the donor over SQL)',
       );
+    if (flags.method !== 'copy') {
+      const clash = COPY_ONLY.filter((k) => given(k)).map(
+        (k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,
+      );
+      if (clash.length)
+        throw new ReseedError(
+          'USAGE',
+          `${clash.join(', ')} ${clash.length > 1 ? 'apply' : 'applies'} through agents to --method copy only (it stops the donor's mysqld)`,
+        );
+    }
     if (!flags.replicate) {
       const clash = [
         'replicationUser',
@@ -159,6 +173,12 @@ export async function runAgentClone(
       writable: flags.writable === true,
       throttle: (flags as { throttle?: boolean }).throttle !== false,
       dryRun: flags.dryRun === true,
+      ...(flags.method === 'copy'
+        ? {
+            maxDowntimeMs: parseDuration(flags.maxDowntime ?? '10m', '--max-downtime'),
+            lockWaitTimeoutMs: parseDuration(flags.lockWaitTimeout, '--lock-wait-timeout'),
+          }
+        : {}),
       ...(flags.resumeTimeout !== undefined
         ? { resumeTimeoutMs: parseDuration(flags.resumeTimeout, '--resume-timeout') }
         : {}),

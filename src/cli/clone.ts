@@ -106,15 +106,15 @@ export function cloneCommand(): Command {
     .addOption(
       new Option(
         '--method <name>',
-        'how data moves: logical (SQL; any versions), mariabackup (hot physical copy; agents on both hosts, same MariaDB series; replaces the whole joiner datadir)',
+        "how data moves: logical (SQL; any versions), mariabackup (hot physical copy), copy (the datadir's files; STOPS the donor's mysqld for a second pass of what changed); mariabackup and copy need agents on both hosts and the same MariaDB series, and replace the whole joiner datadir",
       )
-        .choices([...METHODS.keys(), 'mariabackup'])
+        .choices([...METHODS.keys(), 'mariabackup', 'copy'])
         .default('logical'),
     )
     .addOption(
       new Option(
         '--compress <codec>',
-        'through agents, --method mariabackup: compress the data channel',
+        'through agents, --method mariabackup or copy: compress the data channel',
       ).choices(['none', 'lz4', 'zstd']),
     )
     .option(
@@ -145,6 +145,11 @@ export function cloneCommand(): Command {
         .default('auto'),
     )
     .option('--lock-wait-timeout <duration>', 'give up (and kill) our read-lock statement after this', '10s')
+    .option(
+      '--max-downtime <duration>',
+      "--method copy: the donor's mysqld is started again after this long stopped, and the clone fails",
+      '10m',
+    )
     .option('--max-lock-time <duration>', 'a watchdog releases the read lock after this', '5s')
     .option(
       '--long-query <duration>',
@@ -193,6 +198,7 @@ export function cloneCommand(): Command {
         '  RESEED_REPLICATION_PASSWORD=secret reseed clone --from mysql://root@db1 --to mysql://root@db2 --replication-user repl\n' +
         '  reseed clone --from mysql://root@db1 --to mysql://root@db2 --schemas shop,crm --no-replicate --verify\n' +
         '  RESEED_REPLICATION_PASSWORD=secret reseed clone --from agent://db1 --to agent://db2 --method mariabackup --replication-user repl\n' +
+        '  RESEED_REPLICATION_PASSWORD=secret reseed clone --from agent://replica2 --to agent://db3 --method copy --max-downtime 2m --replication-user repl\n' +
         "\nThrough agents (--from agent://NAME --to agent://NAME; docs/agents.md) the clone is a job of the joiner's agent, which\n" +
         "uses the agents' own mysql accounts; it is verified unless --no-verify. Ctrl-C cancels the job (undone by the agent).\n" +
         '\nPasswords: MYSQL_PWD, RESEED_DONOR_PASSWORD / RESEED_JOINER_PASSWORD, option files; see docs/credentials.md.\n' +
@@ -221,6 +227,11 @@ const REPLICATION_FLAGS: [keyof CloneFlags, string][] = [
 function checkFlagConflicts(flags: CloneFlags, command: Command): void {
   const given = (k: keyof CloneFlags) => command.getOptionValueSource(k) === 'cli';
   checkThrottleConflicts(flags, command);
+  if (command.getOptionValueSource('maxDowntime') === 'cli')
+    throw new ReseedError(
+      'USAGE',
+      "--max-downtime applies to --method copy through agents (it bounds how long the donor's mysqld is stopped)",
+    );
   if (!flags.replicate) {
     const clash = REPLICATION_FLAGS.filter(([k]) => given(k)).map(([, f]) => f);
     if (clash.length)
@@ -233,12 +244,17 @@ function checkFlagConflicts(flags: CloneFlags, command: Command): void {
 
 async function runClone(flags: CloneFlags, command: Command): Promise<number> {
   if (isAgentRef(flags.from) || isAgentRef(flags.to)) return runAgentClone(flags, command);
-  if (flags.method === 'mariabackup' || flags.compress !== undefined || flags.resumeTimeout !== undefined)
+  if (
+    flags.method === 'mariabackup' ||
+    flags.method === 'copy' ||
+    flags.compress !== undefined ||
+    flags.resumeTimeout !== undefined
+  )
     return reportError(
       new ReseedError(
         'USAGE',
-        flags.method === 'mariabackup'
-          ? '--method mariabackup needs a reseed agent on each host: --from agent://DONOR --to agent://JOINER (docs/agents.md)'
+        flags.method === 'mariabackup' || flags.method === 'copy'
+          ? `--method ${flags.method} needs a reseed agent on each host: --from agent://DONOR --to agent://JOINER (docs/agents.md)`
           : '--compress and --resume-timeout apply to clones through agents only (--from agent://... --to agent://...)',
       ),
       flags.json === true,

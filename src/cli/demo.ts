@@ -74,14 +74,14 @@ export function demoCommand(): Command {
     .addOption(
       new Option(
         '--method <method>',
-        'how the joiner is seeded: logical, or mariabackup (a hot physical copy, through agents); copy and snapshot are not built yet',
+        "how the joiner is seeded: logical, mariabackup (a hot physical copy, through agents) or copy (the datadir's files, through agents: the donor's mysqld is stopped for a second pass); snapshot is not built yet",
       )
-        .choices([...METHODS.keys(), 'mariabackup'])
+        .choices([...METHODS.keys(), 'mariabackup', 'copy'])
         .default('logical'),
     )
     .option(
       '--agents',
-      "run the clone through two reseed agents, one per sandbox (the joiner's agent runs it; implied by --method mariabackup)",
+      "run the clone through two reseed agents, one per sandbox (the joiner's agent runs it; implied by --method mariabackup and copy)",
     )
     .action(async (o: { size: string; parallel: string; method: string; agents?: boolean }) => {
       // Bad input is refused before any sandbox is touched.

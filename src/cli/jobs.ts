@@ -310,7 +310,12 @@ function renderCloneResult(r: Record<string, unknown>): string[] {
   out.push(
     `  copied      ${formatBytes(n('bytes'))}${r.rows !== undefined ? `, ${n('rows')} rows in ${n('tables')} tables` : ''}`,
   );
-  if (r.donorCommitBlockedMs !== undefined)
+  if (r.donorDownMs !== undefined)
+    out.push(
+      `  donor       mysqld stopped ${formatMs(n('donorDownMs'))}, commits blocked ${formatMs(n('donorCommitBlockedMs'))} (lock, clean shutdown, second pass, start)`,
+      `  passes      first ${formatBytes(n('firstPassBytes'))} while it served; second ${formatBytes(n('bytes') - n('firstPassBytes'))} sent, ${formatBytes(n('reusedBytes'))} unchanged and not sent`,
+    );
+  else if (r.donorCommitBlockedMs !== undefined)
     out.push(
       `  donor       commits blocked ${formatMs(n('donorCommitBlockedMs'))}, DDL blocked ${formatMs(n('donorDdlBlockedMs'))} (BACKUP STAGE)`,
     );

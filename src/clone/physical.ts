@@ -39,6 +39,7 @@ import { DEFAULT_THROTTLE } from '../throttle/donor-throttle.js';
 import type { ProgressEvent } from '../progress.js';
 import { checkAccountFromHere, waitForCatchUp } from '../replication/replica.js';
 import type { Codec } from '../transport/codec.js';
+import { receiveTree } from '../transport/receive.js';
 import { receiveStream } from '../transport/stream.js';
 import { verify } from '../verify/verify.js';
 import type { VerifyReport } from '../verify/verify.js';
@@ -70,11 +71,15 @@ export interface PhysicalOptions {
   dryRun: boolean;
   /** how long the stream may stall before the clone fails */
   stallTimeoutMs: number;
+  /** copy: the donor's mysqld is started again after this long down, whatever the pass */
+  maxDowntimeMs: number;
+  /** copy: the bounded wait for the donor's lock before it stops */
+  lockWaitTimeoutMs: number;
 }
 
 export interface PhysicalCloneRequest {
-  method: 'mariabackup';
-  /** the donor's agent, which serves the backup */
+  method: 'mariabackup' | 'copy';
+  /** the donor's agent, which serves the backup or the copy */
   donorAgent: AgentClient;
   /** the donor's mysqld, from this host, with this agent's account (which the copy brings along) */
   donor: Endpoint;
@@ -100,6 +105,12 @@ export interface PhysicalSummary {
   coordinates: BinlogInfo | undefined;
   donorCommitBlockedMs: number;
   donorDdlBlockedMs: number;
+  /** copy: how long the donor's mysqld was down (stopped for the second pass) */
+  donorDownMs?: number;
+  /** copy: bytes of the second pass the joiner already held from the first (not sent) */
+  reusedBytes?: number;
+  /** copy: bytes of the first pass (the live datadir) */
+  firstPassBytes?: number;
   replication: { state: 'running' | 'not configured'; from?: string; catchUpMs?: number };
   verify: { identical: boolean; tables: number; chunks: number; rows: number } | undefined;
   phases: Record<string, number>;
@@ -143,7 +154,7 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
       phases: [
         'preflight',
         'copy',
-        'prepare',
+        ...(req.method === 'mariabackup' ? ['prepare'] : []),
         'swap',
         ...(options.replicate ? ['replicate'] : []),
         ...(options.verify ? ['verify'] : []),
@@ -216,28 +227,44 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
         return Promise.resolve();
       },
     );
-    const copied = await inPhase('COPY_FAILED', () => copyBackup(req, staging, estimate));
-    Object.assign(summary, copied);
-    phases.copy = Date.now() - t;
-    faultPoint('physical-copied');
+    let coordinates: BinlogInfo | undefined;
+    if (req.method === 'copy') {
+      const copied = await inPhase('COPY_FAILED', () => copyDatadir(req, staging, marker));
+      const { coordinates: c, ...rest } = copied;
+      Object.assign(summary, rest);
+      coordinates = c;
+      // The donor's mysqld was restarted: the session opened at preflight died with it.
+      sides.donor.destroy();
+      sides.donor = await connect(req.donor);
+      phases.copy = Date.now() - t;
+      faultPoint('physical-copied');
+    } else {
+      const copied = await inPhase('COPY_FAILED', () => copyBackup(req, staging, estimate));
+      Object.assign(summary, copied);
+      phases.copy = Date.now() - t;
+      faultPoint('physical-copied');
 
-    // Prepare: the redo applied, a consistent datadir.
-    req.setState('preparing');
-    emit({ type: 'phase', phase: 'prepare' });
-    t = Date.now();
-    await prepare(req, staging, bufferPool);
-    const infoFile = join(staging, 'xtrabackup_binlog_info');
-    const coordinates = existsSync(infoFile) ? parseBinlogInfo(readFileSync(infoFile, 'utf8')) : undefined;
+      // Prepare: the redo applied, a consistent datadir.
+      req.setState('preparing');
+      emit({ type: 'phase', phase: 'prepare' });
+      t = Date.now();
+      await prepare(req, staging, bufferPool);
+      const infoFile = join(staging, 'xtrabackup_binlog_info');
+      coordinates = existsSync(infoFile) ? parseBinlogInfo(readFileSync(infoFile, 'utf8')) : undefined;
+      phases.prepare = Date.now() - t;
+      faultPoint('physical-prepared');
+    }
     summary.coordinates = coordinates;
     if (options.replicate && !coordinates?.gtid)
       throw new ReseedError(
         'COPY_FAILED',
-        'the backup holds no GTID position (xtrabackup_binlog_info is missing or has none): replication cannot start from it',
+        req.method === 'copy'
+          ? "the donor's agent reported no GTID position: replication cannot start from the copy"
+          : 'the backup holds no GTID position (xtrabackup_binlog_info is missing or has none): replication cannot start from it',
       );
     // A binary log shipped with the backup belongs to the donor's numbering, not the joiner's.
-    if (coordinates && existsSync(join(staging, coordinates.file))) rmSync(join(staging, coordinates.file));
-    phases.prepare = Date.now() - t;
-    faultPoint('physical-prepared');
+    if (coordinates?.file && existsSync(join(staging, coordinates.file)))
+      rmSync(join(staging, coordinates.file));
 
     // Swap: the old datadir aside, the new one in, mysqld on it.
     req.setState('swapping');
@@ -372,7 +399,7 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
             tables: summary.verify?.tables ?? 0,
             rows: summary.verify?.rows ?? 0,
             bytes: summary.bytes,
-            lockMode: 'backup-stage',
+            lockMode: req.method === 'copy' ? 'shutdown' : 'backup-stage',
             lockHeldMs: summary.donorCommitBlockedMs,
             replication: {
               state: summary.replication.state,
@@ -487,17 +514,27 @@ async function preflightPhysical(
     problems.push(
       `the donor and the joiner have the same server_id ${d.serverId}: replication needs them to differ`,
     );
-  const tool = await toolVersion('mariadb-backup');
-  if (!tool)
-    problems.push(
-      "mariadb-backup is not installed on the joiner's host (Debian: apt install mariadb-backup)",
-    );
-  else if (series(tool) !== series(d.version.text))
-    problems.push(
-      `the joiner's mariadb-backup is ${tool}; it cannot prepare a backup of ${d.version.text}: install the same series`,
-    );
-  if (!(await toolVersion('mbstream', '--help')))
-    problems.push("mbstream is not installed on the joiner's host (it comes with mariadb-backup)");
+  if (req.method === 'mariabackup') {
+    const tool = await toolVersion('mariadb-backup');
+    if (!tool)
+      problems.push(
+        "mariadb-backup is not installed on the joiner's host (Debian: apt install mariadb-backup)",
+      );
+    else if (series(tool) !== series(d.version.text))
+      problems.push(
+        `the joiner's mariadb-backup is ${tool}; it cannot prepare a backup of ${d.version.text}: install the same series`,
+      );
+    if (!(await toolVersion('mbstream', '--help')))
+      problems.push("mbstream is not installed on the joiner's host (it comes with mariadb-backup)");
+  } else {
+    const health = await req.donorAgent
+      .call<{ name: string; servesCopy?: boolean }>('GET', '/v1/health', undefined, signal)
+      .catch((err: unknown) => ({ name: 'the donor', servesCopy: undefined, error: errorMessage(err) }));
+    if (!health.servesCopy)
+      problems.push(
+        `the donor's agent ${health.name} cannot serve --method copy: it stops and starts its mysqld, so it needs datadir and service in its configuration`,
+      );
+  }
   const names = [
     'innodb_page_size',
     'lower_case_table_names',
@@ -507,11 +544,31 @@ async function preflightPhysical(
     'innodb_encrypt_tables',
     'innodb_buffer_pool_size',
     'binlog_expire_logs_seconds',
+    'innodb_undo_tablespaces',
+    'datadir',
   ];
   const dv = await variables(s.donor, names, signal);
   const jv = await variables(s.joiner, names, signal);
-  for (const v of ['innodb_page_size', 'lower_case_table_names'])
+  for (const v of [
+    'innodb_page_size',
+    'lower_case_table_names',
+    ...(req.method === 'copy' ? ['innodb_undo_tablespaces'] : []),
+  ])
     if (dv[v] !== jv[v]) problems.push(`${v} differs: donor ${dv[v]}, joiner ${jv[v]}`);
+  // The copy sends the donor's datadir only: InnoDB files kept elsewhere would be missing.
+  if (req.method === 'copy')
+    for (const v of ['innodb_data_home_dir', 'innodb_log_group_home_dir', 'innodb_undo_directory']) {
+      const value = dv[v] ?? '';
+      if (
+        value &&
+        value !== './' &&
+        value !== '.' &&
+        !resolve(dv.datadir ?? '/', value).startsWith(resolve(dv.datadir ?? '/'))
+      )
+        problems.push(
+          `the donor keeps InnoDB files outside its datadir (${v} = ${value}): --method copy sends the datadir only (use --method mariabackup)`,
+        );
+    }
   if ((dv.innodb_encrypt_tables ?? 'OFF') !== 'OFF')
     problems.push(
       'the donor encrypts InnoDB tables: reseed does not yet carry the key management a prepare needs (use --method logical)',
@@ -617,13 +674,23 @@ async function preflightPhysical(
     );
   const to = options.replicationHost ?? { host: req.donor.host, port: req.donor.port };
   const estimate = Number(size?.b ?? 0);
+  const how =
+    req.method === 'copy'
+      ? [
+          `method copy: the donor ${d.hostname}:${d.port} (${d.version.text})'s datadir sent twice to the joiner's agent, beside the joiner's datadir: first while it serves (a base, not consistent), then after a clean shutdown only the blocks that changed`,
+          `THE DONOR'S MYSQLD IS STOPPED for the second pass (no reads, no writes): commits are blocked from the lock before the stop until it answers again, at most ${Math.round(options.maxDowntimeMs / 1000)} s (--max-downtime; then it is started again and the clone fails); the times are reported`,
+          "the donor's binary and relay logs, replication settings, pid file and logs stay on the donor",
+        ]
+      : [
+          `method mariabackup: a hot physical copy of the donor ${d.hostname}:${d.port} (${d.version.text}) streamed to the joiner's agent, extracted beside the datadir and prepared there`,
+          'the donor keeps serving: DDL is blocked from BACKUP STAGE BLOCK_DDL and commits during BLOCK_COMMIT only (the times are reported)',
+        ];
   const lines = [
-    `method mariabackup: a hot physical copy of the donor ${d.hostname}:${d.port} (${d.version.text}) streamed to the joiner's agent, extracted beside the datadir and prepared there`,
-    'the donor keeps serving: DDL is blocked from BACKUP STAGE BLOCK_DDL and commits during BLOCK_COMMIT only (the times are reported)',
+    ...how,
     `it replaces the joiner's whole datadir ${datadir}: its accounts and passwords, system tables and replication state become the donor's`,
     `the joiner's mysqld (${req.service.description}) is stopped for the swap; the old datadir is kept as ${basename(asideDatadirName(datadir, req.journal.header.id))} and comes back on failure, removed only once the clone is proven`,
     options.replicate
-      ? `replicate from ${to.host}:${to.port} as ${options.replicationUser} from the backup's GTID position (MASTER_USE_GTID=slave_pos)`
+      ? `replicate from ${to.host}:${to.port} as ${options.replicationUser} from the ${req.method === 'copy' ? "copy's" : "backup's"} GTID position (MASTER_USE_GTID=slave_pos)`
       : 'no replication (--no-replicate): the copy stands alone',
     options.verify
       ? 'verify: every table checksummed on both sides once caught up'
@@ -717,6 +784,108 @@ async function copyBackup(req: PhysicalCloneRequest, staging: string, estimate: 
     };
   } finally {
     await req.donorAgent.call('DELETE', `/v1/backups/${opened.id}`).catch(() => undefined);
+  }
+}
+
+/**
+ * The copy method's two passes, served by the donor's agent: the live datadir first (best effort:
+ * files change as they are read), then, with the donor's mysqld stopped cleanly, only the blocks
+ * that differ; then the donor's mysqld is started again. Consistent without crash recovery: a
+ * clean shutdown (innodb_fast_shutdown=1) has flushed every page and checkpointed the redo log,
+ * and the second pass makes every file equal to the stopped donor's (proven by the tree hash).
+ */
+async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: string) {
+  const { signal, options } = req;
+  const idleTimeoutMs = Math.max(options.stallTimeoutMs * 4, 60_000);
+  const opened = await req.donorAgent.call<{
+    id: string;
+    hot: { id: string; secret: string; bytes: number };
+  }>('POST', '/v1/copies', { idleTimeoutMs, maxDowntimeMs: options.maxDowntimeMs }, signal);
+  const source = (t: { id: string; secret: string }) => ({
+    url: req.donorAgent.address.url,
+    transfer: t.id,
+    secret: t.secret,
+    tls: req.donorAgent.address,
+  });
+  let last = 0;
+  const progress = (pass: 1 | 2) => (p: { bytes: number; totalBytes: number; wireBytes: number }) => {
+    if (Date.now() - last < 500) return;
+    last = Date.now();
+    req.emit({
+      type: 'progress',
+      phase: 'copy',
+      pass,
+      bytes: p.bytes,
+      totalBytes: p.totalBytes,
+      wireBytes: p.wireBytes,
+    });
+    faultPoint(pass === 1 ? 'copy-first-pass' : 'copy-second-pass');
+  };
+  try {
+    const first = await receiveTree({
+      source: source(opened.hot),
+      dest: staging,
+      marker,
+      keepMarker: true,
+      parallel: options.parallel,
+      codec: options.compress,
+      resumeTimeoutMs: options.stallTimeoutMs,
+      bestEffort: true,
+      signal,
+      onProgress: progress(1),
+    });
+    req.emit({
+      type: 'warning',
+      message: `first pass done (${first.bytes} bytes, ${first.skipped} segment(s) changed under it); the donor's mysqld stops now for the second pass`,
+    });
+    const frozen = await req.donorAgent.call<{
+      cold: { id: string; secret: string };
+      report: { coordinates?: { gtid: string; file: string; position: number; source: string } };
+    }>('POST', `/v1/copies/${opened.id}/freeze`, { lockWaitTimeoutMs: options.lockWaitTimeoutMs }, signal);
+    const second = await receiveTree({
+      source: source(frozen.cold),
+      dest: staging,
+      marker,
+      keepMarker: true,
+      parallel: options.parallel,
+      codec: options.compress,
+      resumeTimeoutMs: options.stallTimeoutMs,
+      update: true,
+      signal,
+      onProgress: progress(2),
+    });
+    const report = await req.donorAgent.call<{
+      state: string;
+      writesBlockedMs: number;
+      downMs: number;
+      error?: string;
+    }>('POST', `/v1/copies/${opened.id}/thaw`, undefined, signal);
+    if (report.state !== 'up')
+      throw new ReseedError('COPY_FAILED', `the donor's copy ended ${report.state}: ${report.error ?? ''}`);
+    req.emit({
+      type: 'progress',
+      phase: 'copy',
+      pass: 2,
+      bytes: second.bytes + second.reusedBytes,
+      wireBytes: second.wireBytes,
+      donorWritesBlockedMs: report.writesBlockedMs,
+      donorDownMs: report.downMs,
+    });
+    const c = frozen.report.coordinates;
+    return {
+      bytes: first.bytes + second.bytes,
+      wireBytes: first.wireBytes + second.wireBytes,
+      firstPassBytes: first.bytes,
+      reusedBytes: second.reusedBytes,
+      streamDigest: second.treeHash,
+      donorCommitBlockedMs: report.writesBlockedMs,
+      donorDdlBlockedMs: report.writesBlockedMs,
+      donorDownMs: report.downMs,
+      coordinates: c ? { gtid: c.gtid, file: c.file, position: c.position } : undefined,
+    };
+  } finally {
+    // Closing starts the donor's mysqld again if it is still down (a failure, a cancel).
+    await req.donorAgent.call('DELETE', `/v1/copies/${opened.id}`).catch(() => undefined);
   }
 }
 

@@ -1,4 +1,4 @@
-import { existsSync, lstatSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { chmod, lutimes, open, rm, symlink, utimes } from 'node:fs/promises';
 import { setMaxListeners } from 'node:events';
 import { isIP } from 'node:net';
@@ -10,7 +10,8 @@ import { zstdAvailable } from './codec.js';
 import { SegmentDigest } from './digest.js';
 import { FRAME, FrameDecoder } from './frame.js';
 import type { Frame } from './frame.js';
-import { entryPath, planSegments, segmentKey, treeHash } from './tree.js';
+import { DELTA_BLOCK, blockSums, differingRuns } from './delta.js';
+import { entryPath, joinRaw, planSegments, segmentKey, treeHash } from './tree.js';
 import type { Segment, TreeManifest } from './tree.js';
 
 /** Where a transfer is served from: the donor agent, the transfer's id and its one-time credential. */
@@ -30,10 +31,24 @@ export interface TransferSource {
 
 export interface ReceiveOptions {
   source: TransferSource;
-  /** a directory that does not exist yet, or an empty one (but for `marker`) */
+  /** a directory that does not exist yet, or an empty one (but for `marker`); with `update`, an older copy */
   dest: string;
+  /**
+   * Delta mode: `dest` holds an older copy of the tree (a first pass, an earlier clone). Each file
+   * there is compared block by block with the donor's (digests computed on both sides, only
+   * they cross) and only the blocks that differ are sent; what the donor no longer has is removed.
+   */
+  update?: boolean | undefined;
+  /**
+   * A first pass over files that change while they are read (a live datadir): a segment that
+   * cannot be sent as it was listed (the file shrank, went, changed under its digest) is left as
+   * it is, counted in `skipped`, and there is no tree hash: a second pass in delta mode makes it exact.
+   */
+  bestEffort?: boolean | undefined;
   /** a file the caller put in `dest` to prove it made it; not part of the tree, removed at the end */
   marker?: string | undefined;
+  /** leave `marker` in place at the end (a caller that undoes by it until it commits) */
+  keepMarker?: boolean | undefined;
   parallel: number;
   /** 'auto': none at first, then chosen from the link's measured speed (see chooseCodec) */
   codec: Codec | 'auto';
@@ -69,6 +84,10 @@ export interface ReceiveReport {
   resumes: number;
   /** segments sent again whole because their hash did not match */
   resent: number;
+  /** delta mode: bytes the receiver already held (same digest), not sent */
+  reusedBytes: number;
+  /** best effort: segments left as they were (their files changed while they were read) */
+  skipped: number;
   /** SHA-256 over the tree (paths, kinds, modes, sizes and every segment's hash), equal on both sides */
   treeHash: string;
   durationMs: number;
@@ -119,8 +138,9 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
       getJson(pool, `${base}/manifest`, auth, stall, signal),
     )) as TreeManifest;
     const root = Buffer.from(o.dest);
-    prepareDest(o.dest, o.marker);
-    await makeEntries(root, manifest);
+    prepareDest(o.dest, o.marker, o.update === true);
+    const held = o.update ? await updateEntries(o.dest, manifest, o.marker) : new Map<number, number>();
+    if (!o.update) await makeEntries(root, manifest);
     // With 'auto', smaller segments: the codec chosen after the measurement applies to new requests.
     const segments = planSegments(
       manifest,
@@ -135,15 +155,20 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
       segments: segments.length,
       resumes: 0,
     };
-    const counts = { zeroBytes: 0, resent: 0 };
+    const counts = { zeroBytes: 0, resent: 0, reusedBytes: 0, skipped: 0 };
     const codec = codecChooser(o.codec, progress);
     const queue = [...segments];
     const worker = async () => {
       for (let s = queue.shift(); s; s = queue.shift()) {
-        hashes.set(
-          segmentKey(s),
-          await fetchSegment({ pool, base, auth, root, manifest, s, o, stall, progress, counts, codec }),
-        );
+        const job: SegmentJob = { pool, base, auth, root, manifest, s, o, stall, progress, counts, codec };
+        try {
+          const had = held.get(s.entry) ?? 0;
+          hashes.set(segmentKey(s), had > s.offset ? await deltaSegment(job) : await fetchSegment(job));
+        } catch (err) {
+          if (!o.bestEffort || signal.aborted || (isReseedError(err) && err.code === 'TRANSPORT_AUTH_FAILED'))
+            throw err;
+          counts.skipped++;
+        }
         progress.segmentsDone++;
         o.onProgress?.({ ...progress });
       }
@@ -152,7 +177,21 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
     const settled = await Promise.allSettled(workers);
     const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
-    await finishEntries(root, manifest, o.marker);
+    await finishEntries(root, manifest, o.keepMarker ? undefined : o.marker);
+    const report = {
+      codec: codec.chosen(),
+      files: manifest.files,
+      directories: manifest.entries.filter((e) => e.kind === 'dir').length,
+      symlinks: manifest.entries.filter((e) => e.kind === 'symlink').length,
+      bytes: progress.bytes - counts.reusedBytes,
+      wireBytes: progress.wireBytes,
+      zeroBytes: counts.zeroBytes,
+      resumes: progress.resumes,
+      resent: counts.resent,
+      reusedBytes: counts.reusedBytes,
+      skipped: counts.skipped,
+    };
+    if (o.bestEffort) return { ...report, treeHash: '', durationMs: Date.now() - started };
     const mine = treeHash(manifest, hashes);
     const theirs = (await withResume(o, () => getJson(pool, `${base}/hash`, auth, stall, signal))) as {
       treeHash: string;
@@ -162,26 +201,15 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
         'COPY_FAILED',
         `data channel: the tree hash differs (donor ${theirs.treeHash}, received ${mine})`,
       );
-    return {
-      codec: codec.chosen(),
-      files: manifest.files,
-      directories: manifest.entries.filter((e) => e.kind === 'dir').length,
-      symlinks: manifest.entries.filter((e) => e.kind === 'symlink').length,
-      bytes: progress.bytes,
-      wireBytes: progress.wireBytes,
-      zeroBytes: counts.zeroBytes,
-      resumes: progress.resumes,
-      resent: counts.resent,
-      treeHash: mine,
-      durationMs: Date.now() - started,
-    };
+    return { ...report, treeHash: mine, durationMs: Date.now() - started };
   } finally {
     await pool.destroy().catch(() => undefined);
   }
 }
 
-/** The destination must be new or empty: a transfer never writes over anything. */
-function prepareDest(dest: string, marker: string | undefined): void {
+/** The destination must be new or empty: a transfer never writes over anything (but in delta mode). */
+function prepareDest(dest: string, marker: string | undefined, update: boolean): void {
+  if (update && existsSync(dest) && lstatSync(dest).isDirectory()) return;
   if (existsSync(dest)) {
     if (!lstatSync(dest).isDirectory() || readdirSync(dest).some((n) => n !== marker))
       throw new ReseedError(
@@ -204,6 +232,100 @@ async function makeEntries(root: Buffer, manifest: TreeManifest): Promise<void> 
         await f.close();
       }
     }
+  }
+}
+
+/**
+ * Delta mode: the older copy in `dest` made to hold the donor's entries. What the donor does not
+ * have (or has as another kind) is removed; a file kept is cut or extended to its new size. The
+ * files kept, with their old sizes, are returned: their blocks are compared, not sent whole.
+ */
+async function updateEntries(dest: string, manifest: TreeManifest, marker: string | undefined) {
+  const root = Buffer.from(dest);
+  const wanted = new Map(manifest.entries.map((e) => [e.path, e.kind]));
+  const prune = (rel: Buffer) => {
+    for (const name of readdirSync(joinRaw(root, rel), { encoding: 'buffer' })) {
+      const r = rel.length ? Buffer.concat([rel, Buffer.from('/'), name]) : name;
+      if (!rel.length && marker && name.toString() === marker) continue;
+      const st = lstatSync(joinRaw(root, r));
+      const kind = st.isDirectory()
+        ? 'dir'
+        : st.isFile()
+          ? 'file'
+          : st.isSymbolicLink()
+            ? 'symlink'
+            : 'other';
+      if (wanted.get(r.toString('base64')) !== kind)
+        rmSync(joinRaw(root, r), { recursive: true, force: true });
+      else if (kind === 'dir') prune(r);
+    }
+  };
+  prune(Buffer.alloc(0));
+  const held = new Map<number, number>();
+  for (const [i, e] of manifest.entries.entries()) {
+    const p = entryPath(root, e);
+    if (e.kind === 'dir') {
+      if (!existsSync(p)) mkdirSync(p, { mode: 0o700 });
+    } else if (e.kind === 'symlink') {
+      await rm(p, { force: true });
+      await symlink(Buffer.from(e.target ?? '', 'base64'), p);
+    } else {
+      const had = existsSync(p) ? lstatSync(p).size : -1;
+      const f = await open(p, had >= 0 ? 'r+' : 'wx', 0o600);
+      try {
+        await f.truncate(e.size);
+      } finally {
+        await f.close();
+      }
+      if (had > 0) held.set(i, had);
+    }
+  }
+  return held;
+}
+
+/**
+ * A segment of a file the receiver holds an older copy of: the donor's block digests are asked
+ * for, compared with this copy's, and only the runs that differ are fetched; the whole segment is
+ * then checked against the donor's digest, and sent whole if it still differs.
+ */
+async function deltaSegment(j: SegmentJob): Promise<string> {
+  const { s, o } = j;
+  const path = entryPath(j.root, j.manifest.entries[s.entry]!);
+  const query = new URLSearchParams({
+    entry: String(s.entry),
+    offset: String(s.offset),
+    length: String(s.length),
+    block: String(DELTA_BLOCK),
+  });
+  const theirs = (await withResume(o, () =>
+    getJson(j.pool, `${j.base}/sums?${query.toString()}`, j.auth, Math.max(j.stall, 60_000), o.signal),
+  )) as { digest: string; blocks: string[] };
+  const mine = await blockSums(path, s.offset, s.length, DELTA_BLOCK);
+  let fetched = 0;
+  for (const run of differingRuns(mine.blocks, theirs.blocks, s.offset, s.length, DELTA_BLOCK)) {
+    await fetchSegment({ ...j, s: { entry: s.entry, ...run }, part: true });
+    fetched += run.length;
+  }
+  j.counts.reusedBytes += s.length - fetched;
+  j.progress.bytes += s.length - fetched;
+  const now = fetched ? (await blockSums(path, s.offset, s.length, DELTA_BLOCK)).digest : mine.digest;
+  if (now === theirs.digest) {
+    if (fetched) await syncFile(path);
+    return now;
+  }
+  // The file changed on the donor between the digests and the blocks: the segment, whole.
+  j.counts.resent++;
+  j.counts.reusedBytes -= s.length - fetched;
+  j.progress.bytes -= s.length - fetched;
+  return fetchSegment(j);
+}
+
+async function syncFile(path: Buffer): Promise<void> {
+  const f = await open(path, 'r+');
+  try {
+    await f.sync();
+  } finally {
+    await f.close();
   }
 }
 
@@ -245,7 +367,9 @@ interface SegmentJob {
   o: ReceiveOptions;
   stall: number;
   progress: ReceiveProgress;
-  counts: { zeroBytes: number; resent: number };
+  counts: { zeroBytes: number; resent: number; reusedBytes: number; skipped: number };
+  /** a part of a segment (delta mode's differing blocks): the donor does not record it */
+  part?: boolean | undefined;
 }
 
 /** Fetches one segment, resuming after cuts; resolves to its checked SHA-256. */
@@ -267,6 +391,7 @@ async function fetchSegment(j: SegmentJob): Promise<string> {
           length: String(s.length),
           from: String(received),
           codec: j.codec(),
+          ...(j.part ? { part: '1' } : {}),
         });
         const res = await j.pool.request({
           path: `${j.base}/segment?${query.toString()}`,
@@ -321,7 +446,7 @@ async function fetchSegment(j: SegmentJob): Promise<string> {
           hash = new SegmentDigest();
           continue;
         }
-        if (s.offset + s.length === entry.size || s.length === 0) await file.sync();
+        if (!j.part && (s.offset + s.length === entry.size || s.length === 0)) await file.sync();
         return mine;
       } catch (err) {
         if (o.signal.aborted) throw abortError(o.signal);

@@ -49,7 +49,7 @@ export function entryPath(root: Buffer, entry: Pick<TreeEntry, 'path'>): Buffer 
  * before children. Anything else (a socket, a FIFO, a device) is refused by name: a datadir holds
  * none, and silently leaving one out would make the copy differ.
  */
-export function scanTree(root: string): TreeManifest {
+export function scanTree(root: string, skip?: (rel: string, isDir: boolean) => boolean): TreeManifest {
   const entries: TreeEntry[] = [];
   const rootRaw = Buffer.from(root);
   const walk = (rel: Buffer) => {
@@ -58,6 +58,7 @@ export function scanTree(root: string): TreeManifest {
       const r = rel.length ? Buffer.concat([rel, SLASH, name]) : name;
       const abs = joinRaw(rootRaw, r);
       const st = lstatSync(abs);
+      if (skip?.(r.toString('utf8'), st.isDirectory())) continue;
       const base = {
         path: r.toString('base64'),
         name: r.toString('utf8'),
