@@ -15,6 +15,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { AgentClient } from '../agent/client.js';
 import { ReseedError, errorMessage } from '../errors.js';
@@ -821,6 +822,13 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
     });
     faultPoint(pass === 1 ? 'copy-first-pass' : 'copy-second-pass');
   };
+  let frozen:
+    | {
+        cold: { id: string; secret: string };
+        report: { coordinates?: { gtid: string; file: string; position: number; source: string } };
+      }
+    | undefined;
+  let freezing = false;
   try {
     const first = await receiveTree({
       source: source(opened.hot),
@@ -838,11 +846,13 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
       type: 'warning',
       message: `first pass done (${first.bytes} bytes, ${first.skipped} segment(s) changed under it); the donor's mysqld stops now for the second pass`,
     });
-    const frozen = await req.donorAgent.call<{
+    // From here the donor's mysqld may be down, whatever the answer (its agent may die answering).
+    freezing = true;
+    frozen = await req.donorAgent.call<{
       cold: { id: string; secret: string };
       report: { coordinates?: { gtid: string; file: string; position: number; source: string } };
     }>('POST', `/v1/copies/${opened.id}/freeze`, { lockWaitTimeoutMs: options.lockWaitTimeoutMs }, signal);
-    const second = await receiveTree({
+    const second = await receiveTreeOr(req, opened.id, {
       source: source(frozen.cold),
       dest: staging,
       marker,
@@ -884,8 +894,46 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
       coordinates: c ? { gtid: c.gtid, file: c.file, position: c.position } : undefined,
     };
   } finally {
-    // Closing starts the donor's mysqld again if it is still down (a failure, a cancel).
-    await req.donorAgent.call('DELETE', `/v1/copies/${opened.id}`).catch(() => undefined);
+    // Closing starts the donor's mysqld again if it is still down (a failure, a cancel). When its
+    // agent is gone, the agent's guard starts it: the rollback's comparison waits for it a while.
+    const closed = await req.donorAgent.call('DELETE', `/v1/copies/${opened.id}`).then(
+      () => true,
+      () => false,
+    );
+    if (!closed && freezing) await waitForDonor(req, 60_000);
+  }
+}
+
+/** The donor's mysqld answering again (its agent's guard starts it when the agent died), or the time is up. */
+async function waitForDonor(req: PhysicalCloneRequest, ms: number): Promise<void> {
+  req.emit({
+    type: 'warning',
+    message: `the donor's agent is gone while its mysqld was stopped: waiting up to ${ms / 1000} s for its guard to start it`,
+  });
+  for (const until = Date.now() + ms; Date.now() < until; await sleep(500)) {
+    const s = await connect(req.donor, { connectTimeoutMs: 2000 }).catch(() => undefined);
+    if (s) {
+      s.destroy();
+      return;
+    }
+  }
+}
+
+/** The second pass; when it fails, the donor agent's reason (its --max-downtime bound, a failed stop) is the error. */
+async function receiveTreeOr(
+  req: PhysicalCloneRequest,
+  copy: string,
+  o: Parameters<typeof receiveTree>[0],
+): ReturnType<typeof receiveTree> {
+  try {
+    return await receiveTree(o);
+  } catch (err) {
+    const report = await req.donorAgent
+      .call<{ error?: string }>('GET', `/v1/copies/${copy}`)
+      .catch(() => ({ error: undefined }));
+    if (report.error)
+      throw new ReseedError('COPY_FAILED', `the donor's agent: ${report.error}`, { cause: err });
+    throw err;
   }
 }
 
