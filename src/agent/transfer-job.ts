@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { ReseedError } from '../errors.js';
@@ -28,6 +28,8 @@ export const transferRequestSchema = z
     /** bytes/s the donor's reads may not exceed */
     maxRate: z.number().positive().optional(),
     resumeTimeoutMs: z.number().int().min(1000).max(86_400_000).default(60_000),
+    /** delta mode: an older copy of the tree on this host, read (never written) for equal blocks */
+    base: z.string().min(1).optional(),
   })
   .strict();
 export type TransferRequest = z.infer<typeof transferRequestSchema>;
@@ -74,6 +76,18 @@ export async function runTransfer(
       'USAGE',
       `${dest} exists: a transfer makes its destination and never writes over anything`,
     );
+  const base = req.base === undefined ? undefined : resolve(req.base);
+  if (base !== undefined) {
+    if (!isAbsolute(req.base!))
+      throw new ReseedError('USAGE', `--base must be an absolute path, not ${req.base}`);
+    if (!existsSync(base) || !statSync(base).isDirectory())
+      throw new ReseedError('USAGE', `--base ${base} is not a directory on this host`);
+    if (!within(base, [...receiveRoots, ...(datadir ? [datadir] : [])]))
+      throw new ReseedError(
+        'USAGE',
+        `--base ${base} is not under a directory this agent receives into (receive: ${receiveRoots.join(', ') || 'none'}) nor its datadir`,
+      );
+  }
   const marker = `.reseed-made-${journal.header.id}`;
   ctx.setState('preflight');
   const opened = await peer.call<{ id: string; secret: string; files: number; bytes: number }>(
@@ -95,6 +109,7 @@ export async function runTransfer(
       parallel: req.parallel,
       codec: req.compress as Codec | 'auto',
       resumeTimeoutMs: req.resumeTimeoutMs,
+      base,
       signal,
       onProgress: (p) => {
         if (Date.now() - last < 250 && p.segmentsDone < p.segments) return;

@@ -45,6 +45,10 @@ export function transferCommand(): Command {
     )
     .option('--max-rate <rate>', "cap on the sender's reads, bytes/s (k, M, G suffixes)")
     .option(
+      '--base <dir>',
+      'delta mode, for slow links: a directory on the receiving host holding an older copy of the tree (read, never written); blocks equal there are copied from it, only the others are sent',
+    )
+    .option(
       '--resume-timeout <duration>',
       'how long the link may be cut before the transfer fails (e.g. 60s, 5m; a bare number is seconds; at least 1s)',
       '60s',
@@ -62,6 +66,7 @@ interface TransferFlags {
   compress: string;
   maxRate?: string;
   resumeTimeout: string;
+  base?: string;
   json?: boolean;
 }
 
@@ -77,6 +82,7 @@ async function transfer(flags: TransferFlags): Promise<number> {
     compress: flags.compress,
     ...(flags.maxRate !== undefined ? { maxRate: rate(flags.maxRate) } : {}),
     resumeTimeoutMs: resumeTimeout(flags.resumeTimeout),
+    ...(flags.base !== undefined ? { base: flags.base } : {}),
   };
   const client = new AgentClient(resolveAgent(to.agent));
   try {
@@ -203,6 +209,11 @@ export function renderJob(job: JobRecord): string {
       `  copied      ${r.files} files, ${r.directories} directories, ${r.symlinks} symlinks, ${formatBytes(Number(r.bytes))} in ${formatMs(Number(r.durationMs))} (${formatBytes(Number(r.bytes) / secs)}/s)`,
       `  on the wire ${formatBytes(Number(r.wireBytes))} (${r.codec === 'none' ? 'uncompressed' : String(r.codec)})${Number(r.zeroBytes) ? `, ${formatBytes(Number(r.zeroBytes))} sent as holes` : ''}`,
       `  resumed     ${r.resumes} time(s) after a cut${Number(r.resent) ? `; ${r.resent} segment(s) sent again after a hash mismatch` : ''}`,
+      ...(Number(r.reusedBytes)
+        ? [
+            `  delta       ${formatBytes(Number(r.reusedBytes))} equal in --base and copied from it, not sent (${((100 * Number(r.reusedBytes)) / Math.max(1, Number(r.reusedBytes) + Number(r.bytes))).toFixed(1)}% saved)`,
+          ]
+        : []),
       `  tree hash   ${r.treeHash} (equal on both hosts)`,
     );
   }

@@ -18,6 +18,8 @@ export async function blockSums(
   offset: number,
   length: number,
   block: number,
+  /** a base file may be shorter: its blocks end where it does (the last one may be partial) */
+  short = false,
 ): Promise<{ digest: string; blocks: string[] }> {
   if (!(block > 0) || READ % block !== 0)
     throw new ReseedError('USAGE', `a delta block of ${block} bytes does not divide ${READ}`);
@@ -29,6 +31,12 @@ export async function blockSums(
     for (let done = 0; done < length;) {
       const want = Math.min(buf.length, length - done);
       const { bytesRead } = await file.read(buf, 0, want, offset + done);
+      if (bytesRead < want && short) {
+        const chunk = buf.subarray(0, bytesRead);
+        for (let b = 0; b < chunk.length; b += block)
+          blocks.push(new SegmentDigest().update(chunk.subarray(b, b + block)).digest());
+        break;
+      }
       if (bytesRead < want)
         throw new ReseedError(
           'COPY_FAILED',
@@ -67,4 +75,20 @@ export function differingRuns(
     else runs.push({ offset: start, length: len });
   }
   return runs;
+}
+
+/** The complement of `runs` within [offset, offset + length): what a base already holds. */
+export function equalRuns(
+  runs: { offset: number; length: number }[],
+  offset: number,
+  length: number,
+): { offset: number; length: number }[] {
+  const out: { offset: number; length: number }[] = [];
+  let at = offset;
+  for (const r of runs) {
+    if (r.offset > at) out.push({ offset: at, length: r.offset - at });
+    at = r.offset + r.length;
+  }
+  if (at < offset + length) out.push({ offset: at, length: offset + length - at });
+  return out;
 }

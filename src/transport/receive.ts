@@ -10,7 +10,7 @@ import { zstdAvailable } from './codec.js';
 import { SegmentDigest } from './digest.js';
 import { FRAME, FrameDecoder } from './frame.js';
 import type { Frame } from './frame.js';
-import { DELTA_BLOCK, blockSums, differingRuns } from './delta.js';
+import { DELTA_BLOCK, blockSums, differingRuns, equalRuns } from './delta.js';
 import { entryPath, joinRaw, planSegments, segmentKey, treeHash } from './tree.js';
 import type { Segment, TreeManifest } from './tree.js';
 
@@ -39,6 +39,12 @@ export interface ReceiveOptions {
    * they cross) and only the blocks that differ are sent; what the donor no longer has is removed.
    */
   update?: boolean | undefined;
+  /**
+   * Delta mode into a new `dest`: `base` (never written) holds an older copy of the tree. A file
+   * there under the same path is compared block by block with the donor's; the blocks that are
+   * equal are copied from it locally, only the others cross the link.
+   */
+  base?: string | undefined;
   /**
    * A first pass over files that change while they are read (a live datadir): a segment that
    * cannot be sent as it was listed (the file shrank, went, changed under its digest) is left as
@@ -131,16 +137,23 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
         }
       : { connect: { timeout: stall } }),
   });
-  const base = `/v1/transfers/${encodeURIComponent(source.transfer)}`;
+  const transferBase = `/v1/transfers/${encodeURIComponent(source.transfer)}`;
   const auth = { authorization: `Bearer ${source.secret}` };
   try {
     const manifest = (await withResume(o, () =>
-      getJson(pool, `${base}/manifest`, auth, stall, signal),
+      getJson(pool, `${transferBase}/manifest`, auth, stall, signal),
     )) as TreeManifest;
     const root = Buffer.from(o.dest);
     prepareDest(o.dest, o.marker, o.update === true);
     const held = o.update ? await updateEntries(o.dest, manifest, o.marker) : new Map<number, number>();
     if (!o.update) await makeEntries(root, manifest);
+    const base = o.base === undefined ? undefined : Buffer.from(o.base);
+    if (base)
+      for (const [i, e] of manifest.entries.entries()) {
+        if (e.kind !== 'file' || e.size === 0) continue;
+        const st = lstatSync(entryPath(base, e), { throwIfNoEntry: false });
+        if (st?.isFile() && st.size > 0) held.set(i, st.size);
+      }
     // With 'auto', smaller segments: the codec chosen after the measurement applies to new requests.
     const segments = planSegments(
       manifest,
@@ -160,7 +173,20 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
     const queue = [...segments];
     const worker = async () => {
       for (let s = queue.shift(); s; s = queue.shift()) {
-        const job: SegmentJob = { pool, base, auth, root, manifest, s, o, stall, progress, counts, codec };
+        const job: SegmentJob = {
+          pool,
+          base: transferBase,
+          auth,
+          root,
+          manifest,
+          s,
+          o,
+          stall,
+          progress,
+          counts,
+          codec,
+          older: base,
+        };
         try {
           const had = held.get(s.entry) ?? 0;
           hashes.set(segmentKey(s), had > s.offset ? await deltaSegment(job) : await fetchSegment(job));
@@ -193,7 +219,9 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
     };
     if (o.bestEffort) return { ...report, treeHash: '', durationMs: Date.now() - started };
     const mine = treeHash(manifest, hashes);
-    const theirs = (await withResume(o, () => getJson(pool, `${base}/hash`, auth, stall, signal))) as {
+    const theirs = (await withResume(o, () =>
+      getJson(pool, `${transferBase}/hash`, auth, stall, signal),
+    )) as {
       treeHash: string;
     };
     if (theirs.treeHash !== mine)
@@ -300,17 +328,21 @@ async function deltaSegment(j: SegmentJob): Promise<string> {
   const theirs = (await withResume(o, () =>
     getJson(j.pool, `${j.base}/sums?${query.toString()}`, j.auth, Math.max(j.stall, 60_000), o.signal),
   )) as { digest: string; blocks: string[] };
-  const mine = await blockSums(path, s.offset, s.length, DELTA_BLOCK);
+  const older = j.older && entryPath(j.older, j.manifest.entries[s.entry]!);
+  const mine = await blockSums(older ?? path, s.offset, s.length, DELTA_BLOCK, older !== undefined);
+  const differ = differingRuns(mine.blocks, theirs.blocks, s.offset, s.length, DELTA_BLOCK);
+  if (older) await copyRuns(older, path, equalRuns(differ, s.offset, s.length));
   let fetched = 0;
-  for (const run of differingRuns(mine.blocks, theirs.blocks, s.offset, s.length, DELTA_BLOCK)) {
+  for (const run of differ) {
     await fetchSegment({ ...j, s: { entry: s.entry, ...run }, part: true });
     fetched += run.length;
   }
   j.counts.reusedBytes += s.length - fetched;
   j.progress.bytes += s.length - fetched;
-  const now = fetched ? (await blockSums(path, s.offset, s.length, DELTA_BLOCK)).digest : mine.digest;
+  const now =
+    fetched || older ? (await blockSums(path, s.offset, s.length, DELTA_BLOCK)).digest : mine.digest;
   if (now === theirs.digest) {
-    if (fetched) await syncFile(path);
+    if (fetched || older) await syncFile(path);
     return now;
   }
   // The file changed on the donor between the digests and the blocks: the segment, whole.
@@ -318,6 +350,30 @@ async function deltaSegment(j: SegmentJob): Promise<string> {
   j.counts.reusedBytes -= s.length - fetched;
   j.progress.bytes -= s.length - fetched;
   return fetchSegment(j);
+}
+
+/** The ranges of the older copy that equal the donor's, copied into the new tree. */
+async function copyRuns(from: Buffer, to: Buffer, runs: { offset: number; length: number }[]): Promise<void> {
+  if (!runs.length) return;
+  const src = await open(from, 'r');
+  const dst = await open(to, 'r+');
+  try {
+    const buf = Buffer.allocUnsafe(4 << 20);
+    for (const r of runs)
+      for (let done = 0; done < r.length;) {
+        const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, r.length - done), r.offset + done);
+        if (bytesRead === 0) break; // the base changed under us: the segment's final check catches it
+        // The new file reads as zeros already: a hole in the base stays a hole.
+        for (let b = 0; b < bytesRead; b += DELTA_BLOCK) {
+          const n = Math.min(DELTA_BLOCK, bytesRead - b);
+          if (!buf.subarray(b, b + n).equals(ZEROS.subarray(0, n)))
+            await dst.write(buf, b, n, r.offset + done + b);
+        }
+        done += bytesRead;
+      }
+  } finally {
+    await Promise.allSettled([src.close(), dst.close()]);
+  }
 }
 
 async function syncFile(path: Buffer): Promise<void> {
@@ -370,6 +426,8 @@ interface SegmentJob {
   counts: { zeroBytes: number; resent: number; reusedBytes: number; skipped: number };
   /** a part of a segment (delta mode's differing blocks): the donor does not record it */
   part?: boolean | undefined;
+  /** delta mode into a new tree: the older copy's root, read for equal blocks */
+  older?: Buffer | undefined;
 }
 
 /** Fetches one segment, resuming after cuts; resolves to its checked SHA-256. */

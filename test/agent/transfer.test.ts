@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
+  closeSync,
   cpSync,
   existsSync,
+  openSync,
+  rmSync,
+  writeSync,
   mkdirSync,
   readFileSync,
   readdirSync,
@@ -171,6 +176,42 @@ describe('agents and the data channel', () => {
       readdirSync(dest('copy-plain')).filter((n) => n.startsWith('.reseed')),
       [],
     );
+  });
+
+  it('--base: delta mode sends only the blocks that differ from an older copy, which is left as it was', async () => {
+    const base = dest('copy-plain');
+    const baseBefore = readTree(base);
+    // The donor's tree changes: a few blocks of a big file, a file gone, a new one, one shorter.
+    const fd = openSync(join(tree, 'big.txt'), 'r+');
+    for (const at of [0, 30_000_000, 69_000_000]) writeSync(fd, randomBytes(10_000), 0, 10_000, at);
+    closeSync(fd);
+    rmSync(join(tree, 'one'));
+    writeFileSync(join(tree, 'new-file'), randomBytes(200_000));
+    truncateSync(join(tree, 'exactly-1MiB'), 300_000);
+    const r = await transfer('copy-delta', '--base', base, '--json');
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const job = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as {
+      result: Result & { reusedBytes: number };
+    };
+    assert.deepEqual(compareTrees(readTree(tree), readTree(dest('copy-delta'))), []);
+    assert.deepEqual(compareTrees(baseBefore, readTree(base)), [], 'the base was not written');
+    assert.ok(job.result.bytes < 2 << 20, `${job.result.bytes} bytes sent`);
+    assert.ok(job.result.reusedBytes > 100 << 20, `${job.result.reusedBytes} bytes reused`);
+    const sparse = readTree(dest('copy-delta')).get(Buffer.from('sparse.ibd').toString('hex'))!;
+    assert.ok(sparse.allocated! < 4 << 20, 'holes of the base stay holes');
+    const human = await reseed([
+      'job',
+      (JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { id: string }).id,
+      '--on',
+      `agent://${joiner.info.name}`,
+    ]);
+    assert.match(human.stdout, /delta .* equal in --base and copied from it, not sent \(\d+\.\d% saved\)/);
+    // A base the agent may not read is refused before anything is made.
+    const refused = await transfer('copy-delta2', '--base', '/etc');
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /--base \/etc is not under a directory this agent receives into/);
+    assert.ok(!existsSync(dest('copy-delta2')));
+    writeFileSync(join(tree, 'one'), 'x'); // as the other tests know it
   });
 
   for (const codec of ['lz4', 'zstd'])
