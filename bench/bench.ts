@@ -1,6 +1,7 @@
 // npm run bench -- [--size 2G] [--runs 3] [--parallel 4] [--no-rss-2x] [--out docs/benchmarks.md]
 //                   [--sections clone,verify,impact,channel,physical] [--verify-runs 3] [--alone 30]
-//                   [--channel-runs 3] [--physical-runs 3]
+//                   [--channel-runs 3] [--physical-runs 3] [--copy-runs 3]
+//                   (sections: clone,verify,impact,channel,physical,copy)
 // Measures, on one generated dataset, each method into a fresh empty joiner sandbox, rounds
 // interleaved, the OS page cache dropped before each run; reports medians and ratios to reseed.
 import { writeFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
@@ -26,6 +27,7 @@ import { renderChart, renderReport } from './report.js';
 import { impactBench, renderImpact, renderVerify, verifyBench, withSection } from './extra.js';
 import { channelBench, renderChannel } from './channel.js';
 import { physicalBench, renderPhysical } from './physical.js';
+import { copyBench, renderCopy } from './copy.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: args } = parseArgs({
@@ -37,7 +39,8 @@ const { values: args } = parseArgs({
     'no-rss-2x': { type: 'boolean', default: false },
     out: { type: 'string', default: join(root, 'docs', 'benchmarks.md') },
     methods: { type: 'string', default: 'reseed,mysqldump,mydumper,ingest,mariabackup' },
-    sections: { type: 'string', default: 'clone,verify,impact,channel,physical' },
+    sections: { type: 'string', default: 'clone,verify,impact,channel,physical,copy' },
+    'copy-runs': { type: 'string', default: '3' },
     'physical-runs': { type: 'string', default: '3' },
     'verify-runs': { type: 'string', default: '3' },
     alone: { type: 'string', default: '30' },
@@ -142,6 +145,14 @@ async function main(): Promise<void> {
       renderPhysical(p, `npm run bench -- ${process.argv.slice(2).join(' ')}`),
     );
   }
+  if (sections.includes('copy')) {
+    const c = await copyBench({ donor, runs: Number(args['copy-runs']), parallel, dropCaches });
+    report = withSection(
+      report,
+      'copy',
+      renderCopy(c, `npm run bench -- ${process.argv.slice(2).join(' ')}`),
+    );
+  }
   if (sections.includes('channel')) {
     const c = await channelBench({ donor, runs: Number(args['channel-runs']), parallel, dropCaches });
     report = withSection(
@@ -199,7 +210,7 @@ async function cloneSection(
     chart: basename(chart),
   });
   writeFileSync(chart, renderChart(methods.map((m) => ({ label: METHODS[m]!.label, results: results[m]! }))));
-  for (const name of ['verify', 'impact', 'channel', 'physical']) {
+  for (const name of ['verify', 'impact', 'channel', 'physical', 'copy']) {
     const m = new RegExp(`<!-- bench:${name} -->\\n([\\s\\S]*?)\\n<!-- /bench:${name} -->`).exec(o.old);
     if (m) report = withSection(report, name, m[1]!);
   }

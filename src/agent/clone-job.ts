@@ -47,6 +47,8 @@ export const cloneRequestSchema = z
     maxDowntimeMs: z.number().int().min(1000).max(86_400_000).default(600_000),
     /** copy: the bounded wait for the donor's lock (a quiet window, then the lock statement) */
     lockWaitTimeoutMs: z.number().int().min(100).max(3_600_000).default(10_000),
+    /** copy: the joiner's datadir is an older copy of the donor's; the first pass sends only what differs */
+    delta: z.boolean().default(false),
     /** how long the data channel may stall before the clone fails */
     resumeTimeoutMs: z.number().int().min(1000).max(86_400_000).default(60_000),
   })
@@ -182,6 +184,7 @@ export async function runCloneJob(
       stallTimeoutMs: Math.min(30_000, Math.max(1000, r.resumeTimeoutMs)),
       maxDowntimeMs: r.maxDowntimeMs,
       lockWaitTimeoutMs: r.lockWaitTimeoutMs,
+      delta: r.delta,
     },
     journal: ctx.journal,
     log,

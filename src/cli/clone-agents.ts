@@ -40,9 +40,10 @@ const AGENT_FLAGS = new Set([
   'resumeTimeout',
   'lockWaitTimeout',
   'maxDowntime',
+  'delta',
 ]);
 /** --method copy only */
-const COPY_ONLY = ['lockWaitTimeout', 'maxDowntime'] as const;
+const COPY_ONLY = ['lockWaitTimeout', 'maxDowntime', 'delta'] as const;
 /** logical only */
 const LOGICAL_ONLY = ['schemas', 'users'] as const;
 /** the connection flags: through agents the agents' own accounts are used */
@@ -68,7 +69,7 @@ function agentName(text: string, option: string): string {
  * cancels the job (the agent undoes it); a second Ctrl-C stops following.
  */
 export async function runAgentClone(
-  flags: CloneFlags & { compress?: string; resumeTimeout?: string; maxDowntime?: string },
+  flags: CloneFlags & { compress?: string; resumeTimeout?: string; maxDowntime?: string; delta?: boolean },
   command: Command,
 ): Promise<number> {
   try {
@@ -177,6 +178,7 @@ export async function runAgentClone(
         ? {
             maxDowntimeMs: parseDuration(flags.maxDowntime ?? '10m', '--max-downtime'),
             lockWaitTimeoutMs: parseDuration(flags.lockWaitTimeout, '--lock-wait-timeout'),
+            delta: flags.delta === true,
           }
         : {}),
       ...(flags.resumeTimeout !== undefined

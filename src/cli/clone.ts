@@ -150,6 +150,10 @@ export function cloneCommand(): Command {
       "--method copy: the donor's mysqld is started again after this long stopped, and the clone fails",
       '10m',
     )
+    .option(
+      '--delta',
+      "--method copy, for slow links: the joiner's datadir is an older copy of the donor's (a replica to re-seed); blocks equal there are copied from it, only the others are sent",
+    )
     .option('--max-lock-time <duration>', 'a watchdog releases the read lock after this', '5s')
     .option(
       '--long-query <duration>',
@@ -227,11 +231,12 @@ const REPLICATION_FLAGS: [keyof CloneFlags, string][] = [
 function checkFlagConflicts(flags: CloneFlags, command: Command): void {
   const given = (k: keyof CloneFlags) => command.getOptionValueSource(k) === 'cli';
   checkThrottleConflicts(flags, command);
-  if (command.getOptionValueSource('maxDowntime') === 'cli')
-    throw new ReseedError(
-      'USAGE',
-      "--max-downtime applies to --method copy through agents (it bounds how long the donor's mysqld is stopped)",
-    );
+  for (const [k, flag] of [
+    ['maxDowntime', '--max-downtime'],
+    ['delta', '--delta'],
+  ] as const)
+    if (command.getOptionValueSource(k) === 'cli')
+      throw new ReseedError('USAGE', `${flag} applies to --method copy, through agents`);
   if (!flags.replicate) {
     const clash = REPLICATION_FLAGS.filter(([k]) => given(k)).map(([, f]) => f);
     if (clash.length)

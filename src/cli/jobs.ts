@@ -324,7 +324,7 @@ function renderCloneResult(r: Record<string, unknown>): string[] {
   if (r.donorDownMs !== undefined)
     out.push(
       `  donor       mysqld stopped ${formatMs(n('donorDownMs'))}, commits blocked ${formatMs(n('donorCommitBlockedMs'))} (lock, clean shutdown, second pass, start)`,
-      `  passes      first ${formatBytes(n('firstPassBytes'))} while it served; second ${formatBytes(n('bytes') - n('firstPassBytes'))} sent, ${formatBytes(n('reusedBytes'))} unchanged and not sent`,
+      `  passes      first ${formatBytes(n('firstPassBytes'))} sent while it served${n('firstPassReusedBytes') ? ` (${formatBytes(n('firstPassReusedBytes'))} equal in the joiner's datadir, not sent: --delta)` : ''}; second ${formatBytes(n('bytes') - n('firstPassBytes'))} sent, ${formatBytes(n('reusedBytes'))} unchanged and not sent`,
     );
   else if (r.donorCommitBlockedMs !== undefined)
     out.push(

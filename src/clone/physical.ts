@@ -76,6 +76,8 @@ export interface PhysicalOptions {
   maxDowntimeMs: number;
   /** copy: the bounded wait for the donor's lock before it stops */
   lockWaitTimeoutMs: number;
+  /** copy: the joiner's own datadir is an older copy of the donor's: the first pass is a delta against it */
+  delta: boolean;
 }
 
 export interface PhysicalCloneRequest {
@@ -112,6 +114,8 @@ export interface PhysicalSummary {
   reusedBytes?: number;
   /** copy: bytes of the first pass (the live datadir) */
   firstPassBytes?: number;
+  /** copy --delta: bytes of the first pass equal in the joiner's datadir, copied from it and not sent */
+  firstPassReusedBytes?: number;
   replication: { state: 'running' | 'not configured'; from?: string; catchUpMs?: number };
   verify: { identical: boolean; tables: number; chunks: number; rows: number } | undefined;
   phases: Record<string, number>;
@@ -839,6 +843,8 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
       codec: options.compress,
       resumeTimeoutMs: options.stallTimeoutMs,
       bestEffort: true,
+      // --delta: blocks equal in the joiner's own datadir are copied from it (read only).
+      base: options.delta ? resolve(req.datadir) : undefined,
       signal,
       onProgress: progress(1),
     });
@@ -886,6 +892,7 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
       bytes: first.bytes + second.bytes,
       wireBytes: first.wireBytes + second.wireBytes,
       firstPassBytes: first.bytes,
+      firstPassReusedBytes: first.reusedBytes,
       reusedBytes: second.reusedBytes,
       streamDigest: second.treeHash,
       donorCommitBlockedMs: report.writesBlockedMs,

@@ -150,6 +150,16 @@ describe('--method copy through agents', () => {
     );
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /--max-downtime applies through agents to --method copy only/);
+    r = await reseed([
+      'clone',
+      '--from',
+      'mysql://root@127.0.0.1:1',
+      '--to',
+      'mysql://root@127.0.0.1:2',
+      '--delta',
+    ]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--delta applies to --method copy, through agents/);
     r = await reseed(copyArgs('--schemas', 'shop'), { env: REPL_ENV });
     assert.equal(r.code, 2, r.stderr);
     assert.match(
@@ -301,5 +311,28 @@ describe('--method copy through agents', () => {
     const status = await reseed(['job', job.id, '--on', `agent://${joiner.info.name}`]);
     assert.match(status.stdout, /mysqld stopped .* commits blocked/);
     assert.match(status.stdout, /unchanged and not sent/);
+  });
+
+  it('--delta: the joiner, an older copy of the donor, is the base of the first pass; the replica verified again', async () => {
+    await donor.sql("INSERT INTO shop.items SELECT seq + 30000, 'more', 1 FROM shop.seq_1_to_2000");
+    const r = await reseed(copyArgs('--delta', '--json'), {
+      env: REPL_ENV,
+      signal: AbortSignal.timeout(180_000),
+    });
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+    const job = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as JobRecord;
+    const result = job.result as {
+      verify: { identical: boolean };
+      firstPassReusedBytes: number;
+      firstPassBytes: number;
+    };
+    assert.equal(result.verify.identical, true);
+    assert.ok(
+      result.firstPassReusedBytes > result.firstPassBytes,
+      `first pass: ${result.firstPassBytes} sent, ${result.firstPassReusedBytes} equal in the joiner's datadir`,
+    );
+    for (const t of ['shop.items', 'shop.notes', 'shop.w'])
+      assert.equal(await checksum(joiner, t), await checksum(donor, t), t);
+    await assertDonorClean();
   });
 });
