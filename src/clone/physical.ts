@@ -560,24 +560,6 @@ async function preflightPhysical(
     ...(req.method === 'copy' ? ['innodb_undo_tablespaces'] : []),
   ])
     if (dv[v] !== jv[v]) problems.push(`${v} differs: donor ${dv[v]}, joiner ${jv[v]}`);
-  // The copy sends the donor's datadir only: InnoDB files kept elsewhere would be missing.
-  if (req.method === 'copy')
-    for (const v of ['innodb_data_home_dir', 'innodb_log_group_home_dir', 'innodb_undo_directory']) {
-      const value = dv[v] ?? '';
-      if (
-        value &&
-        value !== './' &&
-        value !== '.' &&
-        !resolve(dv.datadir ?? '/', value).startsWith(resolve(dv.datadir ?? '/'))
-      )
-        problems.push(
-          `the donor keeps InnoDB files outside its datadir (${v} = ${value}): --method copy sends the datadir only (use --method mariabackup)`,
-        );
-    }
-  if ((dv.innodb_encrypt_tables ?? 'OFF') !== 'OFF')
-    problems.push(
-      'the donor encrypts InnoDB tables: reseed does not yet carry the key management a prepare needs (use --method logical)',
-    );
   const real = (p: string) => {
     try {
       return realpathSync(p);
@@ -585,22 +567,27 @@ async function preflightPhysical(
       return resolve(p);
     }
   };
+  const innodbDirs = ['innodb_data_home_dir', 'innodb_log_group_home_dir', 'innodb_undo_directory'];
+  const outside = (dir: string, value: string | undefined) =>
+    Boolean(value) && value !== './' && value !== '.' && !real(resolve(dir, value!)).startsWith(real(dir));
+  // The copy sends the donor's datadir only: InnoDB files kept elsewhere would be missing.
+  if (req.method === 'copy')
+    for (const v of innodbDirs.filter((v) => outside(dv.datadir ?? d.datadir, dv[v])))
+      problems.push(
+        `the donor keeps InnoDB files outside its datadir (${v} = ${dv[v]}): --method copy sends the datadir only (use --method mariabackup)`,
+      );
+  if ((dv.innodb_encrypt_tables ?? 'OFF') !== 'OFF')
+    problems.push(
+      `the donor encrypts InnoDB tables: reseed does not yet carry the key management ${req.method === 'copy' ? 'the joiner would need to read them' : 'a prepare needs'} (use --method logical)`,
+    );
   if (real(j.datadir) !== real(datadir))
     problems.push(
       `the joiner's mysqld uses the datadir ${j.datadir}, but this agent's configuration says ${datadir}`,
     );
-  for (const v of ['innodb_data_home_dir', 'innodb_log_group_home_dir', 'innodb_undo_directory']) {
-    const value = jv[v] ?? '';
-    if (
-      value &&
-      value !== './' &&
-      value !== '.' &&
-      !real(resolve(j.datadir, value)).startsWith(real(datadir))
-    )
-      problems.push(
-        `the joiner keeps InnoDB files outside its datadir (${v} = ${value}): reseed swaps the datadir only`,
-      );
-  }
+  for (const v of innodbDirs.filter((v) => outside(j.datadir, jv[v])))
+    problems.push(
+      `the joiner keeps InnoDB files outside its datadir (${v} = ${jv[v]}): reseed swaps the datadir only`,
+    );
   const refusal = datadirRefusal(datadir);
   if (refusal) problems.push(refusal);
   // Room for the copy beside the datadir (staging, then the swap is a rename).

@@ -6,19 +6,12 @@ import { after, before, describe, it } from 'node:test';
 import { AgentClient } from '../../src/agent/client.js';
 import type { JobRecord } from '../../src/agent/jobs.js';
 import { resolveAgent } from '../../src/agent/registry.js';
-import { sandboxAgentDown, sandboxAgentUp } from '../../src/agent/sandbox-agent.js';
+import { sandboxAgentDown } from '../../src/agent/sandbox-agent.js';
 import { getSandbox } from '../../src/sandbox/sandbox.js';
 import type { SandboxInfo } from '../../src/sandbox/sandbox.js';
-import {
-  REPL_ENV,
-  createReplUser,
-  otherSessions,
-  reseed,
-  schemas,
-  startServer,
-  stopAll,
-} from '../helpers/sandboxes.js';
+import { REPL_ENV, otherSessions, reseed, schemas, startServer, stopAll } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
+import { checksum, restartAgent, seedPair } from '../helpers/clone-agents.js';
 
 /**
  * Clones run by the joiner's agent, the donor's agent serving: --method mariabackup (real
@@ -48,21 +41,6 @@ function cloneArgs(method: string, ...extra: string[]): string[] {
     'repl',
     ...extra,
   ];
-}
-
-async function checksum(s: TestServer, table: string): Promise<string> {
-  const [r] = await s.sql(`CHECKSUM TABLE ${table}`);
-  return String(r?.Checksum);
-}
-
-async function restartAgent(s: TestServer, fault?: string): Promise<void> {
-  await sandboxAgentDown(info(s));
-  if (fault) process.env.RESEED_FAULT = fault;
-  try {
-    await sandboxAgentUp(info(s));
-  } finally {
-    delete process.env.RESEED_FAULT;
-  }
 }
 
 /** The joiner as a failed clone must leave it: its datadir (same inode), its schema and rows, mysqld up. */
@@ -127,21 +105,7 @@ describe('clones through agents', () => {
   before(async () => {
     donor = await startServer('cl-donor');
     joiner = await startServer('cl-joiner');
-    await createReplUser(donor);
-    await donor.sql('CREATE DATABASE shop');
-    await donor.sql('CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(64), price DECIMAL(10,2))');
-    await donor.sql(
-      "INSERT INTO shop.items SELECT seq, CONCAT('item ', seq), seq / 7 FROM shop.seq_1_to_30000",
-    );
-    await donor.sql('CREATE TABLE shop.notes (id INT PRIMARY KEY, body TEXT) ENGINE=MyISAM');
-    await donor.sql("INSERT INTO shop.notes SELECT seq, REPEAT('n', seq % 200) FROM shop.seq_1_to_2000");
-    await donor.sql('CREATE TABLE shop.w (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6))');
-    await joiner.sql('CREATE DATABASE legacy');
-    await joiner.sql('CREATE TABLE legacy.keep (id INT PRIMARY KEY, v VARCHAR(20))');
-    await joiner.sql("INSERT INTO legacy.keep SELECT seq, CONCAT('v', seq) FROM legacy.seq_1_to_500");
-    legacy = await checksum(joiner, 'legacy.keep');
-    await sandboxAgentUp(info(donor));
-    await sandboxAgentUp(info(joiner));
+    legacy = await seedPair(donor, joiner, 'MyISAM');
   });
   after(async () => {
     for (const s of [donor, joiner]) if (s) await sandboxAgentDown(info(s)).catch(() => undefined);

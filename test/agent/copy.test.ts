@@ -4,19 +4,12 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import type { JobRecord } from '../../src/agent/jobs.js';
-import { sandboxAgentDown, sandboxAgentUp } from '../../src/agent/sandbox-agent.js';
+import { sandboxAgentDown } from '../../src/agent/sandbox-agent.js';
 import { getSandbox } from '../../src/sandbox/sandbox.js';
 import type { SandboxInfo } from '../../src/sandbox/sandbox.js';
-import {
-  REPL_ENV,
-  createReplUser,
-  otherSessions,
-  reseed,
-  schemas,
-  startServer,
-  stopAll,
-} from '../helpers/sandboxes.js';
+import { REPL_ENV, otherSessions, reseed, schemas, startServer, stopAll } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
+import { checksum, restartAgent, seedPair } from '../helpers/clone-agents.js';
 
 /**
  * --method copy between two sandboxes with real agents: the donor's datadir sent live, then its
@@ -43,21 +36,6 @@ function copyArgs(...extra: string[]): string[] {
     'repl',
     ...extra,
   ];
-}
-
-async function checksum(s: TestServer, table: string): Promise<string> {
-  const [r] = await s.sql(`CHECKSUM TABLE ${table}`);
-  return String(r?.Checksum);
-}
-
-async function restartAgent(s: TestServer, fault?: string): Promise<void> {
-  await sandboxAgentDown(info(s));
-  if (fault) process.env.RESEED_FAULT = fault;
-  try {
-    await sandboxAgentUp(info(s));
-  } finally {
-    delete process.env.RESEED_FAULT;
-  }
 }
 
 const datadirInode = () => statSync(join(joiner.info.dir, 'data')).ino;
@@ -118,21 +96,7 @@ describe('--method copy through agents', () => {
   before(async () => {
     donor = await startServer('cp-donor');
     joiner = await startServer('cp-joiner');
-    await createReplUser(donor);
-    await donor.sql('CREATE DATABASE shop');
-    await donor.sql('CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(64), price DECIMAL(10,2))');
-    await donor.sql(
-      "INSERT INTO shop.items SELECT seq, CONCAT('item ', seq), seq / 7 FROM shop.seq_1_to_30000",
-    );
-    await donor.sql('CREATE TABLE shop.notes (id INT PRIMARY KEY, body TEXT) ENGINE=Aria');
-    await donor.sql("INSERT INTO shop.notes SELECT seq, REPEAT('n', seq % 200) FROM shop.seq_1_to_2000");
-    await donor.sql('CREATE TABLE shop.w (id INT AUTO_INCREMENT PRIMARY KEY, at DATETIME(6))');
-    await joiner.sql('CREATE DATABASE legacy');
-    await joiner.sql('CREATE TABLE legacy.keep (id INT PRIMARY KEY, v VARCHAR(20))');
-    await joiner.sql("INSERT INTO legacy.keep SELECT seq, CONCAT('v', seq) FROM legacy.seq_1_to_500");
-    legacy = await checksum(joiner, 'legacy.keep');
-    await sandboxAgentUp(info(donor));
-    await sandboxAgentUp(info(joiner));
+    legacy = await seedPair(donor, joiner, 'Aria');
   });
   after(async () => {
     for (const s of [donor, joiner]) if (s) await sandboxAgentDown(info(s)).catch(() => undefined);

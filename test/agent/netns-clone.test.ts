@@ -9,6 +9,8 @@ import { sandboxDown } from '../../src/sandbox/sandbox.js';
 import { startAgentProcess } from '../helpers/agents.js';
 import { REPL_ENV, ROOT, startServer, stopAll } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
+import { inNs, makeHosts, removeHosts } from '../helpers/netns.js';
+import type { Hosts } from '../helpers/netns.js';
 
 /**
  * The physical methods between two "hosts": network namespaces joined by a veth pair limited to
@@ -16,15 +18,9 @@ import type { TestServer } from '../helpers/sandboxes.js';
  * namespace, listening there on every address), the clone typed on the joiner's host. The test
  * reaches each mysqld through its socket, which no namespace hides.
  */
-const id = (process.pid % 200) + 20;
-const ns = { a: `rc-a-${process.pid}`, b: `rc-b-${process.pid}` };
-const addr = { a: `10.${id}.1.1`, b: `10.${id}.1.2` };
-const dev = { a: `rca${process.pid}`, b: `rcb${process.pid}` };
+let h: Hosts;
 const work = join(process.env.RESEED_TEST_DIR ?? '/tmp/reseed-test', `netns-clone-${process.pid}`);
 const agents: ChildProcess[] = [];
-const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
-const inNs = (n: string, ...args: string[]) =>
-  execFileSync('ip', ['netns', 'exec', n, ...args], { stdio: 'pipe', env: process.env });
 let donor: TestServer;
 let joiner: TestServer;
 
@@ -52,7 +48,7 @@ function clone(method: string): Promise<{ code: number | null; stdout: string; s
     [
       'netns',
       'exec',
-      ns.b,
+      h.ns.b,
       process.execPath,
       join(ROOT, 'bin', 'reseed'),
       'clone',
@@ -93,49 +89,24 @@ describe('physical clones between two hosts (network namespaces)', () => {
     await donor.sql("CREATE USER repl@'%' IDENTIFIED BY 'repl-secret'");
     await donor.sql("GRANT REPLICATION SLAVE ON *.* TO repl@'%'");
     await joiner.sql('CREATE DATABASE legacy');
-    ip('netns', 'add', ns.a);
-    ip('netns', 'add', ns.b);
-    ip('link', 'add', dev.a, 'type', 'veth', 'peer', 'name', dev.b);
-    ip('link', 'set', dev.a, 'netns', ns.a);
-    ip('link', 'set', dev.b, 'netns', ns.b);
-    for (const h of ['a', 'b'] as const) {
-      inNs(ns[h], 'ip', 'link', 'set', 'lo', 'up');
-      inNs(ns[h], 'ip', 'addr', 'add', `${addr[h]}/24`, 'dev', dev[h]);
-      inNs(ns[h], 'ip', 'link', 'set', dev[h], 'up');
-      inNs(
-        ns[h],
-        'tc',
-        'qdisc',
-        'add',
-        'dev',
-        dev[h],
-        'root',
-        'tbf',
-        'rate',
-        '200mbit',
-        'burst',
-        '256kb',
-        'latency',
-        '100ms',
-      );
-    }
-    for (const [s, h] of [
+    h = makeHosts('rc', `${(process.pid % 200) + 20}.1`, '200mbit', '256kb');
+    for (const [s, x] of [
       [donor, 'a'],
       [joiner, 'b'],
     ] as const) {
       await sandboxDown(s.info.name);
-      inNs(ns[h], process.execPath, join(ROOT, 'bin', 'reseed'), 'sandbox', 'up', s.info.name);
+      inNs(h.ns[x], process.execPath, join(ROOT, 'bin', 'reseed'), 'sandbox', 'up', s.info.name);
     }
     execFileSync(process.execPath, [
       join(ROOT, 'bin', 'reseed'),
       'agent',
       'init',
       '--hosts',
-      `alpha=${addr.a},beta=${addr.b}`,
+      `alpha=${h.addr.a},beta=${h.addr.b}`,
       '--out',
       join(work, 'pki'),
     ]);
-    for (const [host, h, s] of [
+    for (const [host, x, s] of [
       ['alpha', 'a', donor],
       ['beta', 'b', joiner],
     ] as const) {
@@ -145,25 +116,19 @@ describe('physical clones between two hosts (network namespaces)', () => {
         stateDir: 'state',
         serve: [s.info.dir],
         receive: [s.info.dir],
-        listen: { host: addr[h], port: 7420 },
+        listen: { host: h.addr[x], port: 7420 },
         mysql: { uri: `mysql://root@127.0.0.1:${s.info.port}` },
         datadir: join(s.info.dir, 'data'),
         service: { kind: 'sandbox', name: s.info.name },
       });
       writeFileSync(file, JSON.stringify(c));
-      agents.push(await startAgentProcess(file, ns[h]));
+      agents.push(await startAgentProcess(file, h.ns[x]));
     }
   });
   after(async () => {
     for (const a of agents) if (a.exitCode === null) a.kill('SIGKILL');
     await stopAll();
-    for (const n of Object.values(ns)) {
-      try {
-        ip('netns', 'del', n);
-      } catch {
-        // never made
-      }
-    }
+    removeHosts(h);
   });
 
   for (const method of ['mariabackup', 'copy'])
@@ -178,14 +143,14 @@ describe('physical clones between two hosts (network namespaces)', () => {
         result: { verify: { identical: boolean }; replication: { from: string } };
       };
       assert.equal(job.result.verify.identical, true);
-      assert.equal(job.result.replication.from, `${addr.a}:${donor.info.port}`);
+      assert.equal(job.result.replication.from, `${h.addr.a}:${donor.info.port}`);
       await sql(donor, `INSERT INTO shop.items VALUES (${method === 'copy' ? 70001 : 70000}, 'after', 1)`);
       const [g] = await sql(donor, 'SELECT @@gtid_binlog_pos AS g');
       const [w] = await sql(joiner, `SELECT MASTER_GTID_WAIT('${String(g?.g)}', 30) AS r`);
       assert.equal(Number(w?.r), 0, 'what the donor writes afterwards arrives over the link');
       assert.equal(await checksum(joiner, 'shop.items'), await checksum(donor, 'shop.items'));
       const [st] = await sql(joiner, 'SHOW SLAVE STATUS');
-      assert.equal(st?.Master_Host, addr.a);
+      assert.equal(st?.Master_Host, h.addr.a);
       assert.equal(st?.Slave_IO_Running, 'Yes');
     });
 });

@@ -8,6 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import { finishInitConfig, startAgentProcess } from '../helpers/agents.js';
 import { ROOT } from '../helpers/sandboxes.js';
 import { compareTrees, readTree } from '../helpers/tree.js';
+import { inNs, makeHosts, removeHosts } from '../helpers/netns.js';
+import type { Hosts } from '../helpers/netns.js';
 import { zstdAvailable } from '../../src/transport/codec.js';
 
 /**
@@ -15,15 +17,9 @@ import { zstdAvailable } from '../../src/transport/codec.js';
  * init` describes (certificates for the hosts' addresses, mutual TLS, peers by address), the
  * link limited with tc tbf, cut by taking the link down. netem does not exist on this kernel.
  */
-const id = process.pid % 200;
-const ns = { a: `rs-a-${process.pid}`, b: `rs-b-${process.pid}` };
-const addr = { a: `10.${id}.0.1`, b: `10.${id}.0.2` };
-const dev = { a: `rsa${process.pid}`, b: `rsb${process.pid}` };
+let h: Hosts;
 const work = join(process.env.RESEED_TEST_DIR ?? '/tmp/reseed-test', `netns-${process.pid}`);
 const agents: ChildProcess[] = [];
-const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
-const inNs = (n: string, ...args: string[]) =>
-  execFileSync('ip', ['netns', 'exec', n, ...args], { stdio: 'pipe' });
 
 /** `reseed transfer` run on host b (in its namespace), as a DBA there would; its output as it comes. */
 function transfer(dest: string, ...extra: string[]) {
@@ -32,7 +28,7 @@ function transfer(dest: string, ...extra: string[]) {
     [
       'netns',
       'exec',
-      ns.b,
+      h.ns.b,
       process.execPath,
       join(ROOT, 'bin', 'reseed'),
       'transfer',
@@ -81,43 +77,18 @@ describe('agents on two hosts (network namespaces)', () => {
       { stdio: 'ignore' },
     );
     writeFileSync(join(work, 'src', 'sub', 'small'), 'x');
-    ip('netns', 'add', ns.a);
-    ip('netns', 'add', ns.b);
-    ip('link', 'add', dev.a, 'type', 'veth', 'peer', 'name', dev.b);
-    ip('link', 'set', dev.a, 'netns', ns.a);
-    ip('link', 'set', dev.b, 'netns', ns.b);
-    for (const h of ['a', 'b'] as const) {
-      inNs(ns[h], 'ip', 'link', 'set', 'lo', 'up');
-      inNs(ns[h], 'ip', 'addr', 'add', `${addr[h]}/24`, 'dev', dev[h]);
-      inNs(ns[h], 'ip', 'link', 'set', dev[h], 'up');
-      // 100 Mbit/s each way.
-      inNs(
-        ns[h],
-        'tc',
-        'qdisc',
-        'add',
-        'dev',
-        dev[h],
-        'root',
-        'tbf',
-        'rate',
-        '100mbit',
-        'burst',
-        '128kb',
-        'latency',
-        '100ms',
-      );
-    }
+    // 100 Mbit/s each way.
+    h = makeHosts('rs', `${process.pid % 200}.0`, '100mbit', '128kb');
     execFileSync(process.execPath, [
       join(ROOT, 'bin', 'reseed'),
       'agent',
       'init',
       '--hosts',
-      `alpha=${addr.a},beta=${addr.b}`,
+      `alpha=${h.addr.a},beta=${h.addr.b}`,
       '--out',
       join(work, 'pki'),
     ]);
-    for (const [host, h] of [
+    for (const [host, x] of [
       ['alpha', 'a'],
       ['beta', 'b'],
     ] as const) {
@@ -125,20 +96,14 @@ describe('agents on two hosts (network namespaces)', () => {
       finishInitConfig(file, {
         serve: [join(work, 'src')],
         receive: [join(work, 'dst')],
-        listen: { host: addr[h], port: 7420 },
+        listen: { host: h.addr[x], port: 7420 },
       });
-      agents.push(await startAgentProcess(file, ns[h]));
+      agents.push(await startAgentProcess(file, h.ns[x]));
     }
   });
   after(() => {
     for (const a of agents) if (a.exitCode === null) a.kill('SIGKILL');
-    for (const n of Object.values(ns)) {
-      try {
-        ip('netns', 'del', n);
-      } catch {
-        // never made
-      }
-    }
+    removeHosts(h);
   });
 
   it('the tree crosses a 100 Mbit/s link between two hosts, equal', async () => {
@@ -165,9 +130,9 @@ describe('agents on two hosts (network namespaces)', () => {
     // is no cut at all for the transfer: TCP retransmits through it.
     const run = transfer('copy-cut', '--resume-timeout', '12s');
     await untilBytes(run.out);
-    inNs(ns.a, 'ip', 'link', 'set', dev.a, 'down');
+    inNs(h.ns.a, 'ip', 'link', 'set', h.dev.a, 'down');
     await sleep(6000);
-    inNs(ns.a, 'ip', 'link', 'set', dev.a, 'up');
+    inNs(h.ns.a, 'ip', 'link', 'set', h.dev.a, 'up');
     const r = await run.done;
     assert.equal(r.code, 0, r.stderr);
     const job = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { result: { resumes: number } };
@@ -176,14 +141,14 @@ describe('agents on two hosts (network namespaces)', () => {
 
     const lost = transfer('copy-lost', '--resume-timeout', '4s');
     await untilBytes(lost.out);
-    inNs(ns.a, 'ip', 'link', 'set', dev.a, 'down');
+    inNs(h.ns.a, 'ip', 'link', 'set', h.dev.a, 'down');
     try {
       const r2 = await lost.done;
       assert.equal(r2.code, 6, r2.stderr);
       assert.match(r2.stderr, /cut for more than 4 s/);
       assert.equal(existsSync(join(work, 'dst', 'copy-lost')), false, r2.stderr);
     } finally {
-      inNs(ns.a, 'ip', 'link', 'set', dev.a, 'up');
+      inNs(h.ns.a, 'ip', 'link', 'set', h.dev.a, 'up');
     }
   });
 });
