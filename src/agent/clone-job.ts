@@ -37,6 +37,8 @@ export const cloneRequestSchema = z
     /** held in memory for the job; never in its record, its events or a response */
     replicationPassword: z.string().optional(),
     replicationHost: hostPort.optional(),
+    /** when the donor is a replica: follow the donor, or the donor's source */
+    replicateFrom: z.enum(['donor', 'source']).default('donor'),
     catchupTimeoutMs: z.number().int().min(1000).default(600_000),
     verify: z.boolean().default(true),
     writable: z.boolean().default(false),
@@ -124,6 +126,7 @@ export async function runCloneJob(
       replicationUser: r.replicationUser,
       replicationPassword: r.replicationPassword,
       replicationHost: r.replicationHost ?? { host: donor.host, port: donor.port },
+      replicateFrom: r.replicateFrom,
       catchupTimeoutMs: r.catchupTimeoutMs,
       verify: r.verify,
       writable: r.writable,
@@ -178,6 +181,7 @@ export async function runCloneJob(
       replicationUser: r.replicationUser,
       replicationPassword: r.replicationPassword,
       replicationHost: r.replicationHost,
+      replicateFrom: r.replicateFrom,
       catchupTimeoutMs: r.catchupTimeoutMs,
       verify: r.verify,
       dryRun: r.dryRun,

@@ -30,6 +30,7 @@ const AGENT_FLAGS = new Set([
   'replicationUser',
   'replicationHost',
   'replicationDefaultsFile',
+  'replicateFrom',
   'catchupTimeout',
   'writable',
   'verify',
@@ -122,6 +123,7 @@ export async function runAgentClone(
         'replicationUser',
         'replicationHost',
         'replicationDefaultsFile',
+        'replicateFrom',
         'catchupTimeout',
       ].filter(given);
       if (clash.length)
@@ -167,6 +169,7 @@ export async function runAgentClone(
               ? { replicationHost: parseHostPort(flags.replicationHost, '--replication-host') }
               : {}),
             catchupTimeoutMs: parseDuration(flags.catchupTimeout, '--catchup-timeout'),
+            replicateFrom: flags.replicateFrom,
           }
         : {}),
       // Through agents the clone is verified unless --no-verify: the agent's summary says "identical" only when it compared.

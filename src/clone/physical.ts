@@ -67,6 +67,8 @@ export interface PhysicalOptions {
   replicationPassword: string | undefined;
   /** where the joiner reaches the donor's mysqld for replication (default: the donor's address) */
   replicationHost: { host: string; port: number } | undefined;
+  /** when the donor is a replica: the joiner follows the donor, or the donor's source */
+  replicateFrom: 'donor' | 'source';
   catchupTimeoutMs: number;
   verify: boolean;
   dryRun: boolean;
@@ -620,15 +622,33 @@ async function preflightPhysical(
     problems.push(
       `the joiner holds data of its own, in ${held.join(', ')}: a physical copy replaces its whole datadir; use --force to replace it (the old datadir is kept until the clone is proven, then removed)`,
     );
+  if (options.replicate && options.replicateFrom === 'source' && !d.replica)
+    problems.push('--replicate-from source: the donor is not a replica, so it has no source to follow');
+  if (options.replicate && options.replicateFrom === 'donor' && d.replica && !d.logSlaveUpdates)
+    problems.push(
+      'the donor is a replica without log_slave_updates: what it replicates would never reach the joiner; use --replicate-from source or enable log_slave_updates',
+    );
+  if (options.replicate && options.replicateFrom === 'source' && d.replica) {
+    // This agent waits for the joiner to catch up with the source: its account must log in there.
+    const at = replicationTarget(req, d);
+    const probe = await connect({ ...req.donor, host: at.host, port: at.port }, { connectTimeoutMs: 5000 }).catch(
+      (err: unknown) => errorMessage(err),
+    );
+    if (typeof probe === 'string')
+      problems.push(
+        `--replicate-from source: this agent's account ${req.donor.user} cannot log in to the donor's source ${at.host}:${at.port} (${probe}); it waits there for the joiner to catch up`,
+      );
+    else probe.destroy();
+  }
   if (options.replicate) {
-    if (!d.logBin)
+    if (!d.logBin && options.replicateFrom === 'donor')
       problems.push(
         'the donor does not write a binary log (log_bin is OFF): the joiner could not replicate from it (or pass --no-replicate)',
       );
     const expire = Number(dv.binlog_expire_logs_seconds ?? 0);
     // A backup streamed at 50 MB/s, prepared and caught up: the donor's binlogs must outlive that.
     const expected = need / 50e6 + options.catchupTimeoutMs / 1000;
-    if (expire > 0 && expire < expected * 2)
+    if (options.replicateFrom === 'donor' && expire > 0 && expire < expected * 2)
       problems.push(
         `the donor purges its binary logs after ${expire} s (binlog_expire_logs_seconds), less than twice the expected copy and catch-up time (${Math.round(expected)} s): the joiner could find its GTID purged`,
       );
@@ -639,7 +659,7 @@ async function preflightPhysical(
         `no password for the replication account ${options.replicationUser}: set RESEED_REPLICATION_PASSWORD or pass --replication-defaults-file`,
       );
     else {
-      const where = options.replicationHost ?? { host: req.donor.host, port: req.donor.port };
+      const where = replicationTarget(req, d);
       const check = await checkAccountFromHere(
         {
           host: where.host,
@@ -664,7 +684,7 @@ async function preflightPhysical(
       `${problems.length} problem(s) forbid this clone; nothing was changed`,
       { hints: problems },
     );
-  const to = options.replicationHost ?? { host: req.donor.host, port: req.donor.port };
+  const to = replicationTarget(req, d);
   const estimate = Number(size?.b ?? 0);
   const how =
     req.method === 'copy'
@@ -682,7 +702,9 @@ async function preflightPhysical(
     `it replaces the joiner's whole datadir ${datadir}: its accounts and passwords, system tables and replication state become the donor's`,
     `the joiner's mysqld (${req.service.description}) is stopped for the swap; the old datadir is kept as ${basename(asideDatadirName(datadir, req.journal.header.id))} and comes back on failure, removed only once the clone is proven`,
     options.replicate
-      ? `replicate from ${to.host}:${to.port} as ${options.replicationUser} from the ${req.method === 'copy' ? "copy's" : "backup's"} GTID position (MASTER_USE_GTID=slave_pos)`
+      ? options.replicateFrom === 'source'
+        ? `replicate from the donor's source ${to.host}:${to.port} as ${options.replicationUser}, from the donor's position in its stream as the copy holds it (mysql.gtid_slave_pos; MASTER_USE_GTID=slave_pos)`
+        : `replicate from ${to.host}:${to.port} as ${options.replicationUser} from the ${req.method === 'copy' ? "copy's" : "backup's"} GTID position (MASTER_USE_GTID=slave_pos)`
       : 'no replication (--no-replicate): the copy stands alone',
     options.verify
       ? 'verify: every table checksummed on both sides once caught up'
@@ -969,12 +991,22 @@ async function startReplication(
 ): Promise<PhysicalSummary['replication']> {
   const { signal, options } = req;
   const flavor = s.joinerFacts.flavor;
-  const to = options.replicationHost ?? { host: req.donor.host, port: req.donor.port };
+  const to = replicationTarget(req, s.donorFacts);
+  const fromSource = options.replicateFrom === 'source';
+  // A copy of a replica holds its position in its source's stream, consistent with its data:
+  // mysql.gtid_slave_pos (InnoDB), loaded by the joiner's mysqld as it started on the copy.
+  const [sp] = fromSource ? await joiner.query('SELECT @@GLOBAL.gtid_slave_pos AS p', [], signal) : [];
+  const gtid = fromSource ? String(sp?.p ?? '') : c.gtid;
+  if (fromSource && !gtid)
+    throw new ReseedError(
+      'REPLICATION_FAILED',
+      "the copy holds no position in the donor's source's stream (its mysql.gtid_slave_pos is empty)",
+    );
   await joiner.query('STOP ALL SLAVES', [], signal);
   await joiner.query(flavor.resetReplicaAllSql, [], signal);
   const [lb] = await joiner.query('SELECT @@log_bin AS b', [], signal);
   if (Number(lb?.b ?? 0)) await joiner.query(flavor.resetBinlogSql, [], signal);
-  for (const sql of flavor.setGtidPositionSql(c.gtid)) await joiner.query(sql, [], signal);
+  for (const sql of flavor.setGtidPositionSql(gtid)) await joiner.query(sql, [], signal);
   const change = flavor.changeSourceSql(
     {
       host: to.host,
@@ -988,14 +1020,27 @@ async function startReplication(
   );
   await joiner.query(change.sql, change.params, signal);
   await joiner.query(flavor.startReplicaSql, [], signal);
-  const waited = await waitForCatchUp({
-    replica: joiner,
-    source: s.donor,
-    flavor,
-    useGtid: true,
-    timeoutMs: options.catchupTimeoutMs,
-    progress: { emit: req.emit },
-    signal,
-  });
-  return { state: 'running', from: `${to.host}:${to.port}`, catchUpMs: waited.waitedMs };
+  // Caught up with whom it follows: the donor, or the donor's source (this agent's account there).
+  const source = fromSource ? await connect({ ...req.donor, host: to.host, port: to.port }) : s.donor;
+  try {
+    const waited = await waitForCatchUp({
+      replica: joiner,
+      source,
+      flavor,
+      useGtid: true,
+      timeoutMs: options.catchupTimeoutMs,
+      progress: { emit: req.emit },
+      signal,
+    });
+    return { state: 'running', from: `${to.host}:${to.port}`, catchUpMs: waited.waitedMs };
+  } finally {
+    if (source !== s.donor) await source.close();
+  }
+}
+
+/** Where the joiner's replication connects: the donor's source (--replicate-from source), --replication-host, or the donor. */
+function replicationTarget(req: PhysicalCloneRequest, d: ServerFacts): { host: string; port: number } {
+  if (req.options.replicateFrom === 'source' && d.replica)
+    return { host: d.replica.sourceHost, port: d.replica.sourcePort };
+  return req.options.replicationHost ?? { host: req.donor.host, port: req.donor.port };
 }

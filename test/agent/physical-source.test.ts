@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { JobRecord } from '../../src/agent/jobs.js';
+import { sandboxAgentDown, sandboxAgentUp } from '../../src/agent/sandbox-agent.js';
+import { checksum, sandboxInfo } from '../helpers/clone-agents.js';
+import { REPL_ENV, createReplUser, reseed, startServer, stopAll } from '../helpers/sandboxes.js';
+import type { TestServer } from '../helpers/sandboxes.js';
+
+/**
+ * Physical clones of a donor that is itself a replica (primary -> donor), through agents: with
+ * --replicate-from source the joiner follows the primary from the donor's position in its stream
+ * as the copy holds it (mysql.gtid_slave_pos); the donor goes on replicating afterwards.
+ */
+let primary: TestServer;
+let donor: TestServer;
+let joiner: TestServer;
+
+async function caughtUp(replica: TestServer, source: TestServer): Promise<void> {
+  const [pos] = await source.sql('SELECT @@gtid_binlog_pos AS g');
+  const [w] = await replica.sql('SELECT MASTER_GTID_WAIT(?, 30) AS r', [pos!.g]);
+  assert.equal(Number(w!.r), 0);
+}
+
+describe('physical clones of a donor that is a replica', () => {
+  before(async () => {
+    [primary, donor, joiner] = await Promise.all([
+      startServer('ps-primary'),
+      startServer('ps-donor'),
+      startServer('ps-joiner'),
+    ]);
+    await createReplUser(primary);
+    await primary.sql('CREATE DATABASE app');
+    await primary.sql('CREATE TABLE app.t (id INT PRIMARY KEY, v INT)');
+    await primary.sql('INSERT INTO app.t SELECT seq, seq FROM app.seq_1_to_20000');
+    await donor.sql(
+      `CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=${primary.info.port}, MASTER_USER='repl', MASTER_PASSWORD='repl-secret', MASTER_USE_GTID=slave_pos`,
+    );
+    await donor.sql('START SLAVE');
+    await caughtUp(donor, primary);
+    // A write of the donor's own: its binlog position then names a GTID the primary never had, so
+    // following the primary works only from the donor's position in the primary's stream.
+    await donor.sql('CREATE DATABASE donor_own');
+    await sandboxAgentUp(sandboxInfo(donor));
+    await sandboxAgentUp(sandboxInfo(joiner));
+  });
+  after(async () => {
+    for (const s of [donor, joiner]) if (s) await sandboxAgentDown(sandboxInfo(s)).catch(() => undefined);
+    await stopAll();
+  });
+
+  for (const [method, whom] of [
+    ['mariabackup', 'source'],
+    ['copy', 'source'],
+    ['copy', 'donor'],
+  ] as const)
+    it(`--method ${method} --replicate-from ${whom}: the joiner follows the ${whom}, verified; the donor replicates on`, async () => {
+      const r = await reseed(
+        [
+          'clone',
+          '--from',
+          `agent://${donor.info.name}`,
+          '--to',
+          `agent://${joiner.info.name}`,
+          '--method',
+          method,
+          '--force',
+          '--replication-user',
+          'repl',
+          '--replicate-from',
+          whom,
+          '--json',
+        ],
+        { env: REPL_ENV, signal: AbortSignal.timeout(180_000) },
+      );
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      const job = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as JobRecord;
+      const result = job.result as { verify: { identical: boolean }; replication: { from: string } };
+      assert.equal(result.verify.identical, true);
+      const followed = whom === 'source' ? primary : donor;
+      assert.equal(result.replication.from, `127.0.0.1:${followed.info.port}`);
+      const [st] = await joiner.sql('SHOW SLAVE STATUS');
+      assert.equal(Number(st!.Master_Port), followed.info.port);
+      assert.equal(st!.Slave_SQL_Running, 'Yes');
+      // A write on the primary reaches the donor (its replication runs again) and the joiner.
+      await primary.sql('INSERT INTO app.t VALUES (?, 0)', [30_000 + Math.floor(Math.random() * 1e6)]);
+      await caughtUp(donor, primary);
+      await caughtUp(joiner, primary);
+      assert.equal(await checksum(joiner, 'app.t'), await checksum(primary, 'app.t'));
+      const [ds] = await donor.sql('SHOW SLAVE STATUS');
+      assert.equal(ds!.Slave_SQL_Running, 'Yes');
+    });
+
+  it('--replicate-from source: refused when the donor replicates from nobody, before anything changes', async () => {
+    await sandboxAgentUp(sandboxInfo(primary));
+    try {
+      const [before] = await joiner.sql('SELECT @@gtid_slave_pos AS p');
+      const pid = () => readFileSync(join(primary.info.dir, 'mariadbd.pid'), 'utf8').trim();
+      const primaryPid = pid();
+      const r = await reseed(
+        [
+          'clone',
+          '--from',
+          `agent://${primary.info.name}`,
+          '--to',
+          `agent://${joiner.info.name}`,
+          '--method',
+          'copy',
+          '--force',
+          '--replication-user',
+          'repl',
+          '--replicate-from',
+          'source',
+        ],
+        { env: REPL_ENV, signal: AbortSignal.timeout(60_000) },
+      );
+      assert.notEqual(r.code, 0);
+      assert.match(
+        r.stderr,
+        /--replicate-from source: the donor is not a replica, so it has no source to follow/,
+      );
+      const [after] = await joiner.sql('SELECT @@gtid_slave_pos AS p');
+      assert.equal(after!.p, before!.p);
+      assert.equal(pid(), primaryPid, "the primary's mysqld was never stopped");
+    } finally {
+      await sandboxAgentDown(sandboxInfo(primary));
+    }
+  });
+});
