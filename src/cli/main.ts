@@ -3,6 +3,7 @@ import { EXIT_CODES, ReseedError } from '../errors.js';
 import { cloneCommand } from './clone.js';
 import { reportError } from './common.js';
 import { demoCommand } from './demo.js';
+import { quiesceCommand } from './quiesce.js';
 import { statusCommand } from './status.js';
 import { agentCommand } from './agent.js';
 import { jobsCommands, transferCommand } from './jobs.js';
@@ -15,6 +16,8 @@ const program: Command = new Command('reseed')
     'Seed a MySQL/MariaDB replica from a live donor: a consistent copy, the exact coordinates, replication configured, started and verified.',
   )
   .version('0.1.0')
+  // A subcommand's options are its own (quiesce and quiesce freeze both take --server).
+  .enablePositionalOptions()
   .addCommand(cloneCommand())
   .addCommand(verifyCommand())
   .addCommand(recoverCommand())
@@ -23,6 +26,7 @@ const program: Command = new Command('reseed')
   .addCommand(transferCommand())
   .addCommand(sandboxCommand())
   .addCommand(demoCommand())
+  .addCommand(quiesceCommand())
   .addHelpText('after', '\nStart with `reseed demo`, or `reseed clone --help`. Docs: README.md and docs/.');
 for (const c of jobsCommands()) program.addCommand(c);
 
@@ -78,6 +82,10 @@ function reportUsageErrors(cmd: Command): void {
   });
   for (const sub of cmd.commands) reportUsageErrors(sub);
 }
+// `reseed ... --help | head`: a reader that went away is no error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+});
 reportUsageErrors(program);
 
 try {

@@ -631,9 +631,10 @@ async function preflightPhysical(
   if (options.replicate && options.replicateFrom === 'source' && d.replica) {
     // This agent waits for the joiner to catch up with the source: its account must log in there.
     const at = replicationTarget(req, d);
-    const probe = await connect({ ...req.donor, host: at.host, port: at.port }, { connectTimeoutMs: 5000 }).catch(
-      (err: unknown) => errorMessage(err),
-    );
+    const probe = await connect(
+      { ...req.donor, host: at.host, port: at.port },
+      { connectTimeoutMs: 5000 },
+    ).catch((err: unknown) => errorMessage(err));
     if (typeof probe === 'string')
       problems.push(
         `--replicate-from source: this agent's account ${req.donor.user} cannot log in to the donor's source ${at.host}:${at.port} (${probe}); it waits there for the joiner to catch up`,

@@ -1,0 +1,100 @@
+import type { Logger } from '../log.js';
+import { inspect } from './facts.js';
+import type { ReadLockMode } from './flavor/index.js';
+import { acquireReadLock } from './read-lock.js';
+import type { HeldReadLock, ReadLockPolicy } from './read-lock.js';
+import { connect } from './server.js';
+import type { Endpoint } from './credentials.js';
+
+/** Where a server stood while it was quiesced: what a replica seeded from the snapshot starts from. */
+export interface QuiesceCoordinates {
+  server: string;
+  serverId: number;
+  version: string;
+  lockMode: ReadLockMode;
+  /** when the lock was granted (ISO 8601) */
+  lockedAt: string;
+  /** the GTID position (MariaDB gtid_binlog_pos, MySQL gtid_executed); empty without GTIDs */
+  gtid: string;
+  /** the binary log position; absent when binary logging is off */
+  binlog?: { file: string; position: number } | undefined;
+  /** when the server is a replica: its position in its source's stream */
+  source?: { host: string; port: number; gtid: string } | undefined;
+}
+
+export interface Quiesced {
+  coordinates: QuiesceCoordinates;
+  lock: HeldReadLock;
+  /** the lock released (if it still is held) and both sessions closed; the milliseconds it was held */
+  release(): Promise<number>;
+}
+
+/**
+ * The read lock with the full policy (a window with no long query, a bounded wait whose own
+ * statement is killed, a watchdog at `maxLockTimeMs` that ends the lock's session), then the
+ * coordinates read under it. `auto` is BACKUP STAGE BLOCK_COMMIT on MariaDB (InnoDB keeps working,
+ * commits wait: an atomic snapshot taken now is consistent after crash recovery), FTWRL elsewhere.
+ */
+export async function quiesce(
+  endpoint: Endpoint,
+  o: { mode: ReadLockMode | 'auto'; policy: ReadLockPolicy; log: Logger; signal?: AbortSignal | undefined },
+): Promise<Quiesced> {
+  const lockConnection = await connect(endpoint);
+  const monitor = await connect(endpoint).catch((err: unknown) => {
+    lockConnection.destroy();
+    throw err;
+  });
+  try {
+    const facts = await inspect(monitor, o.signal);
+    const mode = o.mode !== 'auto' ? o.mode : facts.flavor.name === 'mariadb' ? 'backup-stage' : 'ftwrl';
+    const lock = await acquireReadLock({
+      lockConnection,
+      monitor,
+      flavor: facts.flavor,
+      mode,
+      policy: o.policy,
+      log: o.log,
+      signal: o.signal,
+      onWaiting: (reason) => reason && o.log.warn(reason),
+    });
+    const lockedAt = new Date().toISOString();
+    const [g] = await monitor.query(facts.flavor.currentGtidSql, [], o.signal);
+    const status = facts.logBin ? (await monitor.query('SHOW MASTER STATUS', [], o.signal))[0] : undefined;
+    let source: QuiesceCoordinates['source'];
+    if (facts.replica) {
+      const [sp] =
+        facts.flavor.name === 'mariadb'
+          ? await monitor.query('SELECT @@GLOBAL.gtid_slave_pos AS p', [], o.signal)
+          : [{ p: String(g?.gtid ?? '') }];
+      source = { host: facts.replica.sourceHost, port: facts.replica.sourcePort, gtid: String(sp?.p ?? '') };
+    }
+    const coordinates: QuiesceCoordinates = {
+      server: `${facts.hostname}:${facts.port}`,
+      serverId: facts.serverId,
+      version: facts.version.text,
+      lockMode: mode,
+      lockedAt,
+      gtid: String(g?.gtid ?? ''),
+      ...(status ? { binlog: { file: String(status.File), position: Number(status.Position) } } : {}),
+      ...(source ? { source } : {}),
+    };
+    return {
+      coordinates,
+      lock,
+      async release() {
+        try {
+          return await lock.release();
+        } catch {
+          return lock.heldMs; // the watchdog ended the session first
+        } finally {
+          lockConnection.destroy();
+          monitor.destroy();
+        }
+      },
+    };
+  } catch (err) {
+    lockConnection.destroy();
+    monitor.destroy();
+    throw err;
+  }
+}
