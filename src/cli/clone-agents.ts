@@ -169,7 +169,8 @@ export async function runAgentClone(
               ? { replicationHost: parseHostPort(flags.replicationHost, '--replication-host') }
               : {}),
             catchupTimeoutMs: parseDuration(flags.catchupTimeout, '--catchup-timeout'),
-            replicateFrom: flags.replicateFrom,
+            // Sent only when given: an agent of an earlier version refuses keys it does not know.
+            ...(given('replicateFrom') ? { replicateFrom: flags.replicateFrom } : {}),
           }
         : {}),
       // Through agents the clone is verified unless --no-verify: the agent's summary says "identical" only when it compared.
@@ -181,7 +182,7 @@ export async function runAgentClone(
         ? {
             maxDowntimeMs: parseDuration(flags.maxDowntime ?? '10m', '--max-downtime'),
             lockWaitTimeoutMs: parseDuration(flags.lockWaitTimeout, '--lock-wait-timeout'),
-            delta: flags.delta === true,
+            ...(flags.delta ? { delta: true } : {}),
           }
         : {}),
       ...(flags.resumeTimeout !== undefined

@@ -121,19 +121,19 @@ export async function follow(
     !json && process.stderr.isTTY
       ? new cliProgress.SingleBar(
           {
-            format: '{phase} [{bar}] {percentage}% {done}/{all} {rate}/s',
+            format: '{phase} [{bar}] {percentage}% {done}/{all} {rate}/s ETA {eta_formatted}',
+            etaBuffer: 50,
             stream: process.stderr,
             hideCursor: true,
           },
           cliProgress.Presets.shades_classic,
         )
       : undefined;
-  let started = false;
-  const t0 = Date.now();
+  const view: FollowView = { bar, key: undefined, since: Date.now(), lastLag: 0 };
   try {
     for await (const e of client.events(id, 0, abort.signal)) {
       if (json) process.stdout.write(JSON.stringify(e) + '\n');
-      else showEvent(e, bar, () => (started ? false : (started = true)), t0);
+      else showEvent(e, view);
     }
   } catch (err) {
     bar?.stop();
@@ -162,29 +162,60 @@ export async function follow(
   return exitOf(job);
 }
 
-function showEvent(
-  e: JobEvent,
-  bar: cliProgress.SingleBar | undefined,
-  first: () => boolean,
-  t0: number,
-): void {
+/** What following a job shows now: the bar of one phase (and pass), restarted when that changes. */
+interface FollowView {
+  bar: cliProgress.SingleBar | undefined;
+  key: string | undefined;
+  since: number;
+  lastLag: number;
+}
+
+/**
+ * One event on the terminal: a bar per phase (and per pass of the copy method) with its rate and
+ * ETA, a line per phase, the plan, warnings, and the replica's lag while it catches up (at most
+ * every 5 s). Without a terminal: the states, phases and the rest as lines.
+ */
+function showEvent(e: JobEvent, view: FollowView): void {
+  const { bar } = view;
+  const line = (text: string) => {
+    if (view.key !== undefined) bar?.stop();
+    view.key = undefined;
+    process.stderr.write(text);
+  };
   if (e.type === 'progress') {
+    if (!bar) return;
     const bytes = Number(e.bytes ?? 0);
-    const total = Number(e.totalBytes ?? 0);
-    const rate = formatBytes(bytes / Math.max(0.001, (Date.now() - t0) / 1000));
-    if (bar) {
-      if (first())
-        bar.start(total, bytes, { phase: 'copy', done: formatBytes(bytes), all: formatBytes(total), rate });
-      bar.update(bytes, { done: formatBytes(bytes), all: formatBytes(total), rate });
+    const total = Math.max(bytes, Number(e.totalBytes ?? 0));
+    const key = `${String(e.phase ?? 'copy')}${e.pass ? ` pass ${String(e.pass)}` : ''}`;
+    const payload = () => ({
+      phase: key,
+      done: formatBytes(bytes),
+      all: formatBytes(total),
+      rate: formatBytes(bytes / Math.max(0.001, (Date.now() - view.since) / 1000)),
+    });
+    if (view.key !== key) {
+      if (view.key !== undefined) bar.stop();
+      view.key = key;
+      view.since = Date.now();
+      bar.start(total || 1, bytes, payload());
+    } else {
+      if (total) bar.setTotal(total);
+      bar.update(bytes, payload());
     }
-  } else if (e.type === 'state' && !bar) process.stderr.write(`${String(e.state)}\n`);
-  else if (e.type === 'plan' && Array.isArray(e.lines)) {
-    bar?.stop();
-    process.stderr.write(
+  } else if (e.type === 'state') {
+    if (!bar) process.stderr.write(`${String(e.state)}\n`);
+  } else if (e.type === 'plan' && Array.isArray(e.lines))
+    line(
       `plan${e.dryRun ? ' (dry run: nothing changes)' : ''}:\n${(e.lines as string[]).map((l) => `  - ${l}\n`).join('')}`,
     );
-  } else if (e.type === 'phase' && !bar) process.stderr.write(`  phase ${String(e.phase)}\n`);
-  else if (e.type === 'warning') process.stderr.write(`warning: ${String(e.message)}\n`);
+  else if (e.type === 'phase') line(`  phase ${String(e.phase)}\n`);
+  else if (e.type === 'warning') line(`warning: ${String(e.message)}\n`);
+  else if (e.type === 'lag' && Date.now() - view.lastLag >= 5000) {
+    view.lastLag = Date.now();
+    const behind = e.secondsBehind === null || e.secondsBehind === undefined ? '?' : String(e.secondsBehind);
+    const tx = typeof e.transactionsBehind === 'number' ? `, ${e.transactionsBehind} transactions` : '';
+    line(`  catch-up: ${behind} s behind${tx}\n`);
+  }
 }
 
 function exitOf(job: JobRecord): number {
