@@ -191,8 +191,9 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
           const had = held.get(s.entry) ?? 0;
           hashes.set(segmentKey(s), had > s.offset ? await deltaSegment(job) : await fetchSegment(job));
         } catch (err) {
-          if (!o.bestEffort || signal.aborted || (isReseedError(err) && err.code === 'TRANSPORT_AUTH_FAILED'))
-            throw err;
+          // Only a segment the sender could not send as listed (its file changed) is left: a cut
+          // channel or a sender that is gone fails the pass, or every segment would wait it out.
+          if (!o.bestEffort || signal.aborted || !isReseedError(err) || err.code !== 'COPY_FAILED') throw err;
           counts.skipped++;
         }
         progress.segmentsDone++;

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import type { JobRecord } from '../../src/agent/jobs.js';
-import { sandboxAgentDown } from '../../src/agent/sandbox-agent.js';
+import { sandboxAgent, sandboxAgentDown } from '../../src/agent/sandbox-agent.js';
+import { AgentClient } from '../../src/agent/client.js';
+import { resolveAgent } from '../../src/agent/registry.js';
 import { getSandbox } from '../../src/sandbox/sandbox.js';
 import type { SandboxInfo } from '../../src/sandbox/sandbox.js';
 import { REPL_ENV, otherSessions, reseed, schemas, startServer, stopAll } from '../helpers/sandboxes.js';
@@ -204,6 +206,37 @@ describe('--method copy through agents', () => {
       await waitForDonor(30_000);
       assert.deepEqual(guards(), [], 'the guard exits once mysqld runs');
     } finally {
+      await restartAgent(donor);
+    }
+    await assertJoinerAsBefore(inode, legacy);
+    await assertDonorClean();
+  });
+
+  it("the donor's agent killed (kill -9) in the first pass: the clone fails within --resume-timeout, not segment by segment", async () => {
+    const inode = datadirInode();
+    const joinerApi = new AgentClient(resolveAgent(joiner.info.name));
+    try {
+      const before = (await joinerApi.call<{ jobs: JobRecord[] }>('GET', '/v1/jobs')).jobs.at(-1)?.id;
+      const started = Date.now();
+      const run = reseed(copyArgs('--resume-timeout', '3s'), {
+        env: REPL_ENV,
+        signal: AbortSignal.timeout(120_000),
+      });
+      // Once the first pass has bytes, the donor's agent dies.
+      for (let i = 0; i < 600; i++) {
+        const { jobs } = await joinerApi.call<{ jobs: JobRecord[] }>('GET', '/v1/jobs');
+        const job = jobs.at(-1);
+        const p = job?.progress as { pass?: number; bytes?: number } | undefined;
+        if (job?.id !== before && p?.pass === 1 && Number(p.bytes) > 0) break;
+        await sleep(20);
+      }
+      process.kill(sandboxAgent(info(donor))!.pid!, 'SIGKILL');
+      const r = await run;
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /as they were/, r.stderr);
+      assert.ok(Date.now() - started < 60_000, `failed after ${Date.now() - started} ms`);
+    } finally {
+      await joinerApi.close();
       await restartAgent(donor);
     }
     await assertJoinerAsBefore(inode, legacy);
