@@ -264,7 +264,7 @@ const offline: Case[] = [
     ['--size', '0'],
     ['--parallel', '0'],
   ].map(([option, v]) => ({ name: `demo ${option} ${v}`, args: () => ['demo', option!, v!], exit: 2, says: new RegExp(`^${option} takes .*"${v}"`) })),
-  { name: 'demo --method copy (not built yet)', args: () => ['demo', '--method', 'copy'], exit: 2, says: /argument 'copy' is invalid \(allowed choices are logical/ },
+  { name: 'demo --method nosuch', args: () => ['demo', '--method', 'nosuch'], exit: 2, says: /argument 'nosuch' is invalid \(allowed choices are logical/ },
   // agents and transfers: refused before any agent is asked
   { name: 'transfer --from without a path', args: () => ['transfer', '--from', 'agent://db1', '--to', 'agent://db2/x'], exit: 2, says: /^--from takes agent:\/\/NAME\/ABSOLUTE\/PATH, not "agent:\/\/db1"/ },
   { name: 'transfer --resume-timeout 0', args: () => ['transfer', '--from', 'agent://db1/a', '--to', 'agent://db2/b', '--resume-timeout', '0'], exit: 2, says: /^--resume-timeout must be between 1s and 24h, not "0"/ },
