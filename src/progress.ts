@@ -46,6 +46,8 @@ export type ProgressEvent =
    */
   | { type: 'throttle'; active: boolean; reason: string }
   | { type: 'warning'; message: string }
+  /** a line worth reading that is no warning (a pass done, what comes next) */
+  | { type: 'note'; message: string }
   /** a table verify will compare, with the donor's estimate */
   | { type: 'verify-planned'; table: string; estimatedRows: number }
   /** one chunk of `table` compared (`rows`: the donor's rows in it) */

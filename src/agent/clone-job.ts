@@ -23,7 +23,7 @@ export const cloneRequestSchema = z
     kind: z.literal('clone'),
     /** the donor's agent, by its name in this agent's `peers` or registry */
     from: z.string().min(1),
-    method: z.enum(['logical', 'mariabackup', 'copy']).default('logical'),
+    method: z.enum(['logical', 'mariabackup', 'copy', 'snapshot']).default('logical'),
     parallel: z.number().int().min(1).max(64).default(4),
     /** the data channel's codec (mariabackup) */
     compress: z.enum(['none', 'lz4', 'zstd']).default('none'),
@@ -47,8 +47,10 @@ export const cloneRequestSchema = z
     dryRun: z.boolean().default(false),
     /** copy: the donor's mysqld is started again after this long down (the clone then fails) */
     maxDowntimeMs: z.number().int().min(1000).max(86_400_000).default(600_000),
-    /** copy: the bounded wait for the donor's lock (a quiet window, then the lock statement) */
+    /** copy, snapshot: the bounded wait for the donor's lock (a quiet window, then the lock statement) */
     lockWaitTimeoutMs: z.number().int().min(100).max(3_600_000).default(10_000),
+    /** snapshot: the watchdog ends the donor's read lock after this (the snapshot then fails) */
+    maxLockTimeMs: z.number().int().min(100).max(3_600_000).default(5_000),
     /** copy: the joiner's datadir is an older copy of the donor's; the first pass sends only what differs */
     delta: z.boolean().default(false),
     /** how long the data channel may stall before the clone fails */
@@ -188,7 +190,9 @@ export async function runCloneJob(
       stallTimeoutMs: Math.min(30_000, Math.max(1000, r.resumeTimeoutMs)),
       maxDowntimeMs: r.maxDowntimeMs,
       lockWaitTimeoutMs: r.lockWaitTimeoutMs,
+      maxLockTimeMs: r.maxLockTimeMs,
       delta: r.delta,
+      replicaName: config.name,
     },
     journal: ctx.journal,
     log,

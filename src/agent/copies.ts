@@ -374,18 +374,25 @@ export function gtidPosFromState(text: string): string {
 
 /**
  * The files of a datadir that are the donor's own and never copied: its binary and relay logs and
- * their indexes and state, replication info files, its pid file, socket and logs. The joiner makes
+ * their indexes and state, replication info files, its pid file, socket and logs, and InnoDB's
+ * temporary tablespace (made again at every start). The joiner makes
  * its own; a replica's settings would make the joiner replicate from the donor's source.
  */
-async function donorOnlyFiles(
+export async function donorOnlyFiles(
   server: Server,
   datadir: string,
+  o: { keepBinlogs?: boolean } = {},
 ): Promise<(rel: string, isDir: boolean) => boolean> {
   const [v] = await server.query(
     `SELECT @@log_bin_basename AS binlog, @@relay_log_basename AS relay, @@pid_file AS pid, @@socket AS sock,
             @@log_error AS err, @@general_log_file AS general, @@slow_query_log_file AS slow,
-            @@relay_log_info_file AS relayInfo`,
+            @@relay_log_info_file AS relayInfo, @@innodb_temp_data_file_path AS temp`,
   );
+  // InnoDB's temporary tablespace (ibtmp1): removed and made again at every start.
+  const temp = String(v?.temp ?? '')
+    .split(';')
+    .map((f) => f.split(':')[0]!)
+    .filter(Boolean);
   const real = (p: string) => {
     try {
       return realpathSync(p);
@@ -401,11 +408,11 @@ async function donorOnlyFiles(
     return r.startsWith('..') || isAbsolute(r) ? undefined : r;
   };
   const exact = new Set(
-    [v?.pid, v?.sock, v?.err, v?.general, v?.slow, v?.relayInfo, 'master.info', 'multi-master.info']
+    [v?.pid, v?.sock, v?.err, v?.general, v?.slow, v?.relayInfo, 'master.info', 'multi-master.info', ...temp]
       .map(inDir)
       .filter((r): r is string => r !== undefined),
   );
-  const prefixes = [v?.binlog, v?.relay]
+  const prefixes = [o.keepBinlogs ? undefined : v?.binlog, v?.relay]
     .map(inDir)
     .filter((r): r is string => r !== undefined)
     .map((r) => `${r}.`);

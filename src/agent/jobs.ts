@@ -185,6 +185,10 @@ export class JobStore {
 /** An error as a job records it: stable code, message, hints; never a stack or a secret. */
 export function jobError(err: unknown): JobError {
   if (isReseedError(err)) return { code: err.code, message: err.message, hints: err.hints };
+  // A rollback that failed is an AggregateError carrying a code and the hints that say what is left.
+  const e = err as { code?: unknown; hints?: unknown };
+  if (err instanceof Error && typeof e.code === 'string' && Array.isArray(e.hints))
+    return { code: e.code as JobError['code'], message: err.message, hints: e.hints.map(String) };
   return { code: 'INTERNAL', message: errorMessage(err), hints: [] };
 }
 

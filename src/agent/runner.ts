@@ -116,7 +116,10 @@ export class JobRunner {
       const e = isReseedError(err) ? err : new ReseedError('INTERNAL', errorMessage(err));
       return new ReseedError(e.code, e.message, {
         cause: e,
-        hints: [...e.hints, 'nothing had been changed'],
+        // The message may say so already ("...; nothing was changed"): not twice.
+        hints: /nothing (was|had been) changed/.test(e.message)
+          ? e.hints
+          : [...e.hints, 'nothing had been changed'],
       });
     }
     return rollback(journal, this.endpointsOf(job), err, this.log);

@@ -69,7 +69,7 @@ async function prepare(s: SandboxInfo): Promise<void> {
     tokenFile: 'token',
     tls: { cert: 'cert.pem', key: 'key.pem', ca: join(caDir(), 'ca.pem'), requireClientCert: true },
     mysql: { uri: sandboxUri(s) },
-    datadir: join(s.dir, 'data'),
+    datadir: s.datadir,
     service: { kind: 'sandbox', name: s.name },
     serve: [s.dir],
     receive: [s.dir],

@@ -37,6 +37,7 @@ import {
 } from './clone-job.js';
 import { Transfers, within } from './transfers.js';
 import { Backups } from './backups.js';
+import { Snapshots } from './snapshots.js';
 import { Copies } from './copies.js';
 import { agentEndpoint } from './mysql.js';
 
@@ -95,6 +96,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   const transfers = new Transfers(config.serve, 10 * 60_000);
   const backups = new Backups(config, log);
   const copies = new Copies(config, log, transfers);
+  const snapshots = new Snapshots(config, log);
   const app = Fastify({
     loggerInstance: log,
     logController: new LogController({ disableRequestLogging: true }),
@@ -165,6 +167,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
             mysqlAddress: z.object({ host: z.string(), port: z.number() }).nullable(),
             /** it knows its datadir and how to stop and start its mysqld: it can serve --method copy */
             servesCopy: z.boolean(),
+            /** the filesystem of its datadir's volume (btrfs, zfs) when it can serve --method snapshot, or why not */
+            snapshot: z.object({ fs: z.enum(['btrfs', 'zfs']).nullable(), refusal: z.string().nullable() }),
           }),
         },
       },
@@ -184,9 +188,12 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
         pid: process.pid,
         mysqld,
         activeJob: active?.id ?? null,
-        transfers: transfers.count + backups.count + copies.count,
+        transfers: transfers.count + backups.count + copies.count + snapshots.count,
         mysqlAddress: config.mysql ? (({ host, port }) => ({ host, port }))(agentEndpoint(config)) : null,
         servesCopy: Boolean(config.datadir && config.service && config.mysql),
+        snapshot: await snapshots
+          .volume()
+          .then((v) => (typeof v === 'string' ? { fs: null, refusal: v } : { fs: v.fs, refusal: null })),
       };
     },
   );
@@ -376,6 +383,91 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     return reply.code(204).send();
   });
 
+  // The donor half of the snapshot method: a snapshot taken under a read lock of milliseconds,
+  // then sent once (btrfs send / zfs send) to the joiner's agent; kept as the replica's base.
+  const snapshotReport = z.object({
+    state: z.enum(['taken', 'streaming', 'sent', 'failed', 'kept', 'closed']),
+    fs: z.enum(['btrfs', 'zfs']),
+    name: z.string(),
+    lockHeldMs: z.number(),
+    lockWaitMs: z.number(),
+    coordinates: z.object({
+      server: z.string(),
+      serverId: z.number(),
+      version: z.string(),
+      lockMode: z.string(),
+      lockedAt: z.string(),
+      gtid: z.string(),
+      binlog: z.object({ file: z.string(), position: z.number() }).optional(),
+      source: z.object({ host: z.string(), port: z.number(), gtid: z.string() }).optional(),
+    }),
+    donorOnly: z.array(z.string()),
+    base: z.string().optional(),
+    bytes: z.number(),
+    error: z.string().optional(),
+  });
+  app.post(
+    '/v1/snapshots',
+    {
+      schema: {
+        body: z
+          .object({
+            /** the joiner's agent: the snapshot is kept as its base once its clone stands */
+            replica: z.string().min(1).max(200),
+            incremental: z.boolean().default(false),
+            idleTimeoutMs: z.number().int().min(1000).max(86_400_000).default(120_000),
+            lockWaitTimeoutMs: z.number().int().min(100).max(3_600_000).default(10_000),
+            maxLockTimeMs: z.number().int().min(100).max(3_600_000).default(5_000),
+          })
+          .strict(),
+        response: { 201: z.object({ id: z.string(), secret: z.string(), report: snapshotReport }) },
+      },
+    },
+    async (req, reply) => {
+      reply.code(201);
+      return snapshots.open(req.body);
+    },
+  );
+  app.get(
+    '/v1/snapshots/:id/stream',
+    {
+      config: { auth: 'transfer' },
+      schema: {
+        params: transferParams,
+        querystring: z.object({ codec: z.enum(CODECS as [Codec, ...Codec[]]).default('none') }),
+      },
+    },
+    (req, reply) => {
+      const t = snapshots.authorize(req.params.id, req.headers.authorization);
+      return reply.type('application/octet-stream').send(Readable.from(snapshots.stream(t, req.query.codec)));
+    },
+  );
+  app.get(
+    '/v1/snapshots/:id',
+    { schema: { params: transferParams, response: { 200: snapshotReport } } },
+    (req) => snapshots.report(req.params.id),
+  );
+  app.delete(
+    '/v1/snapshots/:id',
+    {
+      schema: {
+        params: transferParams,
+        querystring: z.object({ keep: z.enum(['0', '1']).default('0') }),
+      },
+    },
+    async (req) => (await snapshots.close(req.params.id, req.query.keep === '1')) ?? { state: 'closed' },
+  );
+  app.get('/v1/snapshot-bases', () => snapshots.bases().then((bases) => ({ bases })));
+  app.delete(
+    '/v1/snapshot-bases/:replica',
+    { schema: { params: z.object({ replica: z.string().min(1).max(200) }) } },
+    async (req) => {
+      if (!(await snapshots.dropBase(req.params.replica)))
+        throw new ReseedError('NOT_FOUND', `no base snapshot kept for ${req.params.replica}`);
+      return { removed: req.params.replica };
+    },
+  );
+
   // Jobs.
   app.post(
     '/v1/jobs',
@@ -486,6 +578,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     close: async () => {
       await runner.stop();
       await copies.stop();
+      await snapshots.stop();
       transfers.stop();
       backups.stop();
       await app.close();

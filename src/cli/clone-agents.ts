@@ -42,9 +42,27 @@ const AGENT_FLAGS = new Set([
   'lockWaitTimeout',
   'maxDowntime',
   'delta',
+  'maxLockTime',
 ]);
-/** --method copy only */
-const COPY_ONLY = ['lockWaitTimeout', 'maxDowntime', 'delta'] as const;
+/** Flags through agents that only some physical methods take, and why. */
+const METHOD_FLAGS: Record<string, { methods: string[]; why: string }> = {
+  lockWaitTimeout: {
+    methods: ['copy', 'snapshot'],
+    why: "--lock-wait-timeout bounds the wait for the donor's read lock (copy: before it stops the donor's mysqld; snapshot: around the snapshot); through agents the other methods wait as long as their default",
+  },
+  maxDowntime: {
+    methods: ['copy'],
+    why: "--max-downtime bounds how long the copy keeps the donor's mysqld stopped; the other methods never stop it",
+  },
+  delta: {
+    methods: ['copy'],
+    why: "--delta reuses the blocks of the joiner's datadir that equal the donor's files: only a file copy has blocks to compare (a mariadb-backup or snapshot stream is not the datadir's files)",
+  },
+  maxLockTime: {
+    methods: ['snapshot'],
+    why: '--max-lock-time bounds the read lock held around the snapshot; through agents the other methods hold their own locks (BACKUP STAGE in mariadb-backup, the stop of the copy)',
+  },
+};
 /** logical only */
 const LOGICAL_ONLY = ['schemas', 'users'] as const;
 /** the connection flags: through agents the agents' own accounts are used */
@@ -57,6 +75,19 @@ const CONNECTION = [
   'sslCert',
   'sslKey',
 ];
+
+/** --max-downtime: from 1 s (a stop and a start take that) to a day, as the agent takes it. */
+function maxDowntime(text: string): number {
+  const ms = parseDuration(text, '--max-downtime');
+  if (ms < 1000 || ms > 86_400_000)
+    throw new ReseedError(
+      'USAGE',
+      `--max-downtime takes 1s to 24h, not "${text}" (the donor's mysqld needs a second to stop and start again)`,
+    );
+  return ms;
+}
+
+const flagName = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 function agentName(text: string, option: string): string {
   const m = /^agent:\/\/([^/]+)\/?$/.exec(text);
@@ -108,16 +139,20 @@ export async function runAgentClone(
         'USAGE',
         '--compress applies to --method mariabackup and copy (the logical method reads the donor over SQL)',
       );
-    if (flags.method !== 'copy') {
-      const clash = COPY_ONLY.filter((k) => given(k)).map(
-        (k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`,
+    const clash = Object.keys(METHOD_FLAGS).filter(
+      (k) => given(k) && !METHOD_FLAGS[k]!.methods.includes(flags.method),
+    );
+    if (clash.length)
+      throw new ReseedError(
+        'USAGE',
+        clash
+          .map(
+            (k) =>
+              `${flagName(k)} applies through agents to --method ${METHOD_FLAGS[k]!.methods.join(' and ')} only`,
+          )
+          .join('; '),
+        { hints: clash.map((k) => METHOD_FLAGS[k]!.why) },
       );
-      if (clash.length)
-        throw new ReseedError(
-          'USAGE',
-          `${clash.join(', ')} ${clash.length > 1 ? 'apply' : 'applies'} through agents to --method copy only (it stops the donor's mysqld)`,
-        );
-    }
     if (!flags.replicate) {
       const clash = [
         'replicationUser',
@@ -180,9 +215,15 @@ export async function runAgentClone(
       dryRun: flags.dryRun === true,
       ...(flags.method === 'copy'
         ? {
-            maxDowntimeMs: parseDuration(flags.maxDowntime ?? '10m', '--max-downtime'),
+            maxDowntimeMs: maxDowntime(flags.maxDowntime ?? '10m'),
             lockWaitTimeoutMs: parseDuration(flags.lockWaitTimeout, '--lock-wait-timeout'),
             ...(flags.delta ? { delta: true } : {}),
+          }
+        : {}),
+      ...(flags.method === 'snapshot'
+        ? {
+            lockWaitTimeoutMs: parseDuration(flags.lockWaitTimeout, '--lock-wait-timeout'),
+            maxLockTimeMs: parseDuration(flags.maxLockTime, '--max-lock-time'),
           }
         : {}),
       ...(flags.resumeTimeout !== undefined

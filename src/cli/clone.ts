@@ -66,12 +66,16 @@ export interface CloneFlags extends ThrottleFlags {
   joinerDefaultsFile?: string;
 }
 
-export function addConnectionOptions(cmd: Command, describe: { to?: string } = {}): Command {
+export function addConnectionOptions(cmd: Command, describe: { from?: string; to?: string } = {}): Command {
   return cmd
-    .requiredOption('--from <uri>', 'the donor: mysql://user@host:port')
+    .requiredOption(
+      '--from <uri>',
+      describe.from ?? 'the donor: mysql://user@host:port, or agent://NAME (through agents)',
+    )
     .requiredOption(
       '--to <uri>',
-      describe.to ?? 'the joiner: mysql://user@host:port (its user schemas are replaced)',
+      describe.to ??
+        "the joiner: mysql://user@host:port (its user schemas are replaced), or agent://NAME (the joiner's agent runs the clone)",
     )
     .option(
       '--defaults-file <file>',
@@ -106,9 +110,9 @@ export function cloneCommand(): Command {
     .addOption(
       new Option(
         '--method <name>',
-        "how data moves: logical (SQL; any versions), mariabackup (hot physical copy), copy (the datadir's files; STOPS the donor's mysqld for a second pass of what changed); mariabackup and copy need agents on both hosts and the same MariaDB series, and replace the whole joiner datadir",
+        "how data moves: logical (SQL; any versions), mariabackup (hot physical copy), copy (the datadir's files; STOPS the donor's mysqld for a second pass of what changed), snapshot (a btrfs or ZFS snapshot taken under a read lock of milliseconds, sent and received; both datadirs on the same kind of filesystem); the physical methods need agents on both hosts and the same MariaDB series, and replace the whole joiner datadir",
       )
-        .choices([...METHODS.keys(), 'mariabackup', 'copy'])
+        .choices([...METHODS.keys(), 'mariabackup', 'copy', 'snapshot'])
         .default('logical'),
     )
     .addOption(
@@ -147,7 +151,7 @@ export function cloneCommand(): Command {
     .option('--lock-wait-timeout <duration>', 'give up (and kill) our read-lock statement after this', '10s')
     .option(
       '--max-downtime <duration>',
-      "--method copy: the donor's mysqld is started again after this long stopped, and the clone fails",
+      "--method copy: the donor's mysqld is started again after this long stopped, and the clone fails (1s to 24h)",
       '10m',
     )
     .option(
@@ -258,7 +262,7 @@ async function runClone(flags: CloneFlags, command: Command): Promise<number> {
     return reportError(
       new ReseedError(
         'USAGE',
-        flags.method === 'mariabackup' || flags.method === 'copy'
+        flags.method !== 'logical'
           ? `--method ${flags.method} needs a reseed agent on each host: --from agent://DONOR --to agent://JOINER (docs/agents.md)`
           : '--compress and --resume-timeout apply to clones through agents only (--from agent://... --to agent://...)',
       ),

@@ -74,88 +74,110 @@ export function demoCommand(): Command {
     .addOption(
       new Option(
         '--method <method>',
-        "how the joiner is seeded: logical, mariabackup (a hot physical copy, through agents) or copy (the datadir's files, through agents: the donor's mysqld is stopped for a second pass); snapshot is not built yet",
+        "how the joiner is seeded: logical, mariabackup (a hot physical copy, through agents), copy (the datadir's files, through agents: the donor's mysqld is stopped for a second pass) or snapshot (a btrfs or ZFS snapshot, through agents; see --fs)",
       )
-        .choices([...METHODS.keys(), 'mariabackup', 'copy'])
+        .choices([...METHODS.keys(), 'mariabackup', 'copy', 'snapshot'])
         .default('logical'),
+    )
+    .addOption(
+      new Option(
+        '--fs <kind>',
+        '--method snapshot: the filesystem both sandboxes get (an image file each, under the sandbox directory; removed by sandbox rm): btrfs (loop-mounted) or zfs (zfs-fuse pools)',
+      ).choices(['btrfs', 'zfs']),
     )
     .option(
       '--agents',
       "run the clone through two reseed agents, one per sandbox (the joiner's agent runs it; implied by --method mariabackup and copy)",
     )
-    .action(async (o: { size: string; parallel: string; method: string; agents?: boolean }) => {
-      // Bad input is refused before any sandbox is touched.
-      let bytes: number;
-      let parallel: number;
-      try {
-        bytes = parseSize(o.size);
-        parallel = parsePositiveInt('--parallel', o.parallel, 64);
-      } catch (err) {
-        process.exitCode = reportError(err, false);
-        return;
-      }
-      const term = terminalSink();
-      const { signal, dispose } = abortOnSignals(() => term.stop());
-      try {
-        for (const name of ['demo-donor', 'demo-joiner']) {
-          const old = getSandbox(name);
-          if (!old) continue;
-          await sandboxAgentDown(old);
-          await sandboxRemove(name);
-          forgetSandboxAgent(name);
-        }
-        const agents = o.agents === true || o.method !== 'logical';
-        process.stderr.write('Starting two sandboxes...\n');
-        const donor = await sandboxUp('demo-donor', { signal });
-        const joiner = await sandboxUp('demo-joiner', { signal });
-        process.stderr.write(
-          `  donor  127.0.0.1:${donor.port} (server_id ${donor.serverId})\n  joiner 127.0.0.1:${joiner.port} (server_id ${joiner.serverId})\n`,
-        );
-        const t = Date.now();
-        process.stderr.write(`Loading about ${formatBytes(bytes)} of sample data into the donor...\n`);
-        const s = await connect(sandboxEndpoint(donor));
-        await loadSampleData(s, { bytes }, signal);
-        // The account the joiner replicates with; its password reaches reseed by environment.
-        await s.query("CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'demo-repl-password'");
-        await s.query("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'");
-        await s.close();
-        process.stderr.write(`  loaded in ${formatMs(Date.now() - t)}\n`);
-        if (agents) {
-          process.stderr.write('Starting an agent for each sandbox...\n');
-          for (const sb of [donor, joiner]) {
-            const a = await sandboxAgentUp(sb);
-            process.stderr.write(`  agent://${sb.name} at ${a.url}\n`);
-          }
-          process.stderr.write(`Cloning donor -> joiner through the agents (--method ${o.method})...\n`);
-          term.stop();
-          process.exitCode = await agentClone(o.method, parallel);
-          if (process.exitCode === 0) process.stderr.write(tryIt(donor.port, joiner.port, true));
+    .action(
+      async (o: {
+        size: string;
+        parallel: string;
+        method: string;
+        agents?: boolean;
+        fs?: 'btrfs' | 'zfs';
+      }) => {
+        // Bad input is refused before any sandbox is touched.
+        let bytes: number;
+        let parallel: number;
+        try {
+          bytes = parseSize(o.size);
+          parallel = parsePositiveInt('--parallel', o.parallel, 64);
+          if (o.fs && o.method !== 'snapshot')
+            throw new ReseedError('USAGE', `--fs is for --method snapshot (given --method ${o.method})`);
+          if (o.method === 'snapshot') o.fs ??= 'btrfs';
+        } catch (err) {
+          process.exitCode = reportError(err, false);
           return;
         }
-        process.stderr.write('Cloning donor -> joiner...\n');
-        const summary = await clone({
-          donor: sandboxEndpoint(donor),
-          joiner: sandboxEndpoint(joiner),
-          log: logger(false),
-          progress: term,
-          signal,
-          options: defaultCloneOptions({
-            method: o.method,
-            parallel,
-            replicationUser: 'repl',
-            replicationPassword: 'demo-repl-password',
-            verify: true,
-          }),
-        });
-        term.stop(true);
-        process.stdout.write(renderSummary(summary));
-        if (summary.verify) process.stdout.write('Verification: ' + renderReport(summary.verify));
-        process.stderr.write(tryIt(donor.port, joiner.port, false));
-      } catch (err) {
-        term.stop();
-        process.exitCode = reportError(err, false);
-      } finally {
-        dispose();
-      }
-    });
+        const term = terminalSink();
+        const { signal, dispose } = abortOnSignals(() => term.stop());
+        try {
+          for (const name of ['demo-donor', 'demo-joiner']) {
+            const old = getSandbox(name);
+            if (!old) continue;
+            await sandboxAgentDown(old);
+            await sandboxRemove(name);
+            forgetSandboxAgent(name);
+          }
+          const agents = o.agents === true || o.method !== 'logical';
+          process.stderr.write('Starting two sandboxes...\n');
+          // The image files hold the sample data with room for the snapshots and the swap.
+          const fsSize = `${Math.max(2, Math.ceil((bytes * 3) / 2 ** 30) + 2)}G`;
+          const where = o.fs ? { fs: o.fs, fsSize } : {};
+          if (o.fs)
+            process.stderr.write(`  each with its datadir on ${o.fs} (an image file of ${fsSize}, sparse)\n`);
+          const donor = await sandboxUp('demo-donor', { signal, ...where });
+          const joiner = await sandboxUp('demo-joiner', { signal, ...where });
+          process.stderr.write(
+            `  donor  127.0.0.1:${donor.port} (server_id ${donor.serverId})\n  joiner 127.0.0.1:${joiner.port} (server_id ${joiner.serverId})\n`,
+          );
+          const t = Date.now();
+          process.stderr.write(`Loading about ${formatBytes(bytes)} of sample data into the donor...\n`);
+          const s = await connect(sandboxEndpoint(donor));
+          await loadSampleData(s, { bytes }, signal);
+          // The account the joiner replicates with; its password reaches reseed by environment.
+          await s.query("CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'demo-repl-password'");
+          await s.query("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'");
+          await s.close();
+          process.stderr.write(`  loaded in ${formatMs(Date.now() - t)}\n`);
+          if (agents) {
+            process.stderr.write('Starting an agent for each sandbox...\n');
+            for (const sb of [donor, joiner]) {
+              const a = await sandboxAgentUp(sb);
+              process.stderr.write(`  agent://${sb.name} at ${a.url}\n`);
+            }
+            process.stderr.write(`Cloning donor -> joiner through the agents (--method ${o.method})...\n`);
+            term.stop();
+            process.exitCode = await agentClone(o.method, parallel);
+            if (process.exitCode === 0) process.stderr.write(tryIt(donor.port, joiner.port, true));
+            return;
+          }
+          process.stderr.write('Cloning donor -> joiner...\n');
+          const summary = await clone({
+            donor: sandboxEndpoint(donor),
+            joiner: sandboxEndpoint(joiner),
+            log: logger(false),
+            progress: term,
+            signal,
+            options: defaultCloneOptions({
+              method: o.method,
+              parallel,
+              replicationUser: 'repl',
+              replicationPassword: 'demo-repl-password',
+              verify: true,
+            }),
+          });
+          term.stop(true);
+          process.stdout.write(renderSummary(summary));
+          if (summary.verify) process.stdout.write('Verification: ' + renderReport(summary.verify));
+          process.stderr.write(tryIt(donor.port, joiner.port, false));
+        } catch (err) {
+          term.stop();
+          process.exitCode = reportError(err, false);
+        } finally {
+          dispose();
+        }
+      },
+    );
 }

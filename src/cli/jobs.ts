@@ -210,6 +210,7 @@ function showEvent(e: JobEvent, view: FollowView): void {
     );
   else if (e.type === 'phase') line(`  phase ${String(e.phase)}\n`);
   else if (e.type === 'warning') line(`warning: ${String(e.message)}\n`);
+  else if (e.type === 'note') line(`  ${String(e.message)}\n`);
   else if (e.type === 'lag' && Date.now() - view.lastLag >= 5000) {
     view.lastLag = Date.now();
     const behind = e.secondsBehind === null || e.secondsBehind === undefined ? '?' : String(e.secondsBehind);

@@ -121,6 +121,7 @@ export class ProgressModel {
         break;
       case 'snapshot':
       case 'warning':
+      case 'note':
         break;
     }
   }

@@ -145,6 +145,9 @@ class Narrator {
       case 'warning':
         out.push(`  warning: ${e.message}`);
         break;
+      case 'note':
+        out.push(`  ${e.message}`);
+        break;
       default:
         break;
     }

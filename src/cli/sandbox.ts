@@ -1,5 +1,5 @@
-import { join } from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
+import { ReseedError } from '../errors.js';
 import {
   forgetSandboxAgent,
   sandboxAgent,
@@ -27,7 +27,8 @@ function state(s: SandboxInfo): string {
 function describe(s: SandboxInfo): string {
   const a = sandboxAgent(s);
   const agent = a ? `  agent ${a.running ? a.url : 'stopped'}` : '';
-  return `${s.name.padEnd(16)} ${state(s)}  port ${s.port}  server_id ${s.serverId}  ${sandboxUri(s)}  socket ${s.socket}${agent}`;
+  const fs = s.fs ? `  ${s.fs} datadir ${s.datadir}` : '';
+  return `${s.name.padEnd(16)} ${state(s)}  port ${s.port}  server_id ${s.serverId}  ${sandboxUri(s)}  socket ${s.socket}${fs}${agent}`;
 }
 
 function agentOf(s: SandboxInfo): { url: string; state: string; pid: number | null } | null {
@@ -41,6 +42,19 @@ async function guarded(action: () => Promise<void>): Promise<void> {
   } catch (err) {
     process.exitCode = reportError(err, false);
   }
+}
+
+function checkFsSize(text: string): string {
+  if (!/^[1-9]\d*[MGT]$/i.test(text.trim()))
+    throw new ReseedError('USAGE', `--fs-size takes a size such as 2G or 512M, not "${text}"`);
+  const mib =
+    Number(text.slice(0, -1)) * { M: 1, G: 1024, T: 1024 * 1024 }[text.trim().slice(-1).toUpperCase()]!;
+  if (mib < 512)
+    throw new ReseedError(
+      'USAGE',
+      `--fs-size must be at least 512M, not "${text}" (btrfs and ZFS need room)`,
+    );
+  return text.trim();
 }
 
 export function sandboxCommand(): Command {
@@ -63,21 +77,34 @@ export function sandboxCommand(): Command {
       '--agent',
       "also start a reseed agent for the sandbox's host (TLS, a token; registered as agent://NAME)",
     )
-    .action((name: string, o: { port?: string; bufferPool?: string; agent?: boolean }) =>
-      guarded(async () => {
-        // No defaults here: an option left out must not count as asking an existing sandbox
-        // to change (sandboxUp refuses that).
-        const s = await sandboxUp(name, {
-          port: o.port === undefined ? undefined : parsePositiveInt('--port', o.port, 65535),
-          bufferPool: o.bufferPool === undefined ? undefined : checkBufferPool(o.bufferPool),
-        });
-        process.stdout.write(describe(s) + '\n');
-        process.stdout.write(`connect: mariadb -h127.0.0.1 -P${s.port} -uroot\n`);
-        if (o.agent) {
-          const a = await sandboxAgentUp(s);
-          process.stdout.write(`agent: agent://${s.name} at ${a.url} (pid ${a.pid})\n`);
-        }
-      }),
+    .addOption(
+      new Option(
+        '--fs <kind>',
+        'put the datadir on a filesystem of its own that takes snapshots (for --method snapshot): btrfs (an image file, loop-mounted; needs btrfs-progs) or zfs (a zfs-fuse pool on an image file; needs zfs-fuse); root only; fixed when the sandbox is created, removed by sandbox rm',
+      ).choices(['btrfs', 'zfs']),
+    )
+    .option('--fs-size <size>', "with --fs: the image file's size (sparse)", '4G')
+    .action(
+      (
+        name: string,
+        o: { port?: string; bufferPool?: string; agent?: boolean; fs?: 'btrfs' | 'zfs'; fsSize: string },
+      ) =>
+        guarded(async () => {
+          // No defaults here: an option left out must not count as asking an existing sandbox
+          // to change (sandboxUp refuses that).
+          const s = await sandboxUp(name, {
+            port: o.port === undefined ? undefined : parsePositiveInt('--port', o.port, 65535),
+            bufferPool: o.bufferPool === undefined ? undefined : checkBufferPool(o.bufferPool),
+            fs: o.fs,
+            fsSize: checkFsSize(o.fsSize),
+          });
+          process.stdout.write(describe(s) + '\n');
+          process.stdout.write(`connect: mariadb -h127.0.0.1 -P${s.port} -uroot\n`);
+          if (o.agent) {
+            const a = await sandboxAgentUp(s);
+            process.stdout.write(`agent: agent://${s.name} at ${a.url} (pid ${a.pid})\n`);
+          }
+        }),
     );
   cmd
     .command('down <name>')
@@ -103,7 +130,8 @@ export function sandboxCommand(): Command {
             state: s.running ? 'running' : 'stopped',
             port: s.port,
             socket: s.socket,
-            datadir: join(s.dir, 'data'),
+            datadir: s.datadir,
+            fs: s.fs ?? null,
             serverId: s.serverId,
             uri: sandboxUri(s),
             pid: s.pid ?? null,

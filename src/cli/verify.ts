@@ -53,7 +53,10 @@ export function verifyCommand(): Command {
         'joiner is compared live, its replication untouched. Also compares table, view, routine, ' +
         'trigger and event definitions. Exits 8 when anything differs.',
     );
-  addConnectionOptions(cmd, { to: 'the replica to compare: mysql://user@host:port' })
+  addConnectionOptions(cmd, {
+    from: 'the donor: mysql://user@host:port',
+    to: 'the replica to compare: mysql://user@host:port',
+  })
     .option('--schemas <list>', 'comma-separated schemas (default: all but the system schemas)')
     .option('--parallel <n>', 'checksum sessions on each side', '4')
     .option('--chunk-rows <n>', 'rows per checksummed chunk', '100000')

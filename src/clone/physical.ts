@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { run as runTool } from '../exec/run.js';
 import {
   chmodSync,
   chownSync,
@@ -18,9 +19,22 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { AgentClient } from '../agent/client.js';
-import { ReseedError, errorMessage } from '../errors.js';
+import { ReseedError, errorMessage, isReseedError } from '../errors.js';
 import { spawnStreamed } from '../exec/stream.js';
 import { faultPoint } from '../fault.js';
+import {
+  destroySnapshot,
+  moveVolume,
+  protectReceived,
+  receiveSnapshot,
+  receiveTarget,
+  receivedSnapshot,
+  removeVolume,
+  volumeAt,
+  writableCopy,
+} from '../host/volumes.js';
+import type { Snapshot, Volume } from '../host/volumes.js';
+import { formatBytes, formatMs } from '../format.js';
 import { captureHostState } from '../host/host-state.js';
 import { hostUndo } from '../host/host-undo.js';
 import type { ServiceControl } from '../host/service-control.js';
@@ -80,11 +94,15 @@ export interface PhysicalOptions {
   lockWaitTimeoutMs: number;
   /** copy: the joiner's own datadir is an older copy of the donor's: the first pass is a delta against it */
   delta: boolean;
+  /** snapshot: the watchdog ends the donor's read lock after this */
+  maxLockTimeMs: number;
+  /** snapshot: this joiner's name on the donor (its base snapshot is kept under it) */
+  replicaName: string;
 }
 
 export interface PhysicalCloneRequest {
-  method: 'mariabackup' | 'copy';
-  /** the donor's agent, which serves the backup or the copy */
+  method: 'mariabackup' | 'copy' | 'snapshot';
+  /** the donor's agent, which serves the backup, the copy or the snapshot */
   donorAgent: AgentClient;
   /** the donor's mysqld, from this host, with this agent's account (which the copy brings along) */
   donor: Endpoint;
@@ -118,6 +136,8 @@ export interface PhysicalSummary {
   firstPassBytes?: number;
   /** copy --delta: bytes of the first pass equal in the joiner's datadir, copied from it and not sent */
   firstPassReusedBytes?: number;
+  /** snapshot: the filesystem, the snapshot sent and the donor's read lock around it */
+  snapshot?: { fs: string; name: string; lockHeldMs: number; lockWaitMs: number; received: string };
   replication: { state: 'running' | 'not configured'; from?: string; catchUpMs?: number };
   verify: { identical: boolean; tables: number; chunks: number; rows: number } | undefined;
   phases: Record<string, number>;
@@ -152,8 +172,11 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
   req.setState('preflight');
   emit({ type: 'phase', phase: 'preflight' });
   const sides = await openSides(req);
+  // snapshot: the donor's snapshot kept as this replica's base once the clone stands, else removed
+  let finishSnapshot: ((keep: boolean) => Promise<void>) | undefined;
+  let committed = false;
   try {
-    const { lines: plan, estimate, bufferPool } = await preflightPhysical(req, sides, datadir);
+    const { lines: plan, estimate, bufferPool, joinerVolume } = await preflightPhysical(req, sides, datadir);
     emit({
       type: 'plan',
       lines: plan,
@@ -225,17 +248,28 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
     emit({ type: 'phase', phase: 'copy' });
     let t = Date.now();
     const marker = `.reseed-made-${journal.header.id}`;
-    await journal.apply(
-      `make the staging directory ${staging}`,
-      hostUndo('joiner', { kind: 'remove-made-directory', path: staging, marker }),
-      () => {
-        mkdirSync(staging, { mode: 0o700 });
-        writeFileSync(join(staging, marker), `made by reseed, journal ${journal.header.id}\n`);
-        return Promise.resolve();
-      },
-    );
+    if (req.method !== 'snapshot')
+      await journal.apply(
+        `make the staging directory ${staging}`,
+        hostUndo('joiner', { kind: 'remove-made-directory', path: staging, marker }),
+        () => {
+          mkdirSync(staging, { mode: 0o700 });
+          writeFileSync(join(staging, marker), `made by reseed, journal ${journal.header.id}\n`);
+          return Promise.resolve();
+        },
+      );
     let coordinates: BinlogInfo | undefined;
-    if (req.method === 'copy') {
+    let stagingVolume: Volume | undefined;
+    if (req.method === 'snapshot') {
+      const got = await inPhase('COPY_FAILED', () => copySnapshot(req, staging, joinerVolume!));
+      const { coordinates: c, volume, finish, ...rest } = got;
+      finishSnapshot = finish;
+      Object.assign(summary, rest);
+      coordinates = c;
+      stagingVolume = volume;
+      phases.copy = Date.now() - t;
+      faultPoint('physical-copied');
+    } else if (req.method === 'copy') {
       const copied = await inPhase('COPY_FAILED', () => copyDatadir(req, staging, marker));
       const { coordinates: c, ...rest } = copied;
       Object.assign(summary, rest);
@@ -270,7 +304,8 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
           : 'the backup holds no GTID position (xtrabackup_binlog_info is missing or has none): replication cannot start from it',
       );
     // A binary log shipped with the backup belongs to the donor's numbering, not the joiner's.
-    if (coordinates?.file && existsSync(join(staging, coordinates.file)))
+    // (A snapshot's binary log stays for the first start's crash recovery; RESET MASTER removes it.)
+    if (req.method !== 'snapshot' && coordinates?.file && existsSync(join(staging, coordinates.file)))
       rmSync(join(staging, coordinates.file));
 
     // Swap: the old datadir aside, the new one in, mysqld on it.
@@ -280,6 +315,14 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
     const owner = statSync(datadir);
     chownTree(staging, owner.uid, owner.gid);
     chmodSync(staging, owner.mode & 0o7777);
+    // mysqld started again on the old datadir takes read_only from its configuration: an undo
+    // journaled before the stop runs after the restart and sets it back as it was.
+    if (before.joiner.readOnly)
+      await journal.apply(
+        "keep the joiner's read_only=ON (set again if the clone is undone)",
+        { target: 'joiner', statements: ['SET GLOBAL read_only = ON'] },
+        () => Promise.resolve(),
+      );
     if ((await req.service.status(signal)).running)
       await journal.apply(
         `stop the joiner's mysqld (${req.service.description})`,
@@ -287,20 +330,27 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
         () => req.service.stop(signal),
       );
     faultPoint('physical-stopped');
+    // A ZFS dataset moves by its mountpoint; a directory or a btrfs subvolume by a rename.
+    const zfsOld = joinerVolume?.fs === 'zfs' ? joinerVolume : undefined;
+    const zfsNew = stagingVolume?.fs === 'zfs' ? stagingVolume : undefined;
     await journal.apply(
       `move the joiner's datadir aside to ${aside}`,
-      hostUndo('joiner', { kind: 'move-back', from: aside, to: datadir }),
-      () => {
-        renameSync(datadir, aside);
-        return Promise.resolve();
+      zfsOld
+        ? hostUndo('joiner', { kind: 'move-volume', volume: { ...zfsOld, path: aside }, to: datadir })
+        : hostUndo('joiner', { kind: 'move-back', from: aside, to: datadir }),
+      async () => {
+        if (zfsOld) await moveVolume(zfsOld, aside, signal);
+        else renameSync(datadir, aside);
       },
     );
     await journal.apply(
-      `move the prepared copy into place as ${datadir}`,
-      hostUndo('joiner', { kind: 'move-back', from: datadir, to: staging }),
-      () => {
-        renameSync(staging, datadir);
-        return Promise.resolve();
+      `move the ${req.method === 'mariabackup' ? 'prepared ' : ''}copy into place as ${datadir}`,
+      zfsNew
+        ? hostUndo('joiner', { kind: 'move-volume', volume: { ...zfsNew, path: datadir }, to: staging })
+        : hostUndo('joiner', { kind: 'move-back', from: datadir, to: staging }),
+      async () => {
+        if (zfsNew) await moveVolume(zfsNew, datadir, signal);
+        else renameSync(staging, datadir);
       },
     );
     faultPoint('physical-swapped');
@@ -339,6 +389,11 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
       } else {
         // The donor's replica settings came along in mysql.gtid_slave_pos: nothing replicates.
         await joiner.query("SET GLOBAL gtid_slave_pos = ''", [], signal).catch(() => undefined);
+        // A snapshot's binary log is the donor's history, kept only for the first start's recovery.
+        if (req.method === 'snapshot') {
+          const [lb] = await joiner.query('SELECT @@log_bin AS b', [], signal);
+          if (Number(lb?.b ?? 0)) await joiner.query(sides.joinerFacts.flavor.resetBinlogSql, [], signal);
+        }
       }
       if (!options.writable) await joiner.query('SET GLOBAL read_only = ON', [], signal);
       if (options.verify) {
@@ -383,8 +438,14 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
       }
       // Proven. From here on nothing is rolled back; the old datadir goes, then the manifest is written.
       journal.commit();
+      committed = true;
       rmSync(join(datadir, marker), { force: true });
-      rmSync(aside, { recursive: true, force: true });
+      await removeAside(req, aside, joinerVolume, summary.snapshot?.received).catch((err: unknown) =>
+        emit({
+          type: 'warning',
+          message: `the clone stands, but the old datadir ${aside} could not be removed: ${errorMessage(err)}`,
+        }),
+      );
       summary.removed = aside;
       summary.durationMs = Date.now() - started;
       try {
@@ -406,7 +467,8 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
             tables: summary.verify?.tables ?? 0,
             rows: summary.verify?.rows ?? 0,
             bytes: summary.bytes,
-            lockMode: req.method === 'copy' ? 'shutdown' : 'backup-stage',
+            lockMode:
+              req.method === 'copy' ? 'shutdown' : req.method === 'snapshot' ? 'snapshot' : 'backup-stage',
             lockHeldMs: summary.donorCommitBlockedMs,
             replication: {
               state: summary.replication.state,
@@ -432,6 +494,7 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
       await joiner.close();
     }
   } finally {
+    await finishSnapshot?.(committed);
     sides.donor.destroy();
     sides.joiner.destroy();
   }
@@ -502,14 +565,14 @@ async function preflightPhysical(
   req: PhysicalCloneRequest,
   s: Sides,
   datadir: string,
-): Promise<{ lines: string[]; estimate: number; bufferPool: number }> {
+): Promise<{ lines: string[]; estimate: number; bufferPool: number; joinerVolume: Volume | undefined }> {
   const { signal, options } = req;
   const problems: string[] = [];
   const d = s.donorFacts;
   const j = s.joinerFacts;
   if (d.flavor.name !== 'mariadb' || j.flavor.name !== 'mariadb')
     problems.push(
-      `--method mariabackup needs MariaDB on both sides (donor ${d.version.text}, joiner ${j.version.text})`,
+      `--method ${req.method} needs MariaDB on both sides (donor ${d.version.text}, joiner ${j.version.text})`,
     );
   if (series(d.version.text) !== series(j.version.text))
     problems.push(
@@ -533,7 +596,7 @@ async function preflightPhysical(
       );
     if (!(await toolVersion('mbstream', '--help')))
       problems.push("mbstream is not installed on the joiner's host (it comes with mariadb-backup)");
-  } else {
+  } else if (req.method === 'copy') {
     const health = await req.donorAgent
       .call<{ name: string; servesCopy?: boolean }>('GET', '/v1/health', undefined, signal)
       .catch((err: unknown) => ({ name: 'the donor', servesCopy: undefined, error: errorMessage(err) }));
@@ -541,6 +604,35 @@ async function preflightPhysical(
       problems.push(
         `the donor's agent ${health.name} cannot serve --method copy: it stops and starts its mysqld, so it needs datadir and service in its configuration`,
       );
+  }
+  let joinerVolume: Volume | undefined;
+  if (req.method === 'snapshot') {
+    const health = await req.donorAgent
+      .call<{
+        name: string;
+        snapshot?: { fs: 'btrfs' | 'zfs' | null; refusal: string | null };
+      }>('GET', '/v1/health', undefined, signal)
+      .catch(() => ({ name: 'the donor', snapshot: undefined }));
+    const donorFs = health.snapshot?.fs;
+    if (!health.snapshot)
+      problems.push(`the donor's agent ${health.name} cannot serve --method snapshot (an earlier version)`);
+    else if (!donorFs)
+      problems.push(
+        `the donor's agent ${health.name} cannot serve --method snapshot: ${health.snapshot.refusal ?? ''}`,
+      );
+    const v = await volumeAt(datadir, signal);
+    if (typeof v === 'string') problems.push(`the joiner: ${v}`);
+    else {
+      joinerVolume = v;
+      if (donorFs && v.fs !== donorFs)
+        problems.push(
+          `the donor's datadir is on ${donorFs} and the joiner's on ${v.fs}: a snapshot stream is received by the same filesystem`,
+        );
+      if (v.fs === 'zfs' && !v.dataset!.includes('/'))
+        problems.push(
+          `the joiner's datadir is the root dataset of pool ${v.dataset}: reseed keeps the received snapshot and the new datadir beside it, so it must be a dataset of its own (zfs create ${v.dataset}/data)`,
+        );
+    }
   }
   const names = [
     'innodb_page_size',
@@ -559,7 +651,7 @@ async function preflightPhysical(
   for (const v of [
     'innodb_page_size',
     'lower_case_table_names',
-    ...(req.method === 'copy' ? ['innodb_undo_tablespaces'] : []),
+    ...(req.method !== 'mariabackup' ? ['innodb_undo_tablespaces'] : []),
   ])
     if (dv[v] !== jv[v]) problems.push(`${v} differs: donor ${dv[v]}, joiner ${jv[v]}`);
   const real = (p: string) => {
@@ -572,11 +664,11 @@ async function preflightPhysical(
   const innodbDirs = ['innodb_data_home_dir', 'innodb_log_group_home_dir', 'innodb_undo_directory'];
   const outside = (dir: string, value: string | undefined) =>
     Boolean(value) && value !== './' && value !== '.' && !real(resolve(dir, value!)).startsWith(real(dir));
-  // The copy sends the donor's datadir only: InnoDB files kept elsewhere would be missing.
-  if (req.method === 'copy')
+  // The copy and the snapshot send the donor's datadir only: InnoDB files kept elsewhere would be missing.
+  if (req.method !== 'mariabackup')
     for (const v of innodbDirs.filter((v) => outside(dv.datadir ?? d.datadir, dv[v])))
       problems.push(
-        `the donor keeps InnoDB files outside its datadir (${v} = ${dv[v]}): --method copy sends the datadir only (use --method mariabackup)`,
+        `the donor keeps InnoDB files outside its datadir (${v} = ${dv[v]}): --method ${req.method} sends the datadir only (use --method mariabackup)`,
       );
   if ((dv.innodb_encrypt_tables ?? 'OFF') !== 'OFF')
     problems.push(
@@ -590,7 +682,8 @@ async function preflightPhysical(
     problems.push(
       `the joiner keeps InnoDB files outside its datadir (${v} = ${jv[v]}): reseed swaps the datadir only`,
     );
-  const refusal = datadirRefusal(datadir);
+  // A ZFS dataset is moved by its mountpoint: the snapshot method's datadir is one.
+  const refusal = joinerVolume?.fs === 'zfs' ? undefined : datadirRefusal(datadir);
   if (refusal) problems.push(refusal);
   // Room for the copy beside the datadir (staging, then the swap is a rename).
   const [size] = await s.donor.query(
@@ -688,16 +781,22 @@ async function preflightPhysical(
   const to = replicationTarget(req, d);
   const estimate = Number(size?.b ?? 0);
   const how =
-    req.method === 'copy'
+    req.method === 'snapshot'
       ? [
-          `method copy: the donor ${d.hostname}:${d.port} (${d.version.text})'s datadir sent twice to the joiner's agent, beside the joiner's datadir: first while it serves (a base, not consistent), then after a clean shutdown only the blocks that changed`,
-          `THE DONOR'S MYSQLD IS STOPPED for the second pass (no reads, no writes): commits are blocked from the lock before the stop until it answers again, at most ${Math.round(options.maxDowntimeMs / 1000)} s (--max-downtime; then it is started again and the clone fails); the times are reported`,
-          "the donor's binary and relay logs, replication settings, pid file and logs stay on the donor",
+          `method snapshot: a read-only ${joinerVolume?.fs ?? ''} snapshot of the donor ${d.hostname}:${d.port} (${d.version.text})'s datadir, taken under a read lock (commits blocked, at most ${Math.round(options.maxLockTimeMs)} ms: --max-lock-time), sent to the joiner's agent (${joinerVolume?.fs === 'zfs' ? 'zfs send | zfs recv' : 'btrfs send | btrfs receive'}) and kept there read-only as the base of a later refresh`,
+          "mysqld starts on a writable copy of it: InnoDB's crash recovery makes it consistent, as after a power cut at the snapshot's instant",
+          `the donor keeps the snapshot as ${options.replicaName}'s base (reseed-base-${options.replicaName}, the previous one removed); the donor's binary and relay logs and replication settings are removed from the joiner's copy`,
         ]
-      : [
-          `method mariabackup: a hot physical copy of the donor ${d.hostname}:${d.port} (${d.version.text}) streamed to the joiner's agent, extracted beside the datadir and prepared there`,
-          'the donor keeps serving: DDL is blocked from BACKUP STAGE BLOCK_DDL and commits during BLOCK_COMMIT only (the times are reported)',
-        ];
+      : req.method === 'copy'
+        ? [
+            `method copy: the donor ${d.hostname}:${d.port} (${d.version.text})'s datadir sent twice to the joiner's agent, beside the joiner's datadir: first while it serves (a base, not consistent), then after a clean shutdown only the blocks that changed`,
+            `THE DONOR'S MYSQLD IS STOPPED for the second pass (no reads, no writes): commits are blocked from the lock before the stop until it answers again, at most ${Math.round(options.maxDowntimeMs / 1000)} s (--max-downtime; then it is started again and the clone fails); the times are reported`,
+            "the donor's binary and relay logs, replication settings, pid file and logs stay on the donor",
+          ]
+        : [
+            `method mariabackup: a hot physical copy of the donor ${d.hostname}:${d.port} (${d.version.text}) streamed to the joiner's agent, extracted beside the datadir and prepared there`,
+            'the donor keeps serving: DDL is blocked from BACKUP STAGE BLOCK_DDL and commits during BLOCK_COMMIT only (the times are reported)',
+          ];
   const lines = [
     ...how,
     `it replaces the joiner's whole datadir ${datadir}: its accounts and passwords, system tables and replication state become the donor's`,
@@ -705,7 +804,7 @@ async function preflightPhysical(
     options.replicate
       ? options.replicateFrom === 'source'
         ? `replicate from the donor's source ${to.host}:${to.port} as ${options.replicationUser}, from the donor's position in its stream as the copy holds it (mysql.gtid_slave_pos; MASTER_USE_GTID=slave_pos)`
-        : `replicate from ${to.host}:${to.port} as ${options.replicationUser} from the ${req.method === 'copy' ? "copy's" : "backup's"} GTID position (MASTER_USE_GTID=slave_pos)`
+        : `replicate from ${to.host}:${to.port} as ${options.replicationUser} from the ${req.method === 'mariabackup' ? "backup's" : `${req.method}'s`} GTID position (MASTER_USE_GTID=slave_pos)`
       : 'no replication (--no-replicate): the copy stands alone',
     options.verify
       ? 'verify: every table checksummed on both sides once caught up'
@@ -715,7 +814,7 @@ async function preflightPhysical(
       : 'the joiner is left read-only (read_only=ON)',
     ...(held.length ? [`--force: the joiner's own data is replaced: ${held.join(', ')}`] : []),
   ];
-  return { lines, estimate, bufferPool: Number(jv.innodb_buffer_pool_size ?? 0) };
+  return { lines, estimate, bufferPool: Number(jv.innodb_buffer_pool_size ?? 0), joinerVolume };
 }
 
 function gib(bytes: number): string {
@@ -843,6 +942,7 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
       }
     | undefined;
   let freezing = false;
+  let thawed = false;
   try {
     const first = await receiveTree({
       source: source(opened.hot),
@@ -859,15 +959,21 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
       onProgress: progress(1),
     });
     req.emit({
-      type: 'warning',
-      message: `first pass done (${first.bytes} bytes, ${first.skipped} segment(s) changed under it); the donor's mysqld stops now for the second pass`,
+      type: 'note',
+      message: `first pass done: ${formatBytes(first.bytes)}${first.skipped ? `, ${first.skipped} segment(s) changed while read (the second pass sends them)` : ''}; the donor's mysqld stops now for the second pass`,
     });
     // From here the donor's mysqld may be down, whatever the answer (its agent may die answering).
     freezing = true;
-    frozen = await req.donorAgent.call<{
-      cold: { id: string; secret: string };
-      report: { coordinates?: { gtid: string; file: string; position: number; source: string } };
-    }>('POST', `/v1/copies/${opened.id}/freeze`, { lockWaitTimeoutMs: options.lockWaitTimeoutMs }, signal);
+    frozen = await req.donorAgent
+      .call<{
+        cold: { id: string; secret: string };
+        report: { coordinates?: { gtid: string; file: string; position: number; source: string } };
+      }>('POST', `/v1/copies/${opened.id}/freeze`, { lockWaitTimeoutMs: options.lockWaitTimeoutMs }, signal)
+      .catch((err: unknown) => {
+        throw isReseedError(err) && err.code === 'CONNECT_FAILED'
+          ? donorAgentGone('while it stopped its mysqld', err)
+          : err;
+      });
     const second = await receiveTreeOr(req, opened.id, {
       source: source(frozen.cold),
       dest: staging,
@@ -886,6 +992,7 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
       downMs: number;
       error?: string;
     }>('POST', `/v1/copies/${opened.id}/thaw`, undefined, signal);
+    thawed = true;
     if (report.state !== 'up')
       throw new ReseedError('COPY_FAILED', `the donor's copy ended ${report.state}: ${report.error ?? ''}`);
     req.emit({
@@ -911,29 +1018,62 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
       coordinates: c ? { gtid: c.gtid, file: c.file, position: c.position } : undefined,
     };
   } finally {
-    // Closing starts the donor's mysqld again if it is still down (a failure, a cancel). When its
-    // agent is gone, the agent's guard starts it: the rollback's comparison waits for it a while.
+    // A failure or a cancel after the freeze: the donor's mysqld is started again (thaw) and the
+    // user told for how long it was down. When its agent is gone, the agent's guard starts it:
+    // the rollback's comparison waits for it a while.
+    const after =
+      freezing && !thawed
+        ? await req.donorAgent
+            .call<{ downMs: number; writesBlockedMs: number; state: string }>(
+              'POST',
+              `/v1/copies/${opened.id}/thaw`,
+            )
+            .catch(() => undefined)
+        : undefined;
+    if (after && after.writesBlockedMs > 0)
+      req.emit({
+        type: 'warning',
+        message:
+          after.downMs > 0
+            ? `the donor's mysqld was started again (${after.state}): it was down ${formatMs(after.downMs)}, writes blocked ${formatMs(after.writesBlockedMs)}`
+            : `the donor's writes were blocked ${formatMs(after.writesBlockedMs)}; its mysqld was never stopped`,
+      });
     const closed = await req.donorAgent.call('DELETE', `/v1/copies/${opened.id}`).then(
       () => true,
       () => false,
     );
-    if (!closed && freezing) await waitForDonor(req, 60_000);
+    if (!closed && freezing && !after) await waitForDonor(req, 60_000);
   }
 }
 
 /** The donor's mysqld answering again (its agent's guard starts it when the agent died), or the time is up. */
 async function waitForDonor(req: PhysicalCloneRequest, ms: number): Promise<void> {
+  const answers = async () => {
+    const s = await connect(req.donor, { connectTimeoutMs: 2000 }).catch(() => undefined);
+    s?.destroy();
+    return s !== undefined;
+  };
+  // The freeze may never have reached the agent: a mysqld that answers was not stopped.
+  if (await answers()) return;
   req.emit({
     type: 'warning',
-    message: `the donor's agent is gone while its mysqld was stopped: waiting up to ${ms / 1000} s for its guard to start it`,
+    message: `the donor's agent is gone and its mysqld does not answer: waiting up to ${ms / 1000} s for the agent's guard to start it`,
   });
-  for (const until = Date.now() + ms; Date.now() < until; await sleep(500)) {
-    const s = await connect(req.donor, { connectTimeoutMs: 2000 }).catch(() => undefined);
-    if (s) {
-      s.destroy();
-      return;
-    }
-  }
+  for (const until = Date.now() + ms; Date.now() < until; await sleep(500)) if (await answers()) return;
+}
+
+/** The donor's agent died (or its host went away) while its mysqld may be stopped. */
+function donorAgentGone(when: string, err: unknown): ReseedError {
+  return new ReseedError(
+    'COPY_FAILED',
+    `the donor's agent stopped answering ${when} (${errorMessage(err)})`,
+    {
+      cause: err,
+      hints: [
+        "its guard starts the donor's mysqld again on its own; start the donor's agent again too (a sandbox: reseed sandbox up NAME --agent)",
+      ],
+    },
+  );
 }
 
 /** The second pass; when it fails, the donor agent's reason (its --max-downtime bound, a failed stop) is the error. */
@@ -947,10 +1087,193 @@ async function receiveTreeOr(
   } catch (err) {
     const report = await req.donorAgent
       .call<{ error?: string }>('GET', `/v1/copies/${copy}`)
-      .catch(() => ({ error: undefined }));
+      .catch(() => undefined);
+    if (!report) throw donorAgentGone('during the second pass', err);
     if (report.error)
       throw new ReseedError('COPY_FAILED', `the donor's agent: ${report.error}`, { cause: err });
     throw err;
+  }
+}
+
+/** The donor agent's report of its snapshot (src/agent/snapshots.ts). */
+interface SnapshotReport {
+  state: string;
+  fs: 'btrfs' | 'zfs';
+  name: string;
+  lockHeldMs: number;
+  lockWaitMs: number;
+  coordinates: { gtid: string; binlog?: { file: string; position: number } };
+  donorOnly: string[];
+  bytes: number;
+  error?: string;
+}
+
+/**
+ * The snapshot method's copy: the donor's agent takes a read-only snapshot of its datadir under a
+ * read lock of milliseconds and sends it (btrfs send / zfs send) through the data channel; this
+ * agent receives it beside its datadir (btrfs receive / zfs recv), keeps the received snapshot
+ * read-only (the base of a later refresh) and makes a writable copy of it as the staging datadir,
+ * without the donor's own files (binary and relay logs, replication settings, pid file). mysqld
+ * started on it later runs InnoDB's crash recovery, which makes it consistent.
+ */
+async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: Volume) {
+  const { signal, options, journal } = req;
+  const opened = await req.donorAgent.call<{ id: string; secret: string; report: SnapshotReport }>(
+    'POST',
+    '/v1/snapshots',
+    {
+      replica: options.replicaName,
+      incremental: false,
+      // Kept until the clone stands: through the swap, the catch-up and the verification.
+      idleTimeoutMs: Math.min(86_400_000, options.catchupTimeoutMs * 2 + 30 * 60_000),
+      lockWaitTimeoutMs: options.lockWaitTimeoutMs,
+      maxLockTimeMs: options.maxLockTimeMs,
+    },
+    signal,
+  );
+  const r = opened.report;
+  const close = async (keep: boolean) => {
+    const closed = await req.donorAgent
+      .call<{ state: string; error?: string }>('DELETE', `/v1/snapshots/${opened.id}?keep=${keep ? 1 : 0}`)
+      .catch((err: unknown) => ({ state: 'unknown', error: errorMessage(err) }));
+    if (closed.error) req.emit({ type: 'warning', message: `the donor's agent: ${closed.error}` });
+  };
+  try {
+    req.emit({
+      type: 'note',
+      message: `the donor's ${r.fs} snapshot ${r.name} is taken: its commits were blocked ${formatMs(r.lockHeldMs)} (after ${formatMs(r.lockWaitMs)} waiting for a quiet window)`,
+    });
+    const target = receiveTarget(joiner, journal.header.id);
+    const received = receivedSnapshot(joiner.fs, target, r.name);
+    if (joiner.fs === 'btrfs' && !existsSync(target)) {
+      const marker = `.reseed-made-${journal.header.id}`;
+      await journal.apply(
+        `make the directory of received snapshots ${target}`,
+        hostUndo('joiner', { kind: 'remove-made-directory', path: target, marker }),
+        () => {
+          mkdirSync(target, { mode: 0o700 });
+          writeFileSync(join(target, marker), `made by reseed, journal ${journal.header.id}\n`);
+          return Promise.resolve();
+        },
+      );
+    }
+    let last = 0;
+    const got = await journal.apply(
+      `receive the donor's snapshot as ${received.id}`,
+      hostUndo('joiner', { kind: 'remove-received', snapshot: received }),
+      async () => {
+        const child = receiveSnapshot(joiner.fs, target, signal);
+        child.stdin!.on('error', (err) => req.log.debug({ err }, `${joiner.fs} receive stdin`));
+        const streamed = await receiveStream({
+          source: {
+            url: req.donorAgent.address.url,
+            transfer: opened.id,
+            secret: opened.secret,
+            tls: req.donorAgent.address,
+          },
+          path: `/v1/snapshots/${opened.id}/stream?codec=${options.compress}`,
+          sink: child.stdin!,
+          stallTimeoutMs: options.stallTimeoutMs,
+          signal,
+          onProgress: (bytes, wireBytes) => {
+            if (Date.now() - last < 500) return;
+            last = Date.now();
+            req.emit({ type: 'progress', phase: 'copy', bytes, wireBytes });
+            faultPoint('snapshot-receiving');
+          },
+        }).catch(async (err: unknown) => {
+          child.kill();
+          await child.done.catch(() => undefined);
+          throw err;
+        });
+        await child.done;
+        return streamed;
+      },
+    );
+    await protectReceived(received, signal);
+    faultPoint('snapshot-received');
+    const dataset =
+      joiner.fs === 'zfs' ? `${parentDataset(joiner.dataset!)}/reseed-data-${journal.header.id}` : undefined;
+    const volume = await journal.apply(
+      `make a writable copy of ${received.id} at ${staging}`,
+      hostUndo('joiner', {
+        kind: 'remove-volume',
+        volume: { fs: joiner.fs, path: staging, dataset },
+      }),
+      () => writableCopy(received, staging, dataset, signal),
+    );
+    // The donor's own files: its binary log would number the joiner's, its replica settings make it follow the donor's source.
+    for (const rel of r.donorOnly) rmSync(join(staging, rel), { force: true });
+    return {
+      /** the donor keeps what it sent as this replica's base once the clone stands; else it goes */
+      finish: close,
+      bytes: got.bytes,
+      wireBytes: got.wireBytes,
+      streamDigest: got.digest,
+      donorCommitBlockedMs: r.lockHeldMs,
+      donorDdlBlockedMs: r.lockHeldMs,
+      snapshot: {
+        fs: r.fs,
+        name: r.name,
+        lockHeldMs: r.lockHeldMs,
+        lockWaitMs: r.lockWaitMs,
+        received: received.id,
+      },
+      coordinates: {
+        gtid: r.coordinates.gtid,
+        file: r.coordinates.binlog?.file ?? '',
+        position: r.coordinates.binlog?.position ?? 0,
+      },
+      volume,
+    };
+  } catch (err) {
+    await close(false);
+    throw err;
+  }
+}
+
+function parentDataset(dataset: string): string {
+  return dataset.slice(0, dataset.lastIndexOf('/'));
+}
+
+/**
+ * After the commit: the old datadir goes (a directory, a btrfs subvolume or a ZFS dataset), and
+ * with it the snapshots this joiner received before (only the one it runs on now is kept).
+ */
+async function removeAside(
+  req: PhysicalCloneRequest,
+  aside: string,
+  joiner: Volume | undefined,
+  received: string | undefined,
+): Promise<void> {
+  if (!joiner) {
+    rmSync(aside, { recursive: true, force: true });
+    return;
+  }
+  await removeVolume({ ...joiner, path: aside }, req.signal);
+  if (!received) return;
+  const keep: Snapshot = { fs: joiner.fs, id: received };
+  if (joiner.fs === 'btrfs') {
+    const dir = dirname(received);
+    for (const name of readdirSync(dir))
+      if (name.startsWith('.reseed-made-')) rmSync(join(dir, name), { force: true });
+      else if (join(dir, name) !== received && name.startsWith('reseed-tmp-'))
+        await destroySnapshot({ fs: 'btrfs', id: join(dir, name) }, req.signal);
+  } else {
+    const { stdout } = await runTool('zfs', [
+      'list',
+      '-H',
+      '-o',
+      'name',
+      '-t',
+      'filesystem',
+      '-r',
+      parentDataset(joiner.dataset!),
+    ]);
+    const keepDataset = keep.id.slice(0, keep.id.indexOf('@'));
+    for (const name of stdout.split('\n'))
+      if (/\/reseed-base-[A-Za-z0-9_.:-]+$/.test(name) && name !== keepDataset)
+        await removeVolume({ fs: 'zfs', path: '', dataset: name }, req.signal).catch(() => undefined);
   }
 }
 

@@ -3,7 +3,10 @@ import { join } from 'node:path';
 import { ReseedError } from '../errors.js';
 import type { UndoAction, UndoOp } from '../journal/journal.js';
 import { isThisHost, thisHost } from './host-id.js';
+import { run } from '../exec/run.js';
 import { serviceControl } from './service-control.js';
+import { datasetExists, moveVolume, removeReceived, removeVolume } from './volumes.js';
+import type { Snapshot, Volume } from './volumes.js';
 import type { ServiceSpec } from './service-control.js';
 
 /**
@@ -19,7 +22,13 @@ export type HostOperation =
   /** a temporary file, removed if it exists */
   | { kind: 'remove-file'; path: string }
   | { kind: 'start-service'; service: ServiceSpec }
-  | { kind: 'stop-service'; service: ServiceSpec };
+  | { kind: 'stop-service'; service: ServiceSpec }
+  /** a ZFS dataset at `volume.path` mounted back at `to`; nothing when it is not there */
+  | { kind: 'move-volume'; volume: Volume; to: string }
+  /** a btrfs subvolume or ZFS dataset reseed made, destroyed if it exists */
+  | { kind: 'remove-volume'; volume: Volume }
+  /** a received snapshot (and, on ZFS, its dataset), destroyed if it exists */
+  | { kind: 'remove-received'; snapshot: Snapshot };
 
 /** The undo of a step on this host, as the journal keeps it. */
 export function hostUndo(target: UndoAction['target'], op: HostOperation): UndoAction {
@@ -38,6 +47,12 @@ export function describeHostOperation(op: HostOperation): string {
       return `start ${op.service.kind === 'sandbox' ? `sandbox ${op.service.name}` : 'mysqld'}`;
     case 'stop-service':
       return `stop ${op.service.kind === 'sandbox' ? `sandbox ${op.service.name}` : 'mysqld'}`;
+    case 'move-volume':
+      return `mount ${op.volume.dataset ?? op.volume.path} back at ${op.to}`;
+    case 'remove-volume':
+      return `destroy ${op.volume.dataset ?? op.volume.path}`;
+    case 'remove-received':
+      return `destroy the received snapshot ${op.snapshot.id}`;
   }
 }
 
@@ -89,5 +104,23 @@ export async function runHostUndo(
       if ((await control.status(signal)).running) await control.stop(signal);
       return;
     }
+    case 'move-volume': {
+      const v = op.volume;
+      if (v.fs === 'zfs') {
+        if (!(await datasetExists(v.dataset!, signal))) return;
+        const [mountpoint] = (
+          await run('zfs', ['get', '-H', '-o', 'value', 'mountpoint', v.dataset!])
+        ).stdout.split('\n');
+        if (mountpoint !== v.path) return;
+      } else if (!existsSync(v.path)) return;
+      await moveVolume(v, op.to, signal);
+      return;
+    }
+    case 'remove-volume':
+      await removeVolume(op.volume, signal);
+      return;
+    case 'remove-received':
+      await removeReceived(op.snapshot, signal);
+      return;
   }
 }

@@ -21,6 +21,8 @@ import { ReseedError, abortError, errorMessage, isReseedError } from '../errors.
 import { run } from '../exec/run.js';
 import { connect } from '../mysql/server.js';
 import type { Endpoint } from '../mysql/credentials.js';
+import { checkSandboxFs, fsDatadir, makeSandboxFs, mountSandboxFs, removeSandboxFs } from './sandbox-fs.js';
+import type { SandboxFs, SandboxFsKind } from './sandbox-fs.js';
 
 /**
  * A sandbox is a real mariadbd from the installed packages, in its own directory with its own
@@ -33,6 +35,10 @@ export interface SandboxInfo {
   port: number;
   serverId: number;
   socket: string;
+  /** DIR/data, or DIR/fs/data on a sandbox made with --fs */
+  datadir: string;
+  /** the filesystem its datadir is on, when made with --fs */
+  fs: SandboxFsKind | undefined;
   /** The server's PID while it runs; undefined when stopped. */
   pid: number | undefined;
   running: boolean;
@@ -47,6 +53,8 @@ interface SandboxMeta {
   bufferPool: string;
   /** Absent in sandboxes made before it was recorded: they had none. */
   extraConfig?: string[];
+  /** its datadir on a btrfs or ZFS filesystem of its own (--fs) */
+  fs?: SandboxFs;
   createdAt: string;
 }
 
@@ -56,6 +64,10 @@ export interface SandboxUpOptions {
   bufferPool?: string | undefined;
   /** extra [mariadbd] lines, e.g. "log_bin = OFF" for a test of a refusal */
   extraConfig?: string[] | undefined;
+  /** the datadir on a filesystem of its own: a loop-mounted btrfs image, or a zfs-fuse pool on an image file */
+  fs?: SandboxFsKind | undefined;
+  /** the image's size (default 4G; sparse) */
+  fsSize?: string | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -122,6 +134,8 @@ function readMeta(dir: string): SandboxMeta | undefined {
 }
 
 const myCnf = (dir: string): string => join(dir, 'my.cnf');
+const datadirOf = (dir: string, meta: Pick<SandboxMeta, 'fs'>): string =>
+  meta.fs ? fsDatadir(dir) : join(dir, 'data');
 const pidFile = (dir: string): string => join(dir, 'mariadbd.pid');
 
 function pidOf(dir: string): number | undefined {
@@ -183,6 +197,8 @@ function info(dir: string, meta: SandboxMeta): SandboxInfo {
     port: meta.port,
     serverId: meta.serverId,
     socket: join(dir, 'mariadbd.sock'),
+    datadir: datadirOf(dir, meta),
+    fs: meta.fs?.kind,
     pid: running ? pid : undefined,
     running,
     stalePidFile: pid !== undefined && !running,
@@ -241,7 +257,7 @@ function config(dir: string, meta: SandboxMeta): string {
   const runAsRoot = process.getuid?.() === 0;
   return [
     '[mariadbd]',
-    `datadir = ${join(dir, 'data')}`,
+    `datadir = ${datadirOf(dir, meta)}`,
     `socket = ${join(dir, 'mariadbd.sock')}`,
     `pid-file = ${join(dir, 'mariadbd.pid')}`,
     `log-error = ${join(dir, 'error.log')}`,
@@ -351,6 +367,7 @@ export async function sandboxUp(name: string, options: SandboxUpOptions = {}): P
   if (current.running) return current;
   rmSync(pidFile(dir), { force: true });
   try {
+    if (meta.fs) await mountSandboxFs(dir, meta.fs);
     await start(dir, meta, options.signal);
   } catch (err) {
     if (!isReseedError(err) || err.code !== 'SANDBOX') throw err;
@@ -370,8 +387,10 @@ function refuseChangedOptions(meta: SandboxMeta, options: SandboxUpOptions): voi
   const extra = meta.extraConfig ?? [];
   if (options.extraConfig !== undefined && options.extraConfig.join('\n') !== extra.join('\n'))
     asked.push(`extra config "${options.extraConfig.join('; ')}"`);
+  if (options.fs !== undefined && options.fs !== meta.fs?.kind) asked.push(`--fs ${options.fs}`);
   if (asked.length === 0) return;
   const made = [`--port ${meta.port}`, `--buffer-pool ${meta.bufferPool}`];
+  if (meta.fs) made.push(`--fs ${meta.fs.kind}`);
   if (extra.length) made.push(`extra config "${extra.join('; ')}"`);
   throw new ReseedError(
     'USAGE',
@@ -385,25 +404,34 @@ async function createSandbox(name: string, dir: string, options: SandboxUpOption
   if (options.port !== undefined && (await portInUse(port))) {
     throw new ReseedError('SANDBOX', `port ${port} is in use; pick another with --port or leave it out`);
   }
+  if (options.fs) await checkSandboxFs(options.fs);
   const data = await template(options.signal);
   claimDirectory(dir);
+  let fs: SandboxFs | undefined;
   try {
     mkdirSync(join(dir, 'tmp'));
-    cpSync(data, join(dir, 'data'), { recursive: true });
+    if (options.fs) {
+      // Recorded at once: a failure below removes the mount or pool with the directory.
+      fs = await makeSandboxFs(dir, name, options.fs, options.fsSize ?? '4G');
+      writeFileSync(join(dir, 'fs.json'), JSON.stringify(fs));
+    }
     const meta: SandboxMeta = {
       name,
       port,
       serverId: uniqueServerId(),
       bufferPool: options.bufferPool?.trim() ?? DEFAULT_BUFFER_POOL,
       ...(options.extraConfig?.length ? { extraConfig: options.extraConfig } : {}),
+      ...(fs ? { fs } : {}),
       createdAt: new Date().toISOString(),
     };
+    cpSync(data, datadirOf(dir, meta), { recursive: true });
     writeFileSync(myCnf(dir), config(dir, meta));
     writeFileSync(join(dir, 'sandbox.json'), JSON.stringify(meta, null, 2) + '\n');
     await start(dir, meta, options.signal);
     return info(dir, meta);
   } catch (err) {
     // start() has waited for its mariadbd to exit, so nothing writes here any more.
+    if (fs) await removeSandboxFs(dir, fs).catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });
     throw new ReseedError(
       isReseedError(err) ? err.code : 'SANDBOX',
@@ -481,7 +509,8 @@ async function answersAsOurs(endpoint: Endpoint, dir: string): Promise<boolean> 
   try {
     // The datadir, not the server_id: extra configuration may set the server_id (a test does).
     const [row] = await server.query('SELECT @@datadir AS d');
-    return resolve(String(row?.d)) === resolve(join(dir, 'data'));
+    const meta = readMeta(dir);
+    return resolve(String(row?.d)) === resolve(meta ? datadirOf(dir, meta) : join(dir, 'data'));
   } finally {
     await server.close();
   }
@@ -540,5 +569,13 @@ export async function sandboxRemove(name: string): Promise<void> {
   const current = getSandbox(name);
   if (!current) throw new ReseedError('USAGE', `no sandbox named ${name} (see: reseed sandbox list)`);
   await sandboxDown(name);
+  const meta = readMeta(current.dir);
+  // A half-made --fs sandbox has fs.json before sandbox.json says so.
+  const fs =
+    meta?.fs ??
+    (existsSync(join(current.dir, 'fs.json'))
+      ? (JSON.parse(readFileSync(join(current.dir, 'fs.json'), 'utf8')) as SandboxFs)
+      : undefined);
+  if (fs) await removeSandboxFs(current.dir, fs);
   rmSync(current.dir, { recursive: true, force: true });
 }

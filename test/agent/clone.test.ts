@@ -167,6 +167,10 @@ describe('clones through agents', () => {
   ] as const)
     it(`a failure ${phase} leaves the joiner as it was and the donor clean`, async () => {
       const before = joinerSnapshot();
+      // A read-only joiner (a replica, usually): mysqld restarted on its old datadir reads
+      // read_only from its configuration (OFF here), and the undo must set it again.
+      const readOnly = fault === 'physical-started';
+      if (readOnly) await joiner.sql('SET GLOBAL read_only = ON');
       await restartAgent(joiner, fault);
       try {
         const r = await reseed(mariabackup(), {
@@ -180,6 +184,11 @@ describe('clones through agents', () => {
         await restartAgent(joiner);
       }
       await assertJoinerAsBefore(before, legacy);
+      if (readOnly) {
+        const [ro] = await joiner.sql('SELECT @@read_only AS r');
+        assert.equal(Number(ro!.r), 1, 'read_only is ON again');
+        await joiner.sql('SET GLOBAL read_only = OFF');
+      }
       await assertDonorClean();
       assert.deepEqual(await otherSessions(donor), []);
     });

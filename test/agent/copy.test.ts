@@ -184,6 +184,12 @@ describe('--method copy through agents', () => {
       });
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /down for 1 s \(--max-downtime\): started again/, r.stderr);
+      // The user is told how long the donor was down, whatever ended the clone.
+      assert.match(
+        r.stderr,
+        /warning: the donor's mysqld was started again \(\w+\): it was down [\d.]+ s/,
+        r.stderr,
+      );
       assert.match(r.stderr, /as they were/, r.stderr);
     } finally {
       await restartAgent(donor);
@@ -201,6 +207,16 @@ describe('--method copy through agents', () => {
         signal: AbortSignal.timeout(120_000),
       });
       assert.notEqual(r.code, 0);
+      assert.match(
+        r.stderr,
+        /the donor's agent stopped answering (while it stopped its mysqld|during the second pass)/,
+        r.stderr,
+      );
+      assert.match(
+        r.stderr,
+        /start the donor's agent again too \(a sandbox: reseed sandbox up NAME --agent\)/,
+        r.stderr,
+      );
       assert.match(r.stderr, /as they were/, r.stderr);
       // No agent runs on the donor now: the guard alone brought mysqld back.
       await waitForDonor(30_000);
@@ -234,6 +250,8 @@ describe('--method copy through agents', () => {
       const r = await run;
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /as they were/, r.stderr);
+      // Its mysqld was never stopped: nothing says it was, or waits for it.
+      assert.doesNotMatch(r.stderr, /first pass done|mysqld does not answer|was started again/, r.stderr);
       assert.ok(Date.now() - started < 60_000, `failed after ${Date.now() - started} ms`);
     } finally {
       await joinerApi.close();

@@ -271,6 +271,8 @@ const offline: Case[] = [
   { name: 'transfer --compress gzip', args: () => ['transfer', '--from', 'agent://db1/a', '--to', 'agent://db2/b', '--compress', 'gzip'], exit: 2, says: /allowed choices are none, lz4, zstd, auto/ },
   { name: 'transfer to an agent no registry names', args: () => ['transfer', '--from', 'agent://db1/a', '--to', 'agent://nosuch/b'], exit: 2, says: /^no agent named nosuch \(looked in / },
   { name: 'transfer with RESEED_AGENTS naming a missing file', args: () => ['transfer', '--from', 'agent://db1/a', '--to', 'agent://db2/b'], env: { RESEED_AGENTS: '/nonexistent/agents.json' }, exit: 2, says: /^RESEED_AGENTS names \/nonexistent\/agents\.json, which does not exist/ },
+  ...['0', '1ms', '25h'].map((v) => ({ name: `clone through agents --max-downtime ${v}`, args: () => ['clone', '--from', 'agent://db1', '--to', 'agent://db2', '--method', 'copy', '--no-replicate', '--max-downtime', v], exit: 2, says: new RegExp(`^--max-downtime takes 1s to 24h, not "${v}"`) })),
+  { name: 'clone through agents --method mariabackup --delta', args: () => ['clone', '--from', 'agent://db1', '--to', 'agent://db2', '--method', 'mariabackup', '--no-replicate', '--delta'], exit: 2, says: /^--delta applies through agents to --method copy only$/, hints: /only a file copy has blocks to compare/ },
   { name: 'agent without --config', args: () => ['agent'], exit: 2, says: /^reseed agent needs --config FILE/ },
   { name: 'agent init with a bad --hosts', args: () => ['agent', 'init', '--hosts', 'db1', '--out', '/tmp/never-made'], exit: 2, says: /^--hosts: "db1" is not NAME=ADDRESS\[:PORT\]/ },
 ];

@@ -25,9 +25,17 @@ export interface TestServer {
 
 const started: string[] = [];
 
-export async function startServer(name: string, extraConfig: string[] = []): Promise<TestServer> {
+export async function startServer(
+  name: string,
+  extraConfig: string[] = [],
+  o: { fs?: 'btrfs' | 'zfs' } = {},
+): Promise<TestServer> {
   const unique = `${name}-${process.pid}`;
-  const info = await sandboxUp(unique, { extraConfig, bufferPool: '128M' });
+  const info = await sandboxUp(unique, {
+    extraConfig,
+    bufferPool: '128M',
+    ...(o.fs ? { fs: o.fs, fsSize: '2G' } : {}),
+  });
   started.push(unique);
   const session = () => connect(sandboxEndpoint(info));
   return {
