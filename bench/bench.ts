@@ -1,7 +1,8 @@
 // npm run bench -- [--size 2G] [--runs 3] [--parallel 4] [--no-rss-2x] [--out docs/benchmarks.md]
 //                   [--sections clone,verify,impact,channel,physical] [--verify-runs 3] [--alone 30]
 //                   [--channel-runs 3] [--physical-runs 3] [--copy-runs 3]
-//                   (sections: clone,verify,impact,channel,physical,copy)
+//                   [--snapshot-clones 20] [--snapshot-size 500M] [--snapshot-fs btrfs,zfs]
+//                   (sections: clone,verify,impact,channel,physical,copy,snapshot)
 // Measures, on one generated dataset, each method into a fresh empty joiner sandbox, rounds
 // interleaved, the OS page cache dropped before each run; reports medians and ratios to reseed.
 import { writeFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
@@ -28,6 +29,7 @@ import { impactBench, renderImpact, renderVerify, verifyBench, withSection } fro
 import { channelBench, renderChannel } from './channel.js';
 import { physicalBench, renderPhysical } from './physical.js';
 import { copyBench, renderCopy } from './copy.js';
+import { renderSnapshot, snapshotBench } from './snapshot.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const { values: args } = parseArgs({
@@ -41,6 +43,9 @@ const { values: args } = parseArgs({
     methods: { type: 'string', default: 'reseed,mysqldump,mydumper,ingest,mariabackup' },
     sections: { type: 'string', default: 'clone,verify,impact,channel,physical,copy' },
     'copy-runs': { type: 'string', default: '3' },
+    'snapshot-clones': { type: 'string', default: '20' },
+    'snapshot-size': { type: 'string', default: '500M' },
+    'snapshot-fs': { type: 'string', default: 'btrfs,zfs' },
     'physical-runs': { type: 'string', default: '3' },
     'verify-runs': { type: 'string', default: '3' },
     alone: { type: 'string', default: '30' },
@@ -153,6 +158,23 @@ async function main(): Promise<void> {
       renderCopy(c, `npm run bench -- ${process.argv.slice(2).join(' ')}`),
     );
   }
+  if (sections.includes('snapshot')) {
+    const results = [];
+    for (const fs of args['snapshot-fs']!.split(',') as ('btrfs' | 'zfs')[])
+      results.push(
+        await snapshotBench({
+          fs,
+          bytes: parseSize(args['snapshot-size']!),
+          clones: Number(args['snapshot-clones']),
+          dropCaches,
+        }),
+      );
+    report = withSection(
+      report,
+      'snapshot',
+      renderSnapshot(results, `npm run bench -- ${process.argv.slice(2).join(' ')}`),
+    );
+  }
   if (sections.includes('channel')) {
     const c = await channelBench({ donor, runs: Number(args['channel-runs']), parallel, dropCaches });
     report = withSection(
@@ -210,7 +232,7 @@ async function cloneSection(
     chart: basename(chart),
   });
   writeFileSync(chart, renderChart(methods.map((m) => ({ label: METHODS[m]!.label, results: results[m]! }))));
-  for (const name of ['verify', 'impact', 'channel', 'physical', 'copy']) {
+  for (const name of ['verify', 'impact', 'channel', 'physical', 'copy', 'snapshot']) {
     const m = new RegExp(`<!-- bench:${name} -->\\n([\\s\\S]*?)\\n<!-- /bench:${name} -->`).exec(o.old);
     if (m) report = withSection(report, name, m[1]!);
   }

@@ -19,5 +19,22 @@ npm run --silent typecheck
 npm run --silent lint
 npm run --silent format:check
 export RESEED_TEST_DIR="${RESEED_TEST_DIR:-$(mktemp -d /tmp/reseed-test.XXXXXX)}"
+# Whatever a test that failed hard left mounted under the test directory goes: ZFS pools, loop
+# mounts, and a zfs-fuse daemon the tests started.
+cleanup() {
+  if command -v zpool >/dev/null 2>&1; then
+    for pool in $(zpool list -H -o name 2>/dev/null | grep '^reseed_' || true); do
+      if zfs get -H -o value mountpoint "$pool" 2>/dev/null | grep -q "^$RESEED_TEST_DIR/"; then
+        for _ in 1 2 3 4 5 6 7 8 9 10; do zpool destroy -f "$pool" 2>/dev/null && break; sleep 1; done
+      fi
+    done
+  fi
+  grep " $RESEED_TEST_DIR/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m" || true; done
+  pidfile="$RESEED_TEST_DIR/sandboxes/.zfs-fuse.pid"
+  if [ -f "$pidfile" ] && grep -q zfs-fuse "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null; then
+    kill "$(cat "$pidfile")" || true
+  fi
+}
+trap cleanup EXIT
 shopt -s globstar nullglob
 node --import tsx --test --test-concurrency=2 test/**/*.test.ts

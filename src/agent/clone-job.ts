@@ -49,6 +49,8 @@ export const cloneRequestSchema = z
     maxDowntimeMs: z.number().int().min(1000).max(86_400_000).default(600_000),
     /** copy, snapshot: the bounded wait for the donor's lock (a quiet window, then the lock statement) */
     lockWaitTimeoutMs: z.number().int().min(100).max(3_600_000).default(10_000),
+    /** snapshot, reseed refresh: the cheapest way that works (auto), or a full send */
+    refresh: z.enum(['auto', 'full']).optional(),
     /** snapshot: the watchdog ends the donor's read lock after this (the snapshot then fails) */
     maxLockTimeMs: z.number().int().min(100).max(3_600_000).default(5_000),
     /** copy: the joiner's datadir is an older copy of the donor's; the first pass sends only what differs */
@@ -161,6 +163,8 @@ export async function runCloneJob(
     });
     return { ...summary } as unknown as Record<string, unknown>;
   }
+  if (r.refresh && r.method !== 'snapshot')
+    throw new ReseedError('USAGE', `a refresh is a snapshot clone (given --method ${r.method})`);
   if (!config.datadir || !config.service)
     throw new ReseedError(
       'PREFLIGHT_FAILED',
@@ -193,6 +197,7 @@ export async function runCloneJob(
       maxLockTimeMs: r.maxLockTimeMs,
       delta: r.delta,
       replicaName: config.name,
+      refresh: r.refresh,
     },
     journal: ctx.journal,
     log,

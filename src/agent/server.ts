@@ -403,6 +403,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     }),
     donorOnly: z.array(z.string()),
     base: z.string().optional(),
+    fullBytes: z.number().optional(),
     bytes: z.number(),
     error: z.string().optional(),
   });

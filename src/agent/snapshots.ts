@@ -17,6 +17,8 @@ import {
   sendSnapshot,
   snapshotBytes,
   snapshotExists,
+  snapshotFullBytes,
+  snapshotIdentity,
   takeSnapshot,
   volumeAt,
 } from '../host/volumes.js';
@@ -40,6 +42,8 @@ export interface SnapshotReport {
   donorOnly: string[];
   /** the base this snapshot is sent against (an incremental send), or none */
   base?: string | undefined;
+  /** what a full send of it carries, about (to show what an incremental send saved) */
+  fullBytes?: number | undefined;
   bytes: number;
   error?: string | undefined;
 }
@@ -180,6 +184,7 @@ export class Snapshots {
     }
     faultPoint('snapshot-taken');
     const report: SnapshotReport = {
+      fullBytes: await snapshotFullBytes(snapshot),
       state: 'taken',
       fs: volume.fs,
       name,
@@ -302,7 +307,9 @@ export class Snapshots {
   }
 
   /** The bases kept for replicas, with what each costs on disk. */
-  async bases(): Promise<{ replica: string; snapshot: string; bytes: number | undefined }[]> {
+  async bases(): Promise<
+    { replica: string; snapshot: string; bytes: number | undefined; identity: string | undefined }[]
+  > {
     const volume = await this.volume();
     if (typeof volume === 'string') return [];
     const out = [];
@@ -311,7 +318,10 @@ export class Snapshots {
       out.push({
         replica: s.id.slice(at + BASE_PREFIX.length),
         snapshot: s.id,
+        /** the blocks only it holds: what keeping it costs */
         bytes: await snapshotBytes(s),
+        /** btrfs UUID / ZFS guid: the joiner's received copy carries the same */
+        identity: await snapshotIdentity(s),
       });
     }
     return out;

@@ -89,7 +89,7 @@ function maxDowntime(text: string): number {
 
 const flagName = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
-function agentName(text: string, option: string): string {
+export function agentName(text: string, option: string): string {
   const m = /^agent:\/\/([^/]+)\/?$/.exec(text);
   if (!m) throw new ReseedError('USAGE', `${option} takes agent://NAME, not "${text}"`);
   return m[1]!;

@@ -335,7 +335,8 @@ function agentNameOf(ref: string): string {
 
 function describeRequest(j: JobRecord): string {
   const r = j.request as { from?: string; path?: string; dest?: string; method?: string };
-  if (j.kind === 'clone') return `--method ${r.method ?? 'logical'} from agent://${r.from ?? '?'}`;
+  if (j.kind === 'clone')
+    return `${(r as { refresh?: string }).refresh ? 'refresh' : `--method ${r.method ?? 'logical'}`} from agent://${r.from ?? '?'}`;
   return r.from ? `agent://${r.from}${r.path ?? ''} -> ${r.dest ?? ''}` : '';
 }
 
@@ -343,7 +344,9 @@ function describeRequest(j: JobRecord): string {
 function renderCloneResult(r: Record<string, unknown>): string[] {
   const n = (k: string) => Number(r[k] ?? 0);
   const out: string[] = [];
-  if (r.dryRun) return ['  dry run     nothing was changed'];
+  const refresh = r.refresh as { mode: string; why: string } | undefined;
+  if (refresh) out.push(`  refresh     ${refresh.mode}: ${refresh.why}`);
+  if (r.dryRun) return [...out, '  dry run     nothing was changed'];
   const phases = Object.entries((r.phases ?? {}) as Record<string, number>)
     .map(([k, v]) => `${k} ${formatMs(v)}`)
     .join(', ');
@@ -358,7 +361,22 @@ function renderCloneResult(r: Record<string, unknown>): string[] {
       `  donor       mysqld stopped ${formatMs(n('donorDownMs'))}, commits blocked ${formatMs(n('donorCommitBlockedMs'))} (lock, clean shutdown, second pass, start)`,
       `  passes      first ${formatBytes(n('firstPassBytes'))} sent while it served${n('firstPassReusedBytes') ? ` (${formatBytes(n('firstPassReusedBytes'))} equal in the joiner's datadir, not sent: --delta)` : ''}; second ${formatBytes(n('bytes') - n('firstPassBytes'))} sent, ${formatBytes(n('reusedBytes'))} unchanged and not sent`,
     );
-  else if (r.donorCommitBlockedMs !== undefined)
+  else if (r.snapshot !== undefined) {
+    const sn = r.snapshot as {
+      fs: string;
+      name: string;
+      lockHeldMs: number;
+      base?: string;
+      fullBytes?: number;
+    };
+    out.push(
+      `  donor       commits blocked ${formatMs(sn.lockHeldMs)} while its ${sn.fs} snapshot ${sn.name} was taken`,
+    );
+    if (sn.base)
+      out.push(
+        `  incremental ${formatBytes(n('bytes'))} sent against the base${sn.fullBytes ? `; a full send carries about ${formatBytes(sn.fullBytes)} (${((100 * n('bytes')) / Math.max(1, sn.fullBytes)).toFixed(1)}%)` : ''}`,
+      );
+  } else if (r.donorCommitBlockedMs !== undefined)
     out.push(
       `  donor       commits blocked ${formatMs(n('donorCommitBlockedMs'))}, DDL blocked ${formatMs(n('donorDdlBlockedMs'))} (BACKUP STAGE)`,
     );

@@ -3,6 +3,7 @@ import { EXIT_CODES, ReseedError } from '../errors.js';
 import { cloneCommand } from './clone.js';
 import { reportError } from './common.js';
 import { demoCommand } from './demo.js';
+import { refreshCommand } from './refresh.js';
 import { quiesceCommand } from './quiesce.js';
 import { statusCommand } from './status.js';
 import { agentCommand } from './agent.js';
@@ -27,6 +28,7 @@ const program: Command = new Command('reseed')
   .addCommand(sandboxCommand())
   .addCommand(demoCommand())
   .addCommand(quiesceCommand())
+  .addCommand(refreshCommand())
   .addHelpText('after', '\nStart with `reseed demo`, or `reseed clone --help`. Docs: README.md and docs/.');
 for (const c of jobsCommands()) program.addCommand(c);
 

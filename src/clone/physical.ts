@@ -26,8 +26,10 @@ import {
   destroySnapshot,
   moveVolume,
   protectReceived,
+  lastReceived,
   receiveSnapshot,
   receiveTarget,
+  receivedIdentity,
   receivedSnapshot,
   removeVolume,
   volumeAt,
@@ -98,6 +100,11 @@ export interface PhysicalOptions {
   maxLockTimeMs: number;
   /** snapshot: this joiner's name on the donor (its base snapshot is kept under it) */
   replicaName: string;
+  /**
+   * snapshot, `reseed refresh`: auto takes the cheapest way (replication catching up alone, an
+   * incremental send against the kept bases, else a full send); full always sends it whole
+   */
+  refresh?: 'auto' | 'full' | undefined;
 }
 
 export interface PhysicalCloneRequest {
@@ -137,7 +144,18 @@ export interface PhysicalSummary {
   /** copy --delta: bytes of the first pass equal in the joiner's datadir, copied from it and not sent */
   firstPassReusedBytes?: number;
   /** snapshot: the filesystem, the snapshot sent and the donor's read lock around it */
-  snapshot?: { fs: string; name: string; lockHeldMs: number; lockWaitMs: number; received: string };
+  snapshot?: {
+    fs: string;
+    name: string;
+    lockHeldMs: number;
+    lockWaitMs: number;
+    received: string;
+    /** an incremental send: the base it was sent against, and what a full send would have carried */
+    base?: string | undefined;
+    fullBytes?: number | undefined;
+  };
+  /** `reseed refresh`: the way it took, and why */
+  refresh?: { mode: RefreshMode; why: string };
   replication: { state: 'running' | 'not configured'; from?: string; catchUpMs?: number };
   verify: { identical: boolean; tables: number; chunks: number; rows: number } | undefined;
   phases: Record<string, number>;
@@ -164,7 +182,8 @@ interface Sides {
  * puts the old datadir back and starts mysqld on it, and the joiner is compared with its state
  * before (data checksums, schemas, accounts, replication, and the host's datadir by inode).
  */
-export async function physicalClone(req: PhysicalCloneRequest): Promise<PhysicalSummary> {
+export async function physicalClone(request: PhysicalCloneRequest): Promise<PhysicalSummary> {
+  let req = request;
   const started = Date.now();
   const { journal, signal, options, emit } = req;
   const phases: Record<string, number> = {};
@@ -176,7 +195,13 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
   let finishSnapshot: ((keep: boolean) => Promise<void>) | undefined;
   let committed = false;
   try {
-    const { lines: plan, estimate, bufferPool, joinerVolume } = await preflightPhysical(req, sides, datadir);
+    const refresh = options.refresh ? await chooseRefresh(req, sides, datadir) : undefined;
+    if (refresh?.mode === 'catch-up') return await catchUpOnly(req, sides, refresh, started);
+    // A refresh replaces a replica this donor seeded (it holds the donor's base): no --force needed.
+    if (refresh?.mode === 'incremental') req = { ...req, options: { ...options, force: true } };
+    const pre = await preflightPhysical(req, sides, datadir);
+    const { estimate, bufferPool, joinerVolume } = pre;
+    const plan = refresh ? [`refresh: ${refresh.mode}: ${refresh.why}`, ...pre.lines] : pre.lines;
     emit({
       type: 'plan',
       lines: plan,
@@ -206,6 +231,7 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
       durationMs: 0,
       manifest: undefined,
       removed: '',
+      ...(refresh ? { refresh: { mode: refresh.mode, why: refresh.why } } : {}),
     };
     if (options.dryRun) return { ...summary, durationMs: Date.now() - started };
 
@@ -261,7 +287,9 @@ export async function physicalClone(req: PhysicalCloneRequest): Promise<Physical
     let coordinates: BinlogInfo | undefined;
     let stagingVolume: Volume | undefined;
     if (req.method === 'snapshot') {
-      const got = await inPhase('COPY_FAILED', () => copySnapshot(req, staging, joinerVolume!));
+      const got = await inPhase('COPY_FAILED', () =>
+        copySnapshot(req, staging, joinerVolume!, refresh?.base),
+      );
       const { coordinates: c, volume, finish, ...rest } = got;
       finishSnapshot = finish;
       Object.assign(summary, rest);
@@ -1095,6 +1123,130 @@ async function receiveTreeOr(
   }
 }
 
+export type RefreshMode = 'catch-up' | 'incremental' | 'full';
+
+interface RefreshChoice {
+  mode: RefreshMode;
+  why: string;
+  /** incremental: the snapshot this joiner received last, which the donor keeps too */
+  base?: Snapshot | undefined;
+}
+
+/**
+ * `reseed refresh` takes the cheapest way that works (Galera's IST before SST): replication
+ * catching up alone when the joiner replicates from the donor without an error (the donor's
+ * binary logs still hold its position: its I/O thread is connected); else an incremental send
+ * when the donor keeps this replica's base and the joiner holds the same snapshot untouched; else
+ * a full send. A base that differs or was made writable is refused unless --full.
+ */
+async function chooseRefresh(req: PhysicalCloneRequest, s: Sides, datadir: string): Promise<RefreshChoice> {
+  const { signal, options } = req;
+  if (options.refresh === 'full') return { mode: 'full', why: '--full: the whole snapshot is sent' };
+  const flavor = s.joinerFacts.flavor;
+  const to = replicationTarget(req, s.donorFacts);
+  const link = (await s.joiner.query(flavor.allReplicaStatusSql, [], signal))
+    .map((r) => flavor.parseReplicaStatus(r))
+    .find((r) => r.connection === '');
+  const fromDonor =
+    link !== undefined &&
+    link.sourcePort === to.port &&
+    (link.sourceHost === to.host || link.sourceServerId === s.donorFacts.serverId);
+  if (fromDonor && link.ioRunning && link.sqlRunning && !link.lastIoErrno && !link.lastSqlErrno)
+    return {
+      mode: 'catch-up',
+      why: `the joiner replicates from ${to.host}:${to.port} without an error (${link.secondsBehind ?? '?'} s behind): replication catches up alone, nothing is sent`,
+    };
+  const stopped = !link
+    ? 'the joiner does not replicate'
+    : !fromDonor
+      ? `the joiner replicates from ${link.sourceHost}:${link.sourcePort}, not from the donor`
+      : link.lastIoErrno || link.lastSqlErrno
+        ? `the joiner's replication failed (${link.lastIoErrno ? `I/O ${link.lastIoErrno}: ${link.lastIoError}` : `SQL ${link.lastSqlErrno}: ${link.lastSqlError}`})`
+        : "the joiner's replication is stopped";
+  const volume = await volumeAt(datadir, signal);
+  if (typeof volume === 'string') return { mode: 'full', why: `${stopped}; ${volume}` };
+  const received = await lastReceived(volume, signal);
+  const { bases } = await req.donorAgent.call<{ bases: { replica: string; identity?: string | null }[] }>(
+    'GET',
+    '/v1/snapshot-bases',
+    undefined,
+    signal,
+  );
+  const donorBase = bases.find((b) => b.replica === options.replicaName.replace(/[^A-Za-z0-9_.-]/g, '_'));
+  if (!donorBase || !received)
+    return {
+      mode: 'full',
+      why: `${stopped}, and ${!donorBase ? `the donor keeps no base for ${options.replicaName}` : 'the joiner holds no snapshot it received'}: the whole snapshot is sent`,
+    };
+  const mine = await receivedIdentity(received, signal);
+  if (!mine.untouched || mine.identity !== donorBase.identity)
+    throw new ReseedError(
+      'PREFLIGHT_FAILED',
+      !mine.untouched
+        ? `the snapshot the joiner received last (${received.id}) is no longer read-only: it may have changed since it was received, so an incremental send onto it could be refused or wrong; nothing was changed`
+        : `the snapshot the joiner received last (${received.id}) is not the donor's base for it: they diverged (another donor, or a base replaced); nothing was changed`,
+      {
+        hints: [
+          'reseed refresh --full --force sends the whole snapshot over the joiner (and keeps it as the new base)',
+        ],
+      },
+    );
+  return {
+    mode: 'incremental',
+    why: `${stopped}; the donor keeps ${options.replicaName}'s base and the joiner holds the same snapshot, untouched: only what changed since is sent`,
+    base: received,
+  };
+}
+
+/** A refresh that replication alone does: wait until the joiner has caught up with the donor. */
+async function catchUpOnly(
+  req: PhysicalCloneRequest,
+  s: Sides,
+  refresh: RefreshChoice,
+  started: number,
+): Promise<PhysicalSummary> {
+  const plan = [`refresh: ${refresh.mode}: ${refresh.why}`];
+  req.emit({ type: 'plan', lines: plan, dryRun: req.options.dryRun, phases: ['preflight', 'replicate'] });
+  const summary: PhysicalSummary = {
+    method: req.method,
+    plan,
+    dryRun: req.options.dryRun,
+    bytes: 0,
+    wireBytes: 0,
+    streamDigest: '',
+    coordinates: undefined,
+    donorCommitBlockedMs: 0,
+    donorDdlBlockedMs: 0,
+    replication: {
+      state: 'running',
+      from: `${replicationTarget(req, s.donorFacts).host}:${replicationTarget(req, s.donorFacts).port}`,
+    },
+    verify: undefined,
+    phases: {},
+    durationMs: 0,
+    manifest: undefined,
+    removed: '',
+    refresh: { mode: refresh.mode, why: refresh.why },
+  };
+  if (req.options.dryRun) return { ...summary, durationMs: Date.now() - started };
+  req.setState('replicating');
+  req.emit({ type: 'phase', phase: 'replicate' });
+  const waited = await inPhase('REPLICATION_FAILED', () =>
+    waitForCatchUp({
+      replica: s.joiner,
+      source: s.donor,
+      flavor: s.joinerFacts.flavor,
+      useGtid: true,
+      timeoutMs: req.options.catchupTimeoutMs,
+      progress: { emit: req.emit },
+      signal: req.signal,
+    }),
+  );
+  summary.replication.catchUpMs = waited.waitedMs;
+  summary.phases.replicate = waited.waitedMs;
+  return { ...summary, durationMs: Date.now() - started };
+}
+
 /** The donor agent's report of its snapshot (src/agent/snapshots.ts). */
 interface SnapshotReport {
   state: string;
@@ -1105,6 +1257,7 @@ interface SnapshotReport {
   coordinates: { gtid: string; binlog?: { file: string; position: number } };
   donorOnly: string[];
   bytes: number;
+  fullBytes?: number;
   error?: string;
 }
 
@@ -1116,14 +1269,14 @@ interface SnapshotReport {
  * without the donor's own files (binary and relay logs, replication settings, pid file). mysqld
  * started on it later runs InnoDB's crash recovery, which makes it consistent.
  */
-async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: Volume) {
+async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: Volume, base?: Snapshot) {
   const { signal, options, journal } = req;
   const opened = await req.donorAgent.call<{ id: string; secret: string; report: SnapshotReport }>(
     'POST',
     '/v1/snapshots',
     {
       replica: options.replicaName,
-      incremental: false,
+      incremental: base !== undefined,
       // Kept until the clone stands: through the swap, the catch-up and the verification.
       idleTimeoutMs: Math.min(86_400_000, options.catchupTimeoutMs * 2 + 30 * 60_000),
       lockWaitTimeoutMs: options.lockWaitTimeoutMs,
@@ -1143,7 +1296,12 @@ async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: 
       type: 'note',
       message: `the donor's ${r.fs} snapshot ${r.name} is taken: its commits were blocked ${formatMs(r.lockHeldMs)} (after ${formatMs(r.lockWaitMs)} waiting for a quiet window)`,
     });
-    const target = receiveTarget(joiner, journal.header.id);
+    // An incremental send is received where its base is (btrfs: its folder; ZFS: its dataset).
+    const target = base
+      ? base.fs === 'btrfs'
+        ? dirname(base.id)
+        : base.id.slice(0, base.id.indexOf('@'))
+      : receiveTarget(joiner, journal.header.id);
     const received = receivedSnapshot(joiner.fs, target, r.name);
     if (joiner.fs === 'btrfs' && !existsSync(target)) {
       const marker = `.reseed-made-${journal.header.id}`;
@@ -1160,7 +1318,10 @@ async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: 
     let last = 0;
     const got = await journal.apply(
       `receive the donor's snapshot as ${received.id}`,
-      hostUndo('joiner', { kind: 'remove-received', snapshot: received }),
+      // Undone: the new snapshot only when the dataset holds the base too (an incremental on ZFS).
+      base && joiner.fs === 'zfs'
+        ? hostUndo('joiner', { kind: 'remove-snapshot', snapshot: received })
+        : hostUndo('joiner', { kind: 'remove-received', snapshot: received }),
       async () => {
         const child = receiveSnapshot(joiner.fs, target, signal);
         child.stdin!.on('error', (err) => req.log.debug({ err }, `${joiner.fs} receive stdin`));
@@ -1218,6 +1379,8 @@ async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: 
         lockHeldMs: r.lockHeldMs,
         lockWaitMs: r.lockWaitMs,
         received: received.id,
+        base: base?.id,
+        fullBytes: r.fullBytes,
       },
       coordinates: {
         gtid: r.coordinates.gtid,
@@ -1271,6 +1434,10 @@ async function removeAside(
       parentDataset(joiner.dataset!),
     ]);
     const keepDataset = keep.id.slice(0, keep.id.indexOf('@'));
+    // After an incremental the dataset holds the older snapshots too: only the new one stays.
+    const snaps = await runTool('zfs', ['list', '-H', '-o', 'name', '-t', 'snapshot', '-r', keepDataset]);
+    for (const snap of snaps.stdout.split('\n').filter(Boolean))
+      if (snap !== keep.id) await destroySnapshot({ fs: 'zfs', id: snap }, req.signal).catch(() => undefined);
     for (const name of stdout.split('\n'))
       if (/\/reseed-base-[A-Za-z0-9_.:-]+$/.test(name) && name !== keepDataset)
         await removeVolume({ fs: 'zfs', path: '', dataset: name }, req.signal).catch(() => undefined);

@@ -5,7 +5,7 @@ import type { UndoAction, UndoOp } from '../journal/journal.js';
 import { isThisHost, thisHost } from './host-id.js';
 import { run } from '../exec/run.js';
 import { serviceControl } from './service-control.js';
-import { datasetExists, moveVolume, removeReceived, removeVolume } from './volumes.js';
+import { datasetExists, destroySnapshot, moveVolume, removeReceived, removeVolume } from './volumes.js';
 import type { Snapshot, Volume } from './volumes.js';
 import type { ServiceSpec } from './service-control.js';
 
@@ -28,7 +28,9 @@ export type HostOperation =
   /** a btrfs subvolume or ZFS dataset reseed made, destroyed if it exists */
   | { kind: 'remove-volume'; volume: Volume }
   /** a received snapshot (and, on ZFS, its dataset), destroyed if it exists */
-  | { kind: 'remove-received'; snapshot: Snapshot };
+  | { kind: 'remove-received'; snapshot: Snapshot }
+  /** a snapshot reseed made (and nothing else of its dataset), destroyed if it exists */
+  | { kind: 'remove-snapshot'; snapshot: Snapshot };
 
 /** The undo of a step on this host, as the journal keeps it. */
 export function hostUndo(target: UndoAction['target'], op: HostOperation): UndoAction {
@@ -53,6 +55,8 @@ export function describeHostOperation(op: HostOperation): string {
       return `destroy ${op.volume.dataset ?? op.volume.path}`;
     case 'remove-received':
       return `destroy the received snapshot ${op.snapshot.id}`;
+    case 'remove-snapshot':
+      return `destroy the snapshot ${op.snapshot.id}`;
   }
 }
 
@@ -121,6 +125,9 @@ export async function runHostUndo(
       return;
     case 'remove-received':
       await removeReceived(op.snapshot, signal);
+      return;
+    case 'remove-snapshot':
+      await destroySnapshot(op.snapshot, signal);
       return;
   }
 }

@@ -291,3 +291,75 @@ export async function removeReceived(s: Snapshot, signal?: AbortSignal): Promise
   const dataset = s.id.slice(0, s.id.indexOf('@'));
   if (await datasetExists(dataset, signal)) await zfs(['destroy', '-r', dataset], signal);
 }
+
+/** A snapshot's identity, equal on both sides of a send: btrfs its UUID, ZFS its guid. */
+export async function snapshotIdentity(s: Snapshot, signal?: AbortSignal): Promise<string | undefined> {
+  try {
+    if (s.fs === 'zfs') return (await zfs(['get', '-Hp', '-o', 'value', 'guid', s.id], signal)).trim();
+    const { stdout } = await run('btrfs', ['subvolume', 'show', s.id], signal ? { signal } : {});
+    return /^\s*UUID:\s*(\S+)/m.exec(stdout)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The identity of the snapshot a received one was sent from (btrfs: its Received UUID; ZFS: its
+ * guid), and whether it is untouched since (read-only; btrfs clears the Received UUID of a
+ * subvolume made writable).
+ */
+export async function receivedIdentity(
+  s: Snapshot,
+  signal?: AbortSignal,
+): Promise<{ identity: string | undefined; untouched: boolean }> {
+  try {
+    if (s.fs === 'zfs') {
+      const dataset = s.id.slice(0, s.id.indexOf('@'));
+      const ro = (await zfs(['get', '-H', '-o', 'value', 'readonly', dataset], signal)).trim();
+      return { identity: await snapshotIdentity(s, signal), untouched: ro === 'on' };
+    }
+    const { stdout } = await run('btrfs', ['subvolume', 'show', s.id], signal ? { signal } : {});
+    const received = /^\s*Received UUID:\s*(\S+)/m.exec(stdout)?.[1];
+    const readonly = /^\s*Flags:\s*.*readonly/m.test(stdout);
+    const identity = received && received !== '-' ? received : undefined;
+    return { identity, untouched: readonly && identity !== undefined };
+  } catch {
+    return { identity: undefined, untouched: false };
+  }
+}
+
+/** The snapshot a joiner received last (the base of its next incremental), if it keeps one. */
+export async function lastReceived(joiner: Volume, signal?: AbortSignal): Promise<Snapshot | undefined> {
+  if (joiner.fs === 'btrfs') {
+    const dir = join(dirname(joiner.path), `.reseed-received-${basename(joiner.path)}`);
+    if (!existsSync(dir)) return undefined;
+    const found = readdirSync(dir)
+      .filter((n) => n.startsWith('reseed-tmp-'))
+      .map((n) => ({ id: join(dir, n), at: statSync(join(dir, n)).mtimeMs }))
+      .sort((a, b) => a.at - b.at);
+    return found.length ? { fs: 'btrfs', id: found.at(-1)!.id } : undefined;
+  }
+  const parent = joiner.dataset!.slice(0, joiner.dataset!.lastIndexOf('/'));
+  const out = await zfs(
+    ['list', '-H', '-o', 'name', '-t', 'snapshot', '-s', 'creation', '-r', parent],
+    signal,
+  ).catch(() => '');
+  const snaps = out.split('\n').filter((n) => /\/reseed-base-[^/@]+@reseed-tmp-/.test(n));
+  return snaps.length ? { fs: 'zfs', id: snaps.at(-1)! } : undefined;
+}
+
+/** What a full send of a snapshot carries, about (btrfs: its files' total; ZFS: referenced). */
+export async function snapshotFullBytes(s: Snapshot, signal?: AbortSignal): Promise<number | undefined> {
+  try {
+    if (s.fs === 'zfs')
+      return Number((await zfs(['get', '-Hp', '-o', 'value', 'referenced', s.id], signal)).trim());
+    const { stdout } = await run(
+      'btrfs',
+      ['filesystem', 'du', '-s', '--raw', s.id],
+      signal ? { signal } : {},
+    );
+    return Number(stdout.trim().split('\n').at(-1)!.trim().split(/\s+/)[0]);
+  } catch {
+    return undefined;
+  }
+}

@@ -105,10 +105,29 @@ export async function removeSandboxFs(dir: string, fs: SandboxFs): Promise<void>
       () => true,
       () => false,
     );
-    if (imported) await run('zpool', ['destroy', '-f', fs.pool!]);
+    if (imported) await destroyPool(fs.pool!);
     await stopZfsDaemonIfOurs(dirname2(dir));
   }
   rmSync(fs.image, { force: true });
+}
+
+/**
+ * zpool destroy, its datasets unmounted first; zfs-fuse answers "pool is busy" for a while after
+ * the last file in it was closed (seen after mysqld stopped): tried again for up to 15 s.
+ */
+async function destroyPool(pool: string): Promise<void> {
+  const { stdout } = await run('zfs', ['list', '-H', '-o', 'name', '-r', pool]).catch(() => ({ stdout: '' }));
+  for (const dataset of stdout.split('\n').filter(Boolean).reverse())
+    await run('zfs', ['umount', '-f', dataset]).catch(() => undefined);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await run('zpool', ['destroy', '-f', pool]);
+      return;
+    } catch (err) {
+      if (attempt >= 30 || !/busy/i.test(errorMessage(err))) throw err;
+      await sleep(500);
+    }
+  }
 }
 
 async function isMountpoint(path: string): Promise<boolean> {

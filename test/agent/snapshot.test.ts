@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
@@ -55,6 +55,12 @@ async function volumes(s: TestServer): Promise<string[]> {
     .filter((n) => n.startsWith(`${pool}/`))
     .map((n) => n.slice(pool.length + 1))
     .sort();
+}
+
+async function poolOf(s: TestServer): Promise<string> {
+  return (await run('zfs', ['list', '-H', '-o', 'name', sandboxInfo(s).datadir])).stdout
+    .trim()
+    .split('/')[0]!;
 }
 
 /** The donor's snapshots, by name (btrfs: in the snapshot folder; ZFS: data@NAME). */
@@ -122,8 +128,12 @@ for (const fs of ['btrfs', 'zfs'] as const)
       joinerBefore = await volumes(joiner);
     });
     after(async () => {
+      const dirs = [donor, joiner].filter(Boolean).map((s) => s.info.dir);
       for (const s of [donor, joiner]) if (s) await sandboxAgentDown(sandboxInfo(s)).catch(() => undefined);
       await stopAll();
+      // sandbox rm unmounts and destroys what --fs made: nothing of it stays mounted.
+      const mounts = readFileSync('/proc/mounts', 'utf8');
+      for (const d of dirs) assert.ok(!mounts.includes(` ${d}/`), `${d} has nothing mounted`);
     });
 
     it('refusals: flags of other methods, before a job is made', async () => {
@@ -275,6 +285,84 @@ for (const fs of ['btrfs', 'zfs'] as const)
         (n) => n.includes('.reseed-a') || n.includes('.reseed-new'),
       );
       assert.deepEqual(beside, [], 'no aside or staging directory is left');
+    });
+
+    const refreshArgs = (...extra: string[]) => [
+      'refresh',
+      '--from',
+      `agent://${donor.info.name}`,
+      '--to',
+      `agent://${joiner.info.name}`,
+      '--replication-user',
+      'repl',
+      ...extra,
+    ];
+    const jobOf = (r: { stdout: string }) =>
+      JSON.parse(r.stdout.trim().split('\n').at(-1)!) as JobRecord & {
+        result: {
+          refresh: { mode: string };
+          bytes: number;
+          snapshot?: { base?: string; fullBytes?: number; received: string };
+          verify?: { identical: boolean };
+        };
+      };
+
+    it('refresh --plan while the joiner replicates: catch-up alone, nothing changed', async () => {
+      const before = await volumes(joiner);
+      const r = await reseed(refreshArgs('--plan', '--json'), { env: REPL_ENV });
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.equal(jobOf(r).result.refresh.mode, 'catch-up');
+      assert.deepEqual(await volumes(joiner), before);
+    });
+
+    it("refresh once the joiner's replication stopped: an incremental send, smaller than a full one, verified; the bases move on", async () => {
+      await joiner.sql('STOP SLAVE');
+      await donor.sql("INSERT INTO shop.items SELECT seq + 100000, 'new', 1 FROM shop.seq_1_to_5000");
+      const r = await reseed(refreshArgs('--json'), { env: REPL_ENV, signal: AbortSignal.timeout(180_000) });
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      const { result } = jobOf(r);
+      assert.equal(result.refresh.mode, 'incremental');
+      assert.ok(result.snapshot?.base, 'sent against a base');
+      assert.ok(
+        result.snapshot.fullBytes && result.bytes < result.snapshot.fullBytes / 2,
+        `${result.bytes} bytes sent, a full send ${result.snapshot.fullBytes}`,
+      );
+      assert.equal(result.verify?.identical, true);
+      assert.equal(await checksum(joiner, 'shop.items'), await checksum(donor, 'shop.items'));
+      await assertDonorClean([`reseed-base-${joiner.info.name}`]);
+      const received = (await volumes(joiner)).filter((v) => v.includes('reseed-tmp-'));
+      assert.equal(received.length, 1, `only the new base is kept: ${received.join(', ')}`);
+    });
+
+    it('refresh refuses a base made writable, changing nothing; --full sends it whole', async () => {
+      await joiner.sql('STOP SLAVE');
+      const received = (await volumes(joiner)).find((v) => v.includes('reseed-tmp-'))!;
+      if (fs === 'btrfs')
+        await run('btrfs', [
+          'property',
+          'set',
+          '-f',
+          join(dirname(sandboxInfo(joiner).datadir), received),
+          'ro',
+          'false',
+        ]);
+      else
+        await run('zfs', ['set', 'readonly=off', `${await poolOf(joiner)}/${received.replace(/@.*$/, '')}`]);
+      const before = await volumes(joiner);
+      const refused = await reseed(refreshArgs(), { env: REPL_ENV });
+      assert.equal(refused.code, 4, refused.stderr);
+      assert.match(refused.stderr, /is no longer read-only/);
+      assert.match(refused.stderr, /reseed refresh --full --force/);
+      assert.deepEqual(await volumes(joiner), before);
+      const full = await reseed(refreshArgs('--full', '--force', '--json'), {
+        env: REPL_ENV,
+        signal: AbortSignal.timeout(180_000),
+      });
+      assert.equal(full.code, 0, full.stderr + full.stdout);
+      assert.equal(jobOf(full).result.refresh.mode, 'full');
+      assert.equal(jobOf(full).result.verify?.identical, true);
+      const left = (await volumes(joiner)).filter((v) => v.includes('reseed-tmp-'));
+      assert.equal(left.length, 1, `one base is kept: ${left.join(', ')}`);
     });
   });
 

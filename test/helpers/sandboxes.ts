@@ -54,7 +54,11 @@ export async function startServer(
 }
 
 export async function stopAll(): Promise<void> {
-  for (const name of started.splice(0)) await sandboxRemove(name).catch(() => undefined);
+  // A sandbox that cannot be removed (a pool still busy, a mount in use) is said, not hidden.
+  for (const name of started.splice(0))
+    await sandboxRemove(name).catch((err: unknown) =>
+      process.stderr.write(`stopAll: sandbox ${name} not removed: ${String(err)}\n`),
+    );
 }
 
 export interface CliResult {
