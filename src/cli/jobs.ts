@@ -306,7 +306,39 @@ export function jobsCommands(): Command[] {
         return code === 130 ? 0 : code;
       });
     });
-  return [jobs, job, cancel];
+  const bases = agentOption(
+    new Command('bases').summary(
+      "the snapshots a donor's agent keeps as its replicas' bases (--method snapshot, reseed refresh)",
+    ),
+  )
+    .option('--remove <replica>', 'remove the base kept for this replica (its next refresh is a full send)')
+    .option('--json', 'JSON')
+    .action(async (flags: { on: string; remove?: string; json?: boolean }) => {
+      process.exitCode = await withClient(flags.on, async (c) => {
+        if (flags.remove !== undefined) {
+          await c.call('DELETE', `/v1/snapshot-bases/${encodeURIComponent(flags.remove)}`);
+          process.stdout.write(`the base kept for ${flags.remove} is removed\n`);
+          return 0;
+        }
+        const { bases: list } = await c.call<{
+          bases: { replica: string; snapshot: string; bytes?: number | null }[];
+        }>('GET', '/v1/snapshot-bases');
+        if (flags.json) process.stdout.write(JSON.stringify(list) + '\n');
+        else
+          process.stdout.write(
+            list.length
+              ? list
+                  .map(
+                    (b) =>
+                      `${b.replica.padEnd(20)} ${b.snapshot}  costs ${b.bytes === null || b.bytes === undefined ? '?' : formatBytes(b.bytes)} (blocks only it holds)`,
+                  )
+                  .join('\n') + '\n'
+              : 'no bases kept\n',
+          );
+        return 0;
+      });
+    });
+  return [jobs, job, cancel, bases];
 }
 
 async function withClient(ref: string, fn: (c: AgentClient) => Promise<number>): Promise<number> {

@@ -363,6 +363,31 @@ for (const fs of ['btrfs', 'zfs'] as const)
       assert.equal(jobOf(full).result.verify?.identical, true);
       const left = (await volumes(joiner)).filter((v) => v.includes('reseed-tmp-'));
       assert.equal(left.length, 1, `one base is kept: ${left.join(', ')}`);
+      // The donor's bases, listed with their cost and removed by the CLI.
+      const listed = await reseed(['bases', '--on', `agent://${donor.info.name}`]);
+      assert.equal(listed.code, 0, listed.stderr);
+      assert.match(
+        listed.stdout,
+        new RegExp(`^${joiner.info.name} .*reseed-base-${joiner.info.name}  costs `, 'm'),
+      );
+      const removed = await reseed([
+        'bases',
+        '--on',
+        `agent://${donor.info.name}`,
+        '--remove',
+        joiner.info.name,
+      ]);
+      assert.equal(removed.code, 0, removed.stderr);
+      await assertDonorClean([]);
+      const again = await reseed([
+        'bases',
+        '--on',
+        `agent://${donor.info.name}`,
+        '--remove',
+        joiner.info.name,
+      ]);
+      assert.notEqual(again.code, 0);
+      assert.match(again.stderr, /no base snapshot kept for/);
     });
   });
 
