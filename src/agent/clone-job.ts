@@ -53,6 +53,8 @@ export const cloneRequestSchema = z
     refresh: z.enum(['auto', 'full']).optional(),
     /** snapshot: the watchdog ends the donor's read lock after this (the snapshot then fails) */
     maxLockTimeMs: z.number().int().min(100).max(3_600_000).default(5_000),
+    /** copy: a cap on the donor agent's reads of its datadir, bytes/s (both passes) */
+    maxRate: z.number().positive().optional(),
     /** copy: the joiner's datadir is an older copy of the donor's; the first pass sends only what differs */
     delta: z.boolean().default(false),
     /** how long the data channel may stall before the clone fails */
@@ -195,6 +197,7 @@ export async function runCloneJob(
       maxDowntimeMs: r.maxDowntimeMs,
       lockWaitTimeoutMs: r.lockWaitTimeoutMs,
       maxLockTimeMs: r.maxLockTimeMs,
+      maxRate: r.maxRate,
       delta: r.delta,
       replicaName: config.name,
       refresh: r.refresh,

@@ -12,6 +12,7 @@ import {
   replicationPassword,
   reportError,
 } from './common.js';
+import { parseRate } from '../throttle/donor-throttle.js';
 import { follow } from './jobs.js';
 
 export const isAgentRef = (text: string) => /^agent:\/\//.test(text);
@@ -43,6 +44,7 @@ const AGENT_FLAGS = new Set([
   'maxDowntime',
   'delta',
   'maxLockTime',
+  'maxRate',
 ]);
 /** Flags through agents that only some physical methods take, and why. */
 const METHOD_FLAGS: Record<string, { methods: string[]; why: string }> = {
@@ -57,6 +59,10 @@ const METHOD_FLAGS: Record<string, { methods: string[]; why: string }> = {
   delta: {
     methods: ['copy'],
     why: "--delta reuses the blocks of the joiner's datadir that equal the donor's files: only a file copy has blocks to compare (a mariadb-backup or snapshot stream is not the datadir's files)",
+  },
+  maxRate: {
+    methods: ['copy'],
+    why: "--max-rate caps the copy's reads of the donor's datadir (both passes); through agents the other methods do not take it yet",
   },
   maxLockTime: {
     methods: ['snapshot'],
@@ -85,6 +91,13 @@ function maxDowntime(text: string): number {
       `--max-downtime takes 1s to 24h, not "${text}" (the donor's mysqld needs a second to stop and start again)`,
     );
   return ms;
+}
+
+function copyRate(text: string): number {
+  const r = parseRate(text);
+  if (r === undefined || r <= 0)
+    throw new ReseedError('USAGE', `--max-rate takes bytes per second such as 50M or 1G, not "${text}"`);
+  return r;
 }
 
 const flagName = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
@@ -216,6 +229,7 @@ export async function runAgentClone(
       ...(flags.method === 'copy'
         ? {
             maxDowntimeMs: maxDowntime(flags.maxDowntime ?? '10m'),
+            ...(flags.maxRate !== undefined ? { maxRate: copyRate(flags.maxRate) } : {}),
             lockWaitTimeoutMs: parseDuration(flags.lockWaitTimeout, '--lock-wait-timeout'),
             ...(flags.delta ? { delta: true } : {}),
           }

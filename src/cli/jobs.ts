@@ -208,7 +208,9 @@ function showEvent(e: JobEvent, view: FollowView): void {
     line(
       `plan${e.dryRun ? ' (dry run: nothing changes)' : ''}:\n${(e.lines as string[]).map((l) => `  - ${l}\n`).join('')}`,
     );
-  else if (e.type === 'phase') line(`  phase ${String(e.phase)}\n`);
+  // A phase inside another (verify's catch-up to the donor's snapshot) says what it is part of.
+  else if (e.type === 'phase')
+    line(e.detail ? `  phase ${String(e.phase)}: ${String(e.detail)}\n` : `  phase ${String(e.phase)}\n`);
   else if (e.type === 'warning') line(`warning: ${String(e.message)}\n`);
   else if (e.type === 'note') line(`  ${String(e.message)}\n`);
   else if (e.type === 'lag' && Date.now() - view.lastLag >= 5000) {

@@ -96,6 +96,8 @@ export interface PhysicalOptions {
   lockWaitTimeoutMs: number;
   /** copy: the joiner's own datadir is an older copy of the donor's: the first pass is a delta against it */
   delta: boolean;
+  /** copy: a cap on the donor agent's reads of its datadir, bytes/s */
+  maxRate?: number | undefined;
   /** snapshot: the watchdog ends the donor's read lock after this */
   maxLockTimeMs: number;
   /** snapshot: this joiner's name on the donor (its base snapshot is kept under it) */
@@ -942,7 +944,16 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
   const opened = await req.donorAgent.call<{
     id: string;
     hot: { id: string; secret: string; bytes: number };
-  }>('POST', '/v1/copies', { idleTimeoutMs, maxDowntimeMs: options.maxDowntimeMs }, signal);
+  }>(
+    'POST',
+    '/v1/copies',
+    {
+      idleTimeoutMs,
+      maxDowntimeMs: options.maxDowntimeMs,
+      ...(options.maxRate !== undefined ? { maxRate: options.maxRate } : {}),
+    },
+    signal,
+  );
   const source = (t: { id: string; secret: string }) => ({
     url: req.donorAgent.address.url,
     transfer: t.id,

@@ -274,7 +274,7 @@ export class ReplicaHold {
     progress.emit({
       type: 'phase',
       phase: 'catch-up',
-      detail: `the joiner runs up to the donor snapshot ${position}`,
+      detail: `verify holds the joiner at the donor's snapshot ${position} (its replication runs up to it)`,
     });
     const reached = async () => {
       const wait = flavor.waitForGtidSql(position, 1);

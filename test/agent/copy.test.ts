@@ -287,7 +287,11 @@ describe('--method copy through agents', () => {
     })();
     let r;
     try {
-      r = await reseed(copyArgs('--json'), { env: REPL_ENV, signal: AbortSignal.timeout(180_000) });
+      // --max-rate caps the donor agent's reads: the first pass cannot go faster than it.
+      r = await reseed(copyArgs('--json', '--max-rate', '50M'), {
+        env: REPL_ENV,
+        signal: AbortSignal.timeout(180_000),
+      });
       // Writes go on after the clone too: replication carries them.
       await sleep(500);
     } finally {
@@ -304,12 +308,17 @@ describe('--method copy through agents', () => {
       donorCommitBlockedMs: number;
       reusedBytes: number;
       firstPassBytes: number;
+      phases: { copy: number };
       coordinates: { gtid: string };
     };
     assert.equal(result.verify.identical, true);
     assert.ok(result.donorDownMs > 0 && result.donorDownMs <= result.donorCommitBlockedMs);
     assert.ok(result.reusedBytes > 0, 'the second pass reused blocks of the first');
     assert.ok(result.firstPassBytes > 0);
+    assert.ok(
+      result.phases.copy >= (result.firstPassBytes / (50 * 2 ** 20)) * 1000 * 0.9,
+      `the first pass's ${result.firstPassBytes} bytes took ${result.phases.copy} ms: --max-rate 50M not kept`,
+    );
     assert.match(result.coordinates.gtid, /^\d+-\d+-\d+/);
     const [g] = await donor.sql('SELECT @@gtid_binlog_pos AS g');
     const [w] = await joiner.sql('SELECT MASTER_GTID_WAIT(?, 30) AS r', [String(g?.g)]);
