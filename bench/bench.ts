@@ -157,6 +157,8 @@ async function main(): Promise<void> {
       'copy',
       renderCopy(c, `npm run bench -- ${process.argv.slice(2).join(' ')}`),
     );
+    // Kept as each section ends: a later section that fails does not lose it.
+    writeFileSync(args.out!, report);
   }
   if (sections.includes('snapshot')) {
     const results = [];

@@ -98,7 +98,9 @@ export async function copyBench(opts: {
   let donor = getSandbox(opts.donor.name)!;
   if (!donor.running) donor = await sandboxUp(donor.name);
   const c = await connect(sandboxEndpoint(donor));
+  // The dataset's donor made 'repl' with another password (physical.ts sets the same).
   await c.query("CREATE USER IF NOT EXISTS 'repl'@'127.0.0.1' IDENTIFIED BY 'bench-repl'");
+  await c.query("ALTER USER 'repl'@'127.0.0.1' IDENTIFIED BY 'bench-repl'");
   await c.query("GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'");
   await c.close();
   await sandboxAgentUp(donor);

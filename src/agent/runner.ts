@@ -92,7 +92,10 @@ export class JobRunner {
       const cancelled = ctx.signal.aborted;
       // A cancel keeps what the work said of its own rollback (a logical clone undoes itself).
       const base = cancelled
-        ? new ReseedError('ABORTED', 'cancelled', { hints: isReseedError(thrown) ? thrown.hints : [] })
+        ? new ReseedError('ABORTED', 'cancelled', {
+            // A call the cancel cut off says "is the agent running there?": not the point here.
+            hints: isReseedError(thrown) && thrown.code !== 'CONNECT_FAILED' ? thrown.hints : [],
+          })
         : thrown;
       const e = jobError(await this.#undo(ctx.journal, this.store.get(job.id), base));
       this.log.info({ job: job.id, err: e.message }, cancelled ? 'job cancelled' : 'job failed');

@@ -425,8 +425,15 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       },
     },
     async (req, reply) => {
+      const opened = await snapshots.open(req.body);
+      // The joiner gave up while the snapshot was taken (Ctrl-C, its agent died): nobody will
+      // stream or close it, so it goes now rather than at its idle timeout.
+      if (req.raw.socket.destroyed) {
+        await snapshots.close(opened.id, false);
+        throw new ReseedError('ABORTED', 'the joiner went away while the snapshot was taken; it was removed');
+      }
       reply.code(201);
-      return snapshots.open(req.body);
+      return opened;
     },
   );
   app.get(

@@ -57,6 +57,8 @@ interface Taken {
   idleMs: number;
   lastUsed: number;
   child?: StreamedChild | undefined;
+  /** the snapshot destroyed after its stream failed (close waits for it instead of destroying it again) */
+  dropped?: Promise<void> | undefined;
   report: SnapshotReport;
 }
 
@@ -266,7 +268,7 @@ export class Snapshots {
         if (!ok && t.report.error === undefined) t.report.error = 'the stream was not read to its end';
         log.info({ snapshot: t.snapshot.id, bytes: t.report.bytes, ok }, 'snapshot stream ended');
         // A send is not resumed: a snapshot whose stream failed serves nobody any more.
-        if (!ok) void drop();
+        if (!ok) t.dropped = drop();
       }
     }
     return framed();
@@ -294,7 +296,8 @@ export class Snapshots {
         t.report.state = 'kept';
         this.log.info({ base: kept.id }, "snapshot kept as the replica's base");
       } else {
-        await destroySnapshot(t.snapshot);
+        if (t.dropped) await t.dropped;
+        else await destroySnapshot(t.snapshot);
         t.report.state = 'closed';
       }
     } catch (err) {

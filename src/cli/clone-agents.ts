@@ -100,6 +100,13 @@ function copyRate(text: string): number {
   return r;
 }
 
+/** A bound of the donor's read lock through agents: 100ms to 1h, as the agents take it. */
+export function lockDuration(text: string, flag: string): number {
+  const ms = parseDuration(text, flag);
+  if (ms < 100 || ms > 3_600_000) throw new ReseedError('USAGE', `${flag} takes 100ms to 1h, not "${text}"`);
+  return ms;
+}
+
 const flagName = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
 
 export function agentName(text: string, option: string): string {
@@ -236,8 +243,8 @@ export async function runAgentClone(
         : {}),
       ...(flags.method === 'snapshot'
         ? {
-            lockWaitTimeoutMs: parseDuration(flags.lockWaitTimeout, '--lock-wait-timeout'),
-            maxLockTimeMs: parseDuration(flags.maxLockTime, '--max-lock-time'),
+            lockWaitTimeoutMs: lockDuration(flags.lockWaitTimeout, '--lock-wait-timeout'),
+            maxLockTimeMs: lockDuration(flags.maxLockTime, '--max-lock-time'),
           }
         : {}),
       ...(flags.resumeTimeout !== undefined

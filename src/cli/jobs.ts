@@ -223,7 +223,10 @@ function showEvent(e: JobEvent, view: FollowView): void {
 
 function exitOf(job: JobRecord): number {
   if (job.state === 'done') return 0;
-  if (job.state === 'cancelled' || job.state === 'interrupted') return 130;
+  // Cancelled or interrupted, and the undo left something different or undone: that is what the
+  // exit code says (11 or 9), not the cancel.
+  const left = job.error?.code === 'STATE_DIFFERS' || job.error?.code === 'JOURNAL';
+  if ((job.state === 'cancelled' || job.state === 'interrupted') && !left) return 130;
   return reportError(
     new ReseedError((job.error?.code ?? 'AGENT') as never, job.error?.message ?? 'failed', {
       hints: job.error?.hints ?? [],
@@ -234,7 +237,7 @@ function exitOf(job: JobRecord): number {
 
 export function renderJob(job: JobRecord): string {
   const lines = [
-    `job ${job.id}: ${job.kind} ${job.state} (created ${job.createdAt}, last change ${job.updatedAt})`,
+    `job ${job.id}: ${(job.request as { refresh?: string }).refresh ? 'refresh' : job.kind} ${job.state} (created ${job.createdAt}, last change ${job.updatedAt})`,
   ];
   const r = job.result as Record<string, number | string> | undefined;
   if (r && job.kind === 'transfer') {

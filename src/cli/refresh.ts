@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { AgentClient } from '../agent/client.js';
 import type { JobRecord } from '../agent/jobs.js';
 import { resolveAgent } from '../agent/registry.js';
@@ -10,13 +10,14 @@ import {
   replicationPassword,
   reportError,
 } from './common.js';
-import { agentName } from './clone-agents.js';
+import { agentName, lockDuration } from './clone-agents.js';
 import { follow } from './jobs.js';
 
 interface RefreshFlags {
   from: string;
   to: string;
   plan?: boolean;
+  dryRun?: boolean;
   full?: boolean;
   force?: boolean;
   replicate: boolean;
@@ -49,11 +50,16 @@ export function refreshCommand(): Command {
         'replication catching up alone when the joiner replicates from the donor without an error; ' +
         'else an incremental snapshot (btrfs send -p / zfs send -i) against the base both sides kept from the last snapshot clone; ' +
         'else a full snapshot clone. The joiner is then swapped, replicated and verified as by clone --method snapshot. ' +
-        '--plan prints the choice and why, and changes nothing.',
+        '--plan prints the choice and why, and changes nothing. ' +
+        "Like a clone, a refresh replaces the joiner's whole datadir (its mysqld is stopped for the swap; the old datadir comes back on failure); " +
+        "an incremental one needs no --force (the joiner holds the donor's base: a replica it seeded) unless the joiner holds schemas the donor has not. " +
+        'The donor keeps the last snapshot it sent to each replica (its space grows as the donor changes): reseed bases --on agent://DONOR lists and removes them. ' +
+        'The replication password comes from RESEED_REPLICATION_PASSWORD or --replication-defaults-file.',
     )
     .requiredOption('--from <agent>', "the donor's agent: agent://NAME")
     .requiredOption('--to <agent>', "the joiner's agent: agent://NAME")
-    .option('--plan', 'print the choice and why, change nothing')
+    .option('--plan', 'print the choice and why, change nothing (needs no replication account)')
+    .addOption(new Option('--dry-run', 'the same as --plan').hideHelp())
     .option('--full', 'send the whole snapshot whatever the bases (also after the bases diverged)')
     .option(
       '--force',
@@ -124,12 +130,13 @@ async function runRefresh(flags: RefreshFlags): Promise<number> {
       throw new ReseedError('USAGE', `--compress takes none, lz4 or zstd, not "${flags.compress}"`);
     const password = flags.replicate ? replicationPassword(flags.replicationDefaultsFile) : undefined;
     // --plan changes nothing: it needs no replication account.
-    if (flags.replicate && !flags.plan && !flags.replicationUser)
+    const plan = flags.plan === true || flags.dryRun === true;
+    if (flags.replicate && !plan && !flags.replicationUser)
       throw new ReseedError(
         'USAGE',
         'replication needs --replication-user (an account on the donor with REPLICATION SLAVE), or pass --no-replicate',
       );
-    if (flags.replicate && !flags.plan && password === undefined)
+    if (flags.replicate && !plan && password === undefined)
       throw new ReseedError(
         'USAGE',
         `no password for the replication account ${flags.replicationUser}: set RESEED_REPLICATION_PASSWORD or pass --replication-defaults-file`,
@@ -155,14 +162,14 @@ async function runRefresh(flags: RefreshFlags): Promise<number> {
       verify: flags.verify !== false,
       writable: flags.writable === true,
       throttle: flags.throttle !== false,
-      dryRun: flags.plan === true,
+      dryRun: flags.plan === true || flags.dryRun === true,
       parallel: parsePositiveInt('--parallel', flags.parallel, 64),
       ...(flags.compress !== undefined ? { compress: flags.compress } : {}),
       ...(flags.resumeTimeout !== undefined
         ? { resumeTimeoutMs: parseDuration(flags.resumeTimeout, '--resume-timeout') }
         : {}),
-      lockWaitTimeoutMs: parseDuration(flags.lockWaitTimeout, '--lock-wait-timeout'),
-      maxLockTimeMs: parseDuration(flags.maxLockTime, '--max-lock-time'),
+      lockWaitTimeoutMs: lockDuration(flags.lockWaitTimeout, '--lock-wait-timeout'),
+      maxLockTimeMs: lockDuration(flags.maxLockTime, '--max-lock-time'),
     };
     const client = new AgentClient(resolveAgent(to));
     try {

@@ -44,6 +44,16 @@ async function guarded(action: () => Promise<void>): Promise<void> {
   }
 }
 
+function fsSizeOf(o: { fs?: string; fsSize?: string }): string | undefined {
+  if (o.fsSize === undefined) return undefined;
+  if (!o.fs)
+    throw new ReseedError(
+      'USAGE',
+      "--fs-size is the size of --fs's image file: give --fs btrfs or --fs zfs too",
+    );
+  return checkFsSize(o.fsSize);
+}
+
 function checkFsSize(text: string): string {
   if (!/^[1-9]\d*[MGT]$/i.test(text.trim()))
     throw new ReseedError('USAGE', `--fs-size takes a size such as 2G or 512M, not "${text}"`);
@@ -83,11 +93,11 @@ export function sandboxCommand(): Command {
         'put the datadir on a filesystem of its own that takes snapshots (for --method snapshot): btrfs (an image file, loop-mounted; needs btrfs-progs) or zfs (a zfs-fuse pool on an image file; needs zfs-fuse); root only; fixed when the sandbox is created, removed by sandbox rm',
       ).choices(['btrfs', 'zfs']),
     )
-    .option('--fs-size <size>', "with --fs: the image file's size (sparse)", '4G')
+    .option('--fs-size <size>', "with --fs: the image file's size (sparse; at least 512M; default 4G)")
     .action(
       (
         name: string,
-        o: { port?: string; bufferPool?: string; agent?: boolean; fs?: 'btrfs' | 'zfs'; fsSize: string },
+        o: { port?: string; bufferPool?: string; agent?: boolean; fs?: 'btrfs' | 'zfs'; fsSize?: string },
       ) =>
         guarded(async () => {
           // No defaults here: an option left out must not count as asking an existing sandbox
@@ -96,7 +106,7 @@ export function sandboxCommand(): Command {
             port: o.port === undefined ? undefined : parsePositiveInt('--port', o.port, 65535),
             bufferPool: o.bufferPool === undefined ? undefined : checkBufferPool(o.bufferPool),
             fs: o.fs,
-            fsSize: checkFsSize(o.fsSize),
+            fsSize: fsSizeOf(o),
           });
           process.stdout.write(describe(s) + '\n');
           process.stdout.write(`connect: mariadb -h127.0.0.1 -P${s.port} -uroot\n`);
@@ -143,7 +153,9 @@ export function sandboxCommand(): Command {
     );
   cmd
     .command('rm <name>')
-    .description('stop a sandbox and delete its directory')
+    .description(
+      'stop a sandbox (and its agent) and delete its directory; a sandbox made with --fs has its filesystem unmounted or its ZFS pool destroyed first',
+    )
     .action((name: string) =>
       guarded(async () => {
         const s = getSandbox(name);

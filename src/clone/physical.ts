@@ -21,6 +21,7 @@ import { promisify } from 'node:util';
 import type { AgentClient } from '../agent/client.js';
 import { ReseedError, errorMessage, isReseedError } from '../errors.js';
 import { spawnStreamed } from '../exec/stream.js';
+import type { StreamedChild } from '../exec/stream.js';
 import { faultPoint } from '../fault.js';
 import {
   destroySnapshot,
@@ -200,7 +201,13 @@ export async function physicalClone(request: PhysicalCloneRequest): Promise<Phys
     const refresh = options.refresh ? await chooseRefresh(req, sides, datadir) : undefined;
     if (refresh?.mode === 'catch-up') return await catchUpOnly(req, sides, refresh, started);
     // A refresh replaces a replica this donor seeded (it holds the donor's base): no --force needed.
-    if (refresh?.mode === 'incremental') req = { ...req, options: { ...options, force: true } };
+    // A refresh replaces a replica this donor seeded (it holds the donor's base): no --force
+    // needed, unless the joiner holds schemas the donor has not (its own reports, say).
+    if (refresh?.mode === 'incremental' && !options.force) {
+      const donorSchemas = new Set(await listSchemas(sides.donor, signal));
+      const own = (await listSchemas(sides.joiner, signal)).filter((x) => !donorSchemas.has(x));
+      if (own.length === 0) req = { ...req, options: { ...options, force: true } };
+    }
     const pre = await preflightPhysical(req, sides, datadir);
     const { estimate, bufferPool, joinerVolume } = pre;
     const plan = refresh ? [`refresh: ${refresh.mode}: ${refresh.why}`, ...pre.lines] : pre.lines;
@@ -356,7 +363,13 @@ export async function physicalClone(request: PhysicalCloneRequest): Promise<Phys
     if ((await req.service.status(signal)).running)
       await journal.apply(
         `stop the joiner's mysqld (${req.service.description})`,
-        hostUndo('joiner', { kind: 'start-service', service: req.service.spec }),
+        // A replica stopped by hand stays stopped when mysqld starts again on its own datadir:
+        // started, it would apply what its DBA was holding back.
+        hostUndo('joiner', {
+          kind: 'start-service',
+          service: req.service.spec,
+          skipReplicaStart: !before.joiner.replication.some((r) => r.ioOn || r.sqlOn),
+        }),
         () => req.service.stop(signal),
       );
     faultPoint('physical-stopped');
@@ -722,6 +735,12 @@ async function preflightPhysical(
     signal,
   );
   const need = Number(size?.b ?? 0) * 1.2 + 512 * 1024 * 1024;
+  // btrfs frees a deleted subvolume's blocks in the background (the last clone's old datadir and
+  // base): wait for that (bounded) before reading the free space.
+  if (joinerVolume?.fs === 'btrfs')
+    await runTool('btrfs', ['subvolume', 'sync', dirname(datadir)], {
+      signal: AbortSignal.any([signal, AbortSignal.timeout(60_000)]),
+    }).catch(() => undefined);
   try {
     const fs = statfsSync(dirname(datadir));
     const free = fs.bavail * fs.bsize;
@@ -776,13 +795,19 @@ async function preflightPhysical(
       problems.push(
         `the donor purges its binary logs after ${expire} s (binlog_expire_logs_seconds), less than twice the expected copy and catch-up time (${Math.round(expected)} s): the joiner could find its GTID purged`,
       );
-    if (!options.replicationUser)
-      problems.push('replication needs --replication-user (an account on the donor with REPLICATION SLAVE)');
-    else if (options.replicationPassword === undefined)
-      problems.push(
-        `no password for the replication account ${options.replicationUser}: set RESEED_REPLICATION_PASSWORD or pass --replication-defaults-file`,
-      );
-    else {
+    // `refresh --plan` shows the way it would take without the replication account.
+    const planOnly = options.refresh !== undefined && options.dryRun;
+    if (!options.replicationUser) {
+      if (!planOnly)
+        problems.push(
+          'replication needs --replication-user (an account on the donor with REPLICATION SLAVE)',
+        );
+    } else if (options.replicationPassword === undefined) {
+      if (!planOnly)
+        problems.push(
+          `no password for the replication account ${options.replicationUser}: set RESEED_REPLICATION_PASSWORD or pass --replication-defaults-file`,
+        );
+    } else {
       const where = replicationTarget(req, d);
       const check = await checkAccountFromHere(
         {
@@ -898,11 +923,7 @@ async function copyBackup(req: PhysicalCloneRequest, staging: string, estimate: 
         });
         faultPoint('physical-streaming');
       },
-    }).catch(async (err: unknown) => {
-      extract.kill();
-      await extract.done.catch(() => undefined);
-      throw err;
-    });
+    }).catch((err: unknown) => sinkFailed(extract, err));
     await extract.done;
     const report = await req.donorAgent.call<{
       commitBlockedMs: number;
@@ -1194,7 +1215,7 @@ async function chooseRefresh(req: PhysicalCloneRequest, s: Sides, datadir: strin
     throw new ReseedError(
       'PREFLIGHT_FAILED',
       !mine.untouched
-        ? `the snapshot the joiner received last (${received.id}) is no longer read-only: it may have changed since it was received, so an incremental send onto it could be refused or wrong; nothing was changed`
+        ? `the snapshot the joiner received last (${received.id}) is no longer read-only, or was made writable since it was received (btrfs then drops its Received UUID): it may have changed, so an incremental send onto it could be refused or wrong; nothing was changed`
         : `the snapshot the joiner received last (${received.id}) is not the donor's base for it: they diverged (another donor, or a base replaced); nothing was changed`,
       {
         hints: [
@@ -1288,15 +1309,21 @@ async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: 
     {
       replica: options.replicaName,
       incremental: base !== undefined,
-      // Kept until the clone stands: through the swap, the catch-up and the verification.
-      idleTimeoutMs: Math.min(86_400_000, options.catchupTimeoutMs * 2 + 30 * 60_000),
+      // Kept while this agent asks after it (every 20 s, through the swap, the catch-up and the
+      // verification); a joiner that died leaves it to go after 2 minutes.
+      idleTimeoutMs: 120_000,
       lockWaitTimeoutMs: options.lockWaitTimeoutMs,
       maxLockTimeMs: options.maxLockTimeMs,
     },
     signal,
   );
   const r = opened.report;
+  const keepalive = setInterval(() => {
+    void req.donorAgent.call('GET', `/v1/snapshots/${opened.id}`).catch(() => undefined);
+  }, 20_000);
+  keepalive.unref();
   const close = async (keep: boolean) => {
+    clearInterval(keepalive);
     const closed = await req.donorAgent
       .call<{ state: string; error?: string }>('DELETE', `/v1/snapshots/${opened.id}?keep=${keep ? 1 : 0}`)
       .catch((err: unknown) => ({ state: 'unknown', error: errorMessage(err) }));
@@ -1330,11 +1357,12 @@ async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: 
     const got = await journal.apply(
       `receive the donor's snapshot as ${received.id}`,
       // Undone: the new snapshot only when the dataset holds the base too (an incremental on ZFS).
+      // An incremental on ZFS wrote the base dataset itself: it is rolled back to the base.
       base && joiner.fs === 'zfs'
-        ? hostUndo('joiner', { kind: 'remove-snapshot', snapshot: received })
+        ? hostUndo('joiner', { kind: 'rollback-to', snapshot: base })
         : hostUndo('joiner', { kind: 'remove-received', snapshot: received }),
       async () => {
-        const child = receiveSnapshot(joiner.fs, target, signal);
+        const child = receiveSnapshot(joiner.fs, target, signal, { rollbackFirst: base !== undefined });
         child.stdin!.on('error', (err) => req.log.debug({ err }, `${joiner.fs} receive stdin`));
         const streamed = await receiveStream({
           source: {
@@ -1353,11 +1381,7 @@ async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: 
             req.emit({ type: 'progress', phase: 'copy', bytes, wireBytes });
             faultPoint('snapshot-receiving');
           },
-        }).catch(async (err: unknown) => {
-          child.kill();
-          await child.done.catch(() => undefined);
-          throw err;
-        });
+        }).catch((err: unknown) => sinkFailed(child, err));
         await child.done;
         return streamed;
       },
@@ -1453,6 +1477,25 @@ async function removeAside(
       if (/\/reseed-base-[A-Za-z0-9_.:-]+$/.test(name) && name !== keepDataset)
         await removeVolume({ fs: 'zfs', path: '', dataset: name }, req.signal).catch(() => undefined);
   }
+}
+
+/**
+ * The stream into a child (mbstream, btrfs receive, zfs recv) failed. When the child exited on its
+ * own first ("the consumer stopped reading"), its own error, with its stderr, is the reason;
+ * otherwise it is stopped and the stream's error stands.
+ */
+async function sinkFailed(child: StreamedChild, err: unknown): Promise<never> {
+  const own = await Promise.race([
+    child.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    ),
+    sleep(200).then(() => null),
+  ]);
+  if (own instanceof Error) throw own;
+  child.kill();
+  await child.done.catch(() => undefined);
+  throw err;
 }
 
 /** `mariadb-backup --prepare`, with the joiner's buffer pool size as its memory (Galera's choice). */

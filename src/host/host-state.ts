@@ -41,13 +41,38 @@ function pathState(path: string): PathState {
   if (!existsSync(path)) return { exists: false };
   const st = statSync(path);
   const kind = st.isDirectory() ? 'directory' : st.isFile() ? 'file' : 'other';
-  const state: PathState = { exists: true, id: `${st.dev}:${st.ino}`, kind };
+  // A ZFS dataset (zfs-fuse) gets a new device number at every mount: the dataset's name says
+  // which volume it is (a dataset mounted back after a rollback is the same one).
+  const zfs = zfsMountSource(resolve(path));
+  const state: PathState = { exists: true, id: zfs ? `zfs ${zfs}:${st.ino}` : `${st.dev}:${st.ino}`, kind };
   if (kind === 'directory')
     state.subdirectories = readdirSync(path, { withFileTypes: true })
       .filter((d) => d.isDirectory())
       .map((d) => d.name)
       .sort();
   return state;
+}
+
+/** The dataset mounted at `path` when it is a ZFS mount point (zfs-fuse or kernel ZFS). */
+function zfsMountSource(path: string): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const decode = (t: string) =>
+    t.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  let found: string | undefined;
+  for (const line of text.split('\n').filter(Boolean)) {
+    const fields = line.split(' ');
+    const dash = fields.indexOf('-');
+    const [fstype, source] = [fields[dash + 1] ?? '', fields[dash + 2] ?? ''];
+    // The last mount at a path is the one seen there.
+    if (decode(fields[4] ?? '') === path)
+      found = fstype === 'zfs' || fstype === 'fuse.zfs' ? decode(source) : undefined;
+  }
+  return found;
 }
 
 /** Mount points (from /proc/self/mountinfo, octal escapes decoded) at or under one of `roots`. */

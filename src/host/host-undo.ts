@@ -5,7 +5,14 @@ import type { UndoAction, UndoOp } from '../journal/journal.js';
 import { isThisHost, thisHost } from './host-id.js';
 import { run } from '../exec/run.js';
 import { serviceControl } from './service-control.js';
-import { datasetExists, destroySnapshot, moveVolume, removeReceived, removeVolume } from './volumes.js';
+import {
+  datasetExists,
+  destroySnapshot,
+  moveVolume,
+  removeReceived,
+  removeVolume,
+  rollbackTo,
+} from './volumes.js';
 import type { Snapshot, Volume } from './volumes.js';
 import type { ServiceSpec } from './service-control.js';
 
@@ -21,7 +28,8 @@ export type HostOperation =
   | { kind: 'remove-made-directory'; path: string; marker: string }
   /** a temporary file, removed if it exists */
   | { kind: 'remove-file'; path: string }
-  | { kind: 'start-service'; service: ServiceSpec }
+  /** `skipReplicaStart`: its replication was stopped before, and stays so (--skip-slave-start) */
+  | { kind: 'start-service'; service: ServiceSpec; skipReplicaStart?: boolean }
   | { kind: 'stop-service'; service: ServiceSpec }
   /** a ZFS dataset at `volume.path` mounted back at `to`; nothing when it is not there */
   | { kind: 'move-volume'; volume: Volume; to: string }
@@ -30,7 +38,12 @@ export type HostOperation =
   /** a received snapshot (and, on ZFS, its dataset), destroyed if it exists */
   | { kind: 'remove-received'; snapshot: Snapshot }
   /** a snapshot reseed made (and nothing else of its dataset), destroyed if it exists */
-  | { kind: 'remove-snapshot'; snapshot: Snapshot };
+  | { kind: 'remove-snapshot'; snapshot: Snapshot }
+  /**
+   * ZFS: a dataset rolled back to `snapshot`, the snapshots after it destroyed (an incremental
+   * receive writes the dataset itself: destroying the new snapshot alone leaves it changed)
+   */
+  | { kind: 'rollback-to'; snapshot: Snapshot };
 
 /** The undo of a step on this host, as the journal keeps it. */
 export function hostUndo(target: UndoAction['target'], op: HostOperation): UndoAction {
@@ -57,6 +70,8 @@ export function describeHostOperation(op: HostOperation): string {
       return `destroy the received snapshot ${op.snapshot.id}`;
     case 'remove-snapshot':
       return `destroy the snapshot ${op.snapshot.id}`;
+    case 'rollback-to':
+      return `roll ${op.snapshot.id.replace(/@.*$/, '')} back to ${op.snapshot.id}`;
   }
 }
 
@@ -100,7 +115,8 @@ export async function runHostUndo(
       return;
     case 'start-service': {
       const control = serviceControl(op.service);
-      if (!(await control.status(signal)).running) await control.start(signal);
+      if (!(await control.status(signal)).running)
+        await control.start(signal, { skipReplicaStart: op.skipReplicaStart === true });
       return;
     }
     case 'stop-service': {
@@ -128,6 +144,9 @@ export async function runHostUndo(
       return;
     case 'remove-snapshot':
       await destroySnapshot(op.snapshot, signal);
+      return;
+    case 'rollback-to':
+      await rollbackTo(op.snapshot, signal);
       return;
   }
 }

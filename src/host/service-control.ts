@@ -39,8 +39,14 @@ export interface ServiceControl {
   status(signal?: AbortSignal): Promise<ServiceStatus>;
   /** returns once mysqld has exited */
   stop(signal?: AbortSignal): Promise<void>;
-  /** returns once mysqld accepts connections (its handshake is read), or fails within the timeout */
-  start(signal?: AbortSignal): Promise<void>;
+  /**
+   * returns once mysqld accepts connections (its handshake is read), or fails within the timeout.
+   * `skipReplicaStart`: its replication threads are not started (--skip-slave-start): a replica
+   * that was stopped stays stopped (sandbox: an argument; systemd: MYSQLD_OPTS, which Debian's
+   * mariadb.service passes; commands: RESEED_SKIP_REPLICA_START=1 in the start command's
+   * environment, for it to honour)
+   */
+  start(signal?: AbortSignal, o?: { skipReplicaStart?: boolean }): Promise<void>;
 }
 
 const UNIT_RE = /^[A-Za-z0-9:_.\\@-]{1,250}$/;
@@ -95,9 +101,12 @@ function sandboxService(spec: Extract<ServiceSpec, { kind: 'sandbox' }>): Servic
       known();
       await sandboxDown(spec.name);
     },
-    start: async (signal) => {
+    start: async (signal, o) => {
       known();
-      await sandboxUp(spec.name, { signal });
+      await sandboxUp(spec.name, {
+        signal,
+        ...(o?.skipReplicaStart ? { serverArgs: ['--skip-slave-start'] } : {}),
+      });
     },
   };
 }
@@ -140,16 +149,21 @@ function systemdService(spec: Extract<ServiceSpec, { kind: 'systemd' }>): Servic
       if (s.running)
         throw new ReseedError('EXEC_FAILED', `${spec.unit} is still ${s.detail} after systemctl stop`);
     },
-    start: async (signal) => {
-      await systemctl(['start', spec.unit], signal);
+    start: async (signal, o) => {
+      if (o?.skipReplicaStart) await systemctl(['set-environment', 'MYSQLD_OPTS=--skip-slave-start'], signal);
+      try {
+        await systemctl(['start', spec.unit], signal);
+      } finally {
+        if (o?.skipReplicaStart) await systemctl(['unset-environment', 'MYSQLD_OPTS']).catch(() => undefined);
+      }
       await waitUntilReady(spec.listen, `${spec.unit}`, signal);
     },
   };
 }
 
 function commandService(spec: Extract<ServiceSpec, { kind: 'commands' }>): ServiceControl {
-  const sh = (command: string, signal?: AbortSignal) =>
-    run('/bin/sh', ['-c', command], signal ? { signal } : {});
+  const sh = (command: string, signal?: AbortSignal, env: Record<string, string> = {}) =>
+    run('/bin/sh', ['-c', command], { env: { ...process.env, ...env }, ...(signal ? { signal } : {}) });
   const status = async (signal?: AbortSignal): Promise<ServiceStatus> => {
     if (spec.status === undefined) {
       const up = await answers(spec.listen);
@@ -180,8 +194,8 @@ function commandService(spec: Extract<ServiceSpec, { kind: 'commands' }>): Servi
         await sleep(200);
       }
     },
-    start: async (signal) => {
-      await sh(spec.start, signal);
+    start: async (signal, o) => {
+      await sh(spec.start, signal, o?.skipReplicaStart ? { RESEED_SKIP_REPLICA_START: '1' } : {});
       await waitUntilReady(spec.listen, 'mysqld', signal);
     },
   };

@@ -207,9 +207,19 @@ export function receiveTarget(joiner: Volume, id: string): string {
     : `${joiner.dataset!.slice(0, joiner.dataset!.lastIndexOf('/'))}/reseed-base-${id}`;
 }
 
-/** `btrfs receive DIR` / `zfs recv -u DATASET`: the stream is written to its stdin. */
-export function receiveSnapshot(fs: FsKind, target: string, signal?: AbortSignal): StreamedChild {
-  const args = fs === 'btrfs' ? ['receive', '-e', target] : ['recv', '-u', target];
+/**
+ * `btrfs receive DIR` / `zfs recv -u DATASET`: the stream is written to its stdin. An incremental
+ * into reseed's own ZFS base is received with -F: the dataset is rolled back to its last snapshot
+ * first (the base it was matched against), whatever touched it since.
+ */
+export function receiveSnapshot(
+  fs: FsKind,
+  target: string,
+  signal?: AbortSignal,
+  o: { rollbackFirst?: boolean } = {},
+): StreamedChild {
+  const args =
+    fs === 'btrfs' ? ['receive', '-e', target] : ['recv', '-u', ...(o.rollbackFirst ? ['-F'] : []), target];
   return spawnStreamed(fs, args, { signal, stdin: 'pipe', stdout: 'ignore', tailLines: 8 });
 }
 
@@ -283,6 +293,12 @@ export async function datasetExists(name: string, signal?: AbortSignal): Promise
   } catch {
     return false;
   }
+}
+
+/** ZFS: the dataset back at `s`, the snapshots after it destroyed; nothing when `s` is gone. */
+export async function rollbackTo(s: Snapshot, signal?: AbortSignal): Promise<void> {
+  if (s.fs !== 'zfs' || !(await snapshotExists(s, signal))) return;
+  await zfs(['rollback', '-r', s.id], signal);
 }
 
 /** Removes a received dataset (ZFS) or subvolume (btrfs) with its snapshots. */

@@ -68,6 +68,8 @@ export interface SandboxUpOptions {
   fs?: SandboxFsKind | undefined;
   /** the image's size (default 4G; sparse) */
   fsSize?: string | undefined;
+  /** arguments for this start of mariadbd only (--skip-slave-start for an undo), not kept */
+  serverArgs?: string[] | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -368,7 +370,7 @@ export async function sandboxUp(name: string, options: SandboxUpOptions = {}): P
   rmSync(pidFile(dir), { force: true });
   try {
     if (meta.fs) await mountSandboxFs(dir, meta.fs);
-    await start(dir, meta, options.signal);
+    await start(dir, meta, options.signal, options.serverArgs);
   } catch (err) {
     if (!isReseedError(err) || err.code !== 'SANDBOX') throw err;
     throw new ReseedError('SANDBOX', err.message, {
@@ -455,9 +457,14 @@ function claimDirectory(dir: string): void {
   }
 }
 
-async function start(dir: string, meta: SandboxMeta, signal?: AbortSignal): Promise<void> {
+async function start(
+  dir: string,
+  meta: SandboxMeta,
+  signal?: AbortSignal,
+  args: string[] = [],
+): Promise<void> {
   const log = openSync(join(dir, 'mariadbd.out'), 'a');
-  const child = spawn(binary('mariadbd'), [`--defaults-file=${myCnf(dir)}`], {
+  const child = spawn(binary('mariadbd'), [`--defaults-file=${myCnf(dir)}`, ...args], {
     detached: true,
     stdio: ['ignore', log, log],
   });

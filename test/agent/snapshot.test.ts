@@ -318,6 +318,20 @@ for (const fs of ['btrfs', 'zfs'] as const)
     it("refresh once the joiner's replication stopped: an incremental send, smaller than a full one, verified; the bases move on", async () => {
       await joiner.sql('STOP SLAVE');
       await donor.sql("INSERT INTO shop.items SELECT seq + 100000, 'new', 1 FROM shop.seq_1_to_5000");
+      // A refresh that fails after the swap puts the old datadir back, and its mysqld must not
+      // start the replication its DBA stopped: it would apply the rows held back.
+      const held = await checksum(joiner, 'shop.items');
+      await restartAgent(joiner, 'physical-started');
+      try {
+        const failed = await reseed(refreshArgs(), { env: REPL_ENV, signal: AbortSignal.timeout(180_000) });
+        assert.notEqual(failed.code, 0);
+        assert.match(failed.stderr, /as they were/, failed.stderr);
+      } finally {
+        await restartAgent(joiner);
+      }
+      const [st] = await joiner.sql('SHOW SLAVE STATUS');
+      assert.equal(st?.Slave_SQL_Running, 'No', 'replication stays stopped');
+      assert.equal(await checksum(joiner, 'shop.items'), held, 'nothing held back was applied');
       const r = await reseed(refreshArgs('--json'), { env: REPL_ENV, signal: AbortSignal.timeout(180_000) });
       assert.equal(r.code, 0, r.stderr + r.stdout);
       const { result } = jobOf(r);
