@@ -895,36 +895,11 @@ async function copyBackup(req: PhysicalCloneRequest, staging: string, estimate: 
       ['-x', '-C', staging, '-p', String(Math.max(1, options.parallel))],
       { stdin: 'pipe', stdout: 'ignore', signal },
     );
-    // mbstream exiting early makes writes to its stdin fail (EPIPE): seen through 'close' by the
-    // receiver, and through its exit status here; never an unhandled error in the agent.
-    extract.stdin!.on('error', (err) => req.log.debug({ err }, 'mbstream stdin'));
-    let last = 0;
-    const received = await receiveStream({
-      source: {
-        url: req.donorAgent.address.url,
-        transfer: opened.id,
-        secret: opened.secret,
-        tls: req.donorAgent.address,
-      },
-      path: `/v1/backups/${opened.id}/stream?codec=${options.compress}`,
-      sink: extract.stdin!,
-      stallTimeoutMs: options.stallTimeoutMs,
-      signal,
-      onProgress: (bytes, wireBytes) => {
-        if (Date.now() - last < 500) return;
-        last = Date.now();
-        // The total is the donor's tables as information_schema sizes them: an estimate.
-        req.emit({
-          type: 'progress',
-          phase: 'copy',
-          bytes,
-          wireBytes,
-          totalBytes: Math.max(estimate, bytes),
-        });
-        faultPoint('physical-streaming');
-      },
-    }).catch((err: unknown) => sinkFailed(extract, err));
-    await extract.done;
+    const received = await pullInto(req, 'backups', opened, extract, (bytes, wireBytes) => {
+      // The total is the donor's tables as information_schema sizes them: an estimate.
+      req.emit({ type: 'progress', phase: 'copy', bytes, wireBytes, totalBytes: Math.max(estimate, bytes) });
+      faultPoint('physical-streaming');
+    });
     const report = await req.donorAgent.call<{
       commitBlockedMs: number;
       ddlBlockedMs: number;
@@ -975,12 +950,7 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
     },
     signal,
   );
-  const source = (t: { id: string; secret: string }) => ({
-    url: req.donorAgent.address.url,
-    transfer: t.id,
-    secret: t.secret,
-    tls: req.donorAgent.address,
-  });
+  const source = (t: { id: string; secret: string }) => donorSource(req, t);
   let last = 0;
   const progress = (pass: 1 | 2) => (p: { bytes: number; totalBytes: number; wireBytes: number }) => {
     if (Date.now() - last < 500) return;
@@ -1353,7 +1323,6 @@ async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: 
         },
       );
     }
-    let last = 0;
     const got = await journal.apply(
       `receive the donor's snapshot as ${received.id}`,
       // Undone: the new snapshot only when the dataset holds the base too (an incremental on ZFS).
@@ -1363,27 +1332,10 @@ async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: 
         : hostUndo('joiner', { kind: 'remove-received', snapshot: received }),
       async () => {
         const child = receiveSnapshot(joiner.fs, target, signal, { rollbackFirst: base !== undefined });
-        child.stdin!.on('error', (err) => req.log.debug({ err }, `${joiner.fs} receive stdin`));
-        const streamed = await receiveStream({
-          source: {
-            url: req.donorAgent.address.url,
-            transfer: opened.id,
-            secret: opened.secret,
-            tls: req.donorAgent.address,
-          },
-          path: `/v1/snapshots/${opened.id}/stream?codec=${options.compress}`,
-          sink: child.stdin!,
-          stallTimeoutMs: options.stallTimeoutMs,
-          signal,
-          onProgress: (bytes, wireBytes) => {
-            if (Date.now() - last < 500) return;
-            last = Date.now();
-            req.emit({ type: 'progress', phase: 'copy', bytes, wireBytes });
-            faultPoint('snapshot-receiving');
-          },
-        }).catch((err: unknown) => sinkFailed(child, err));
-        await child.done;
-        return streamed;
+        return pullInto(req, 'snapshots', opened, child, (bytes, wireBytes) => {
+          req.emit({ type: 'progress', phase: 'copy', bytes, wireBytes });
+          faultPoint('snapshot-receiving');
+        });
       },
     );
     await protectReceived(received, signal);
@@ -1477,6 +1429,42 @@ async function removeAside(
       if (/\/reseed-base-[A-Za-z0-9_.:-]+$/.test(name) && name !== keepDataset)
         await removeVolume({ fs: 'zfs', path: '', dataset: name }, req.signal).catch(() => undefined);
   }
+}
+
+/** Where this agent pulls a stream or transfer the donor's agent opened for it. */
+function donorSource(req: PhysicalCloneRequest, t: { id: string; secret: string }) {
+  return { url: req.donorAgent.address.url, transfer: t.id, secret: t.secret, tls: req.donorAgent.address };
+}
+
+/**
+ * A stream the donor's agent serves (its backup, its snapshot) pulled into a child's stdin
+ * (mbstream -x, btrfs receive, zfs recv), progress at most every 500 ms; done when the child is.
+ */
+async function pullInto(
+  req: PhysicalCloneRequest,
+  what: 'backups' | 'snapshots',
+  opened: { id: string; secret: string },
+  child: StreamedChild,
+  onProgress: (bytes: number, wireBytes: number) => void,
+): Promise<Awaited<ReturnType<typeof receiveStream>>> {
+  // A child exiting early makes writes to its stdin fail (EPIPE): seen through 'close' by the
+  // receiver, and through its exit status here; never an unhandled error in the agent.
+  child.stdin!.on('error', (err) => req.log.debug({ err }, `${what} sink stdin`));
+  let last = 0;
+  const streamed = await receiveStream({
+    source: donorSource(req, opened),
+    path: `/v1/${what}/${opened.id}/stream?codec=${req.options.compress}`,
+    sink: child.stdin!,
+    stallTimeoutMs: req.options.stallTimeoutMs,
+    signal: req.signal,
+    onProgress: (bytes, wireBytes) => {
+      if (Date.now() - last < 500) return;
+      last = Date.now();
+      onProgress(bytes, wireBytes);
+    },
+  }).catch((err: unknown) => sinkFailed(child, err));
+  await child.done;
+  return streamed;
 }
 
 /**
