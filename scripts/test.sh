@@ -22,6 +22,9 @@ export RESEED_TEST_DIR="${RESEED_TEST_DIR:-$(mktemp -d /tmp/reseed-test.XXXXXX)}
 # Whatever a test that failed hard left mounted under the test directory goes: ZFS pools, loop
 # mounts, and a zfs-fuse daemon the tests started.
 cleanup() {
+  # The tests' exit status is the script's; nothing here may change it.
+  local rc=$?
+  set +e +o pipefail
   if command -v zpool >/dev/null 2>&1; then
     for pool in $(zpool list -H -o name 2>/dev/null | grep '^reseed_' || true); do
       if zfs get -H -o value mountpoint "$pool" 2>/dev/null | grep -q "^$RESEED_TEST_DIR/"; then
@@ -34,6 +37,7 @@ cleanup() {
   if [ -f "$pidfile" ] && grep -q zfs-fuse "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null; then
     kill "$(cat "$pidfile")" || true
   fi
+  exit "$rc"
 }
 trap cleanup EXIT
 shopt -s globstar nullglob
