@@ -5,14 +5,7 @@ import type { UndoAction, UndoOp } from '../journal/journal.js';
 import { isThisHost, thisHost } from './host-id.js';
 import { run } from '../exec/run.js';
 import { serviceControl } from './service-control.js';
-import {
-  datasetExists,
-  destroySnapshot,
-  moveVolume,
-  removeReceived,
-  removeVolume,
-  rollbackTo,
-} from './volumes.js';
+import { datasetExists, moveVolume, removeReceived, removeVolume, rollbackTo } from './volumes.js';
 import type { Snapshot, Volume } from './volumes.js';
 import type { ServiceSpec } from './service-control.js';
 
@@ -37,8 +30,6 @@ export type HostOperation =
   | { kind: 'remove-volume'; volume: Volume }
   /** a received snapshot (and, on ZFS, its dataset), destroyed if it exists */
   | { kind: 'remove-received'; snapshot: Snapshot }
-  /** a snapshot reseed made (and nothing else of its dataset), destroyed if it exists */
-  | { kind: 'remove-snapshot'; snapshot: Snapshot }
   /**
    * ZFS: a dataset rolled back to `snapshot`, the snapshots after it destroyed (an incremental
    * receive writes the dataset itself: destroying the new snapshot alone leaves it changed)
@@ -68,8 +59,6 @@ export function describeHostOperation(op: HostOperation): string {
       return `destroy ${op.volume.dataset ?? op.volume.path}`;
     case 'remove-received':
       return `destroy the received snapshot ${op.snapshot.id}`;
-    case 'remove-snapshot':
-      return `destroy the snapshot ${op.snapshot.id}`;
     case 'rollback-to':
       return `roll ${op.snapshot.id.replace(/@.*$/, '')} back to ${op.snapshot.id}`;
   }
@@ -141,9 +130,6 @@ export async function runHostUndo(
       return;
     case 'remove-received':
       await removeReceived(op.snapshot, signal);
-      return;
-    case 'remove-snapshot':
-      await destroySnapshot(op.snapshot, signal);
       return;
     case 'rollback-to':
       await rollbackTo(op.snapshot, signal);
