@@ -1,5 +1,16 @@
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  rmdirSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -79,23 +90,57 @@ async function prepare(s: SandboxInfo): Promise<void> {
   register(s.name, { url: `https://127.0.0.1:${config.listen.port}`, tokenFile: `${s.name}/agent/token` });
 }
 
+/**
+ * agents.json changed under a lock (sandboxes made side by side, parallel test files, register
+ * at once) and replaced whole by a rename: a reader never sees it half-written, and no entry is
+ * lost to a write that read the file before another one's.
+ */
 function register(name: string, entry: { url: string; tokenFile: string } | undefined): void {
-  let doc: { agents: Record<string, unknown> } = { agents: {} };
-  try {
-    doc = JSON.parse(readFileSync(registry(), 'utf8')) as typeof doc;
-  } catch {
-    // a new registry
-  }
-  if (entry)
-    doc.agents[name] = {
-      ...entry,
-      ca: 'agent-ca/ca.pem',
-      cert: 'agent-ca/cli/cert.pem',
-      key: 'agent-ca/cli/key.pem',
-    };
-  else delete doc.agents[name];
   mkdirSync(sandboxHome(), { recursive: true });
-  writeFileSync(registry(), JSON.stringify(doc, null, 2) + '\n', { mode: 0o600 });
+  withRegistryLock(() => {
+    let doc: { agents: Record<string, unknown> } = { agents: {} };
+    if (existsSync(registry())) doc = JSON.parse(readFileSync(registry(), 'utf8')) as typeof doc;
+    if (entry)
+      doc.agents[name] = {
+        ...entry,
+        ca: 'agent-ca/ca.pem',
+        cert: 'agent-ca/cli/cert.pem',
+        key: 'agent-ca/cli/key.pem',
+      };
+    else delete doc.agents[name];
+    const tmp = `${registry()}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(doc, null, 2) + '\n', { mode: 0o600 });
+    renameSync(tmp, registry());
+  });
+}
+
+function withRegistryLock(fn: () => void): void {
+  const lock = `${registry()}.lock`;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // A lock left by a process killed while it held it (it is held for milliseconds).
+      try {
+        if (Date.now() - statSync(lock).mtimeMs > 10_000) rmdirSync(lock);
+      } catch {
+        // gone meanwhile
+      }
+      if (attempt > 1000)
+        throw new ReseedError(
+          'SANDBOX',
+          `${lock} has been held for over 10 s: remove it if no reseed command runs`,
+        );
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    }
+  }
+  try {
+    fn();
+  } finally {
+    rmdirSync(lock);
+  }
 }
 
 /** Starts the sandbox's agent (made the first time) and waits until it answers. */
