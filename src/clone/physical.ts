@@ -1468,19 +1468,22 @@ async function pullInto(
 }
 
 /**
- * The stream into a child (mbstream, btrfs receive, zfs recv) failed. When the child exited on its
- * own first ("the consumer stopped reading"), its own error, with its stderr, is the reason;
- * otherwise it is stopped and the stream's error stands.
+ * The stream into a child (mbstream, btrfs receive, zfs recv) failed. When it failed because the
+ * child stopped reading (it exited on its own: zfs recv refusing the stream), the child's own
+ * error, with its stderr, is the reason; otherwise the child is stopped and the stream's error
+ * stands (the child then fails only because its input ended).
  */
 async function sinkFailed(child: StreamedChild, err: unknown): Promise<never> {
-  const own = await Promise.race([
-    child.done.then(
-      () => undefined,
-      (e: unknown) => e,
-    ),
-    sleep(200).then(() => null),
-  ]);
-  if (own instanceof Error) throw own;
+  if (/stopped reading/.test(errorMessage(err))) {
+    const own = await Promise.race([
+      child.done.then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+      sleep(2000).then(() => null),
+    ]);
+    if (own instanceof Error) throw own;
+  }
   child.kill();
   await child.done.catch(() => undefined);
   throw err;
