@@ -74,6 +74,8 @@ export interface PhysicalOptions {
   parallel: number;
   /** the joiner holds data of its own: replace it anyway (without, such a joiner is refused) */
   force: boolean;
+  /** why `force` holds when the user did not ask for it (the plan says so instead of "--force") */
+  forceWhy?: string | undefined;
   /** leave the joiner writable (default: read_only=ON) */
   writable: boolean;
   /** the adaptive donor throttle for verification */
@@ -206,7 +208,16 @@ export async function physicalClone(request: PhysicalCloneRequest): Promise<Phys
     if (refresh?.mode === 'incremental' && !options.force) {
       const donorSchemas = new Set(await listSchemas(sides.donor, signal));
       const own = (await listSchemas(sides.joiner, signal)).filter((x) => !donorSchemas.has(x));
-      if (own.length === 0) req = { ...req, options: { ...options, force: true } };
+      if (own.length === 0)
+        req = {
+          ...req,
+          options: {
+            ...options,
+            force: true,
+            forceWhy:
+              "an incremental refresh of a replica this donor seeded (it holds only the donor's schemas)",
+          },
+        };
     }
     const pre = await preflightPhysical(req, sides, datadir);
     const { estimate, bufferPool, joinerVolume } = pre;
@@ -867,7 +878,9 @@ async function preflightPhysical(
     options.writable
       ? 'the joiner is left writable (--writable)'
       : 'the joiner is left read-only (read_only=ON)',
-    ...(held.length ? [`--force: the joiner's own data is replaced: ${held.join(', ')}`] : []),
+    ...(held.length
+      ? [`${options.forceWhy ?? '--force'}: the joiner's own data is replaced: ${held.join(', ')}`]
+      : []),
   ];
   return { lines, estimate, bufferPool: Number(jv.innodb_buffer_pool_size ?? 0), joinerVolume };
 }
