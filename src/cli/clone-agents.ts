@@ -100,6 +100,33 @@ function copyRate(text: string): number {
   return r;
 }
 
+/**
+ * The replication account's password (undefined without --replicate), the account and its
+ * password required when `required`: refused here, before a job is made.
+ */
+export function replicationAccount(
+  flags: {
+    replicate: boolean;
+    replicationUser?: string | undefined;
+    replicationDefaultsFile?: string | undefined;
+  },
+  required: boolean,
+): string | undefined {
+  const password = flags.replicate ? replicationPassword(flags.replicationDefaultsFile) : undefined;
+  if (!flags.replicate || !required) return password;
+  if (!flags.replicationUser)
+    throw new ReseedError(
+      'USAGE',
+      'replication needs --replication-user (an account on the donor with REPLICATION SLAVE), or pass --no-replicate',
+    );
+  if (password === undefined)
+    throw new ReseedError(
+      'USAGE',
+      `no password for the replication account ${flags.replicationUser}: set RESEED_REPLICATION_PASSWORD or pass --replication-defaults-file`,
+    );
+  return password;
+}
+
 /** A bound of the donor's read lock through agents: 100ms to 1h, as the agents take it. */
 export function lockDuration(text: string, flag: string): number {
   const ms = parseDuration(text, flag);
@@ -195,17 +222,7 @@ export async function runAgentClone(
         `--from and --to name the same agent (${from}): the donor and the joiner must differ`,
       );
     // Refused here, before a job is made: the agent would refuse it after.
-    const password = flags.replicate ? replicationPassword(flags.replicationDefaultsFile) : undefined;
-    if (flags.replicate && !flags.replicationUser)
-      throw new ReseedError(
-        'USAGE',
-        'replication needs --replication-user (an account on the donor with REPLICATION SLAVE), or pass --no-replicate',
-      );
-    if (flags.replicate && password === undefined)
-      throw new ReseedError(
-        'USAGE',
-        `no password for the replication account ${flags.replicationUser}: set RESEED_REPLICATION_PASSWORD or pass --replication-defaults-file`,
-      );
+    const password = replicationAccount(flags, true);
     const request = {
       kind: 'clone',
       from,

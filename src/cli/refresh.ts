@@ -3,14 +3,8 @@ import { AgentClient } from '../agent/client.js';
 import type { JobRecord } from '../agent/jobs.js';
 import { resolveAgent } from '../agent/registry.js';
 import { ReseedError } from '../errors.js';
-import {
-  parseDuration,
-  parseHostPort,
-  parsePositiveInt,
-  replicationPassword,
-  reportError,
-} from './common.js';
-import { agentName, lockDuration } from './clone-agents.js';
+import { parseDuration, parseHostPort, parsePositiveInt, reportError } from './common.js';
+import { agentName, lockDuration, replicationAccount } from './clone-agents.js';
 import { follow } from './jobs.js';
 
 interface RefreshFlags {
@@ -128,19 +122,9 @@ async function runRefresh(flags: RefreshFlags): Promise<number> {
       throw new ReseedError('USAGE', `--replicate-from takes donor or source, not "${flags.replicateFrom}"`);
     if (flags.compress !== undefined && !['none', 'lz4', 'zstd'].includes(flags.compress))
       throw new ReseedError('USAGE', `--compress takes none, lz4 or zstd, not "${flags.compress}"`);
-    const password = flags.replicate ? replicationPassword(flags.replicationDefaultsFile) : undefined;
     // --plan changes nothing: it needs no replication account.
     const plan = flags.plan === true || flags.dryRun === true;
-    if (flags.replicate && !plan && !flags.replicationUser)
-      throw new ReseedError(
-        'USAGE',
-        'replication needs --replication-user (an account on the donor with REPLICATION SLAVE), or pass --no-replicate',
-      );
-    if (flags.replicate && !plan && password === undefined)
-      throw new ReseedError(
-        'USAGE',
-        `no password for the replication account ${flags.replicationUser}: set RESEED_REPLICATION_PASSWORD or pass --replication-defaults-file`,
-      );
+    const password = replicationAccount(flags, !plan);
     const request = {
       kind: 'clone',
       from,

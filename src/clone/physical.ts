@@ -58,7 +58,7 @@ import type { ProgressEvent } from '../progress.js';
 import { checkAccountFromHere, waitForCatchUp } from '../replication/replica.js';
 import type { Codec } from '../transport/codec.js';
 import { receiveTree } from '../transport/receive.js';
-import { receiveStream } from '../transport/stream.js';
+import { SINK_STOPPED_READING, receiveStream } from '../transport/stream.js';
 import { verify } from '../verify/verify.js';
 import type { VerifyReport } from '../verify/verify.js';
 import { asideDatadirName, datadirRefusal } from './joiner-datadir.js';
@@ -384,28 +384,13 @@ export async function physicalClone(request: PhysicalCloneRequest): Promise<Phys
         () => req.service.stop(signal),
       );
     faultPoint('physical-stopped');
-    // A ZFS dataset moves by its mountpoint; a directory or a btrfs subvolume by a rename.
-    const zfsOld = joinerVolume?.fs === 'zfs' ? joinerVolume : undefined;
-    const zfsNew = stagingVolume?.fs === 'zfs' ? stagingVolume : undefined;
-    await journal.apply(
-      `move the joiner's datadir aside to ${aside}`,
-      zfsOld
-        ? hostUndo('joiner', { kind: 'move-volume', volume: { ...zfsOld, path: aside }, to: datadir })
-        : hostUndo('joiner', { kind: 'move-back', from: aside, to: datadir }),
-      async () => {
-        if (zfsOld) await moveVolume(zfsOld, aside, signal);
-        else renameSync(datadir, aside);
-      },
-    );
-    await journal.apply(
+    await moveJournaled(req, `move the joiner's datadir aside to ${aside}`, datadir, aside, joinerVolume);
+    await moveJournaled(
+      req,
       `move the ${req.method === 'mariabackup' ? 'prepared ' : ''}copy into place as ${datadir}`,
-      zfsNew
-        ? hostUndo('joiner', { kind: 'move-volume', volume: { ...zfsNew, path: datadir }, to: staging })
-        : hostUndo('joiner', { kind: 'move-back', from: datadir, to: staging }),
-      async () => {
-        if (zfsNew) await moveVolume(zfsNew, datadir, signal);
-        else renameSync(staging, datadir);
-      },
+      staging,
+      datadir,
+      stagingVolume,
     );
     faultPoint('physical-swapped');
     await journal.apply(
@@ -1444,6 +1429,30 @@ async function removeAside(
   }
 }
 
+/**
+ * A datadir moved from `from` to `to`, journaled with the move back as its undo: a ZFS dataset by
+ * its mountpoint, a directory or a btrfs subvolume by a rename.
+ */
+function moveJournaled(
+  req: PhysicalCloneRequest,
+  title: string,
+  from: string,
+  to: string,
+  volume: Volume | undefined,
+): Promise<void> {
+  const zfs = volume?.fs === 'zfs' ? volume : undefined;
+  return req.journal.apply(
+    title,
+    zfs
+      ? hostUndo('joiner', { kind: 'move-volume', volume: { ...zfs, path: to }, to: from })
+      : hostUndo('joiner', { kind: 'move-back', from: to, to: from }),
+    async () => {
+      if (zfs) await moveVolume(zfs, to, req.signal);
+      else renameSync(from, to);
+    },
+  );
+}
+
 /** Where this agent pulls a stream or transfer the donor's agent opened for it. */
 function donorSource(req: PhysicalCloneRequest, t: { id: string; secret: string }) {
   return { url: req.donorAgent.address.url, transfer: t.id, secret: t.secret, tls: req.donorAgent.address };
@@ -1487,7 +1496,7 @@ async function pullInto(
  * stands (the child then fails only because its input ended).
  */
 async function sinkFailed(child: StreamedChild, err: unknown): Promise<never> {
-  if (/stopped reading/.test(errorMessage(err))) {
+  if (isReseedError(err) && err.message === SINK_STOPPED_READING) {
     const own = await Promise.race([
       child.done.then(
         () => undefined,

@@ -69,6 +69,9 @@ export interface StreamReceiveOptions {
  * early, and the caller must stop what consumes it (it would take a truncated stream for an error
  * of its own, never for a whole one: it is told only by END).
  */
+/** The error of a stream whose sink (a child's stdin) stopped taking it: the child's own error says why. */
+export const SINK_STOPPED_READING = 'the consumer of the stream stopped reading it';
+
 export async function receiveStream(
   o: StreamReceiveOptions,
 ): Promise<{ bytes: number; wireBytes: number; digest: string }> {
@@ -132,8 +135,7 @@ export async function receiveStream(
           else resolve();
         };
         const onDrain = () => done();
-        const onClose = () =>
-          done(new ReseedError('COPY_FAILED', 'the consumer of the stream stopped reading it'));
+        const onClose = () => done(new ReseedError('COPY_FAILED', SINK_STOPPED_READING));
         const onAbort = () => done(abortError(o.signal));
         o.sink.on('drain', onDrain);
         o.sink.on('close', onClose);
