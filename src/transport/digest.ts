@@ -9,8 +9,14 @@ const SEED_B = 0x9e3779b97f4a7c15n;
  * not be: TLS authenticates every byte against tampering; these catch accidental damage (a bad
  * read, a codec bug, a file changing under the sender).
  */
-export function frameChecksum(payload: Uint8Array): bigint {
-  return Xxh3.withSeed().update(payload).digest();
+export function frameChecksum(payload: Uint8Array | readonly Uint8Array[]): bigint {
+  if (!Array.isArray(payload))
+    return Xxh3.withSeed()
+      .update(payload as Uint8Array)
+      .digest();
+  const h = Xxh3.withSeed();
+  for (const p of payload) h.update(p);
+  return h.digest();
 }
 
 /** A segment's digest: XXH3-64 twice, with two seeds, 128 bits, as 32 hex characters. */

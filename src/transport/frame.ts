@@ -29,8 +29,14 @@ export const MAX_FRAME_RAW = 1 << 20;
 
 export interface Frame {
   type: FrameType;
-  /** DATA: the raw bytes (decompressed); END: the segment digest (hex); ERROR: the message bytes */
-  payload: Buffer;
+  /**
+   * DATA: the raw bytes (decompressed), in the pieces they arrived in: an uncompressed payload is
+   * never copied into one buffer (a copy of every byte, and garbage that costs the agent a full
+   * collection every few dozen megabytes); write them with writev.
+   */
+  parts: Buffer[];
+  /** END: the segment digest (hex); ERROR: the message bytes; DATA: the parts joined (a copy: tests) */
+  readonly payload: Buffer;
   /** the bytes of the file the frame stands for (DATA and ZERO) */
   rawLength: number;
   /** bytes this frame took on the wire, header included */
@@ -94,8 +100,7 @@ export class FrameDecoder extends Transform {
           );
         if (this.#buffered < HEADER_BYTES + length) break;
         this.#take(HEADER_BYTES);
-        const payload = this.#take(length);
-        this.push(parseFrame(header, payload));
+        this.push(parseFrame(header, this.#take(length)));
       }
       done();
     } catch (err) {
@@ -117,22 +122,26 @@ export class FrameDecoder extends Transform {
     done();
   }
 
+  /** The first `n` bytes; only the chunks that hold them are joined (a header split by a read). */
   #peek(n: number): Buffer {
     if (this.#chunks[0]!.length >= n) return this.#chunks[0]!.subarray(0, n);
-    const all = Buffer.concat(this.#chunks);
-    this.#chunks = [all];
-    return all.subarray(0, n);
+    let count = 0;
+    for (let have = 0; have < n; count++) have += this.#chunks[count]!.length;
+    const joined = Buffer.concat(this.#chunks.slice(0, count));
+    this.#chunks.splice(0, count, joined);
+    return joined.subarray(0, n);
   }
 
-  #take(n: number): Buffer {
-    if (n === 0) return Buffer.alloc(0);
+  /** The next `n` bytes as views of the chunks that hold them, uncopied. */
+  #take(n: number): Buffer[] {
+    if (n === 0) return [];
     this.#buffered -= n;
     const first = this.#chunks[0]!;
     if (first.length >= n) {
       const out = first.subarray(0, n);
       if (first.length === n) this.#chunks.shift();
       else this.#chunks[0] = first.subarray(n);
-      return out;
+      return [out];
     }
     const parts: Buffer[] = [];
     let need = n;
@@ -148,14 +157,31 @@ export class FrameDecoder extends Transform {
         need = 0;
       }
     }
-    return Buffer.concat(parts, n);
+    return parts;
   }
 }
 
-function parseFrame(header: Buffer, payload: Buffer): Frame {
+function joined(parts: Buffer[]): Buffer {
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+}
+
+function frame(type: FrameType, parts: Buffer[], rawLength: number, wireBytes: number): Frame {
+  return {
+    type,
+    parts,
+    rawLength,
+    wireBytes,
+    get payload() {
+      return joined(parts);
+    },
+  };
+}
+
+function parseFrame(header: Buffer, payload: Buffer[]): Frame {
   const type = header.readUInt8(0);
   const codec = codecById(header.readUInt8(1));
   const rawLength = header.readUInt32BE(8);
+  const wireBytes = HEADER_BYTES + payload.reduce((n, p) => n + p.length, 0);
   if (frameChecksum(payload) !== header.readBigUInt64BE(12))
     throw new ReseedError(
       'COPY_FAILED',
@@ -165,15 +191,16 @@ function parseFrame(header: Buffer, payload: Buffer): Frame {
       },
     );
   if (type === FRAME.DATA) {
-    const raw = codec === 'none' ? payload : decompress(codec, payload, rawLength);
-    if (raw.length !== rawLength)
+    const raw = codec === 'none' ? payload : [decompress(codec, joined(payload), rawLength)];
+    const length = raw.reduce((n, p) => n + p.length, 0);
+    if (length !== rawLength)
       throw new ReseedError(
         'COPY_FAILED',
-        `data channel: a frame decoded to ${raw.length} bytes, not ${rawLength}`,
+        `data channel: a frame decoded to ${length} bytes, not ${rawLength}`,
       );
-    return { type, payload: raw, rawLength, wireBytes: HEADER_BYTES + payload.length };
+    return frame(type, raw, rawLength, wireBytes);
   }
   if (type === FRAME.ZERO || type === FRAME.END || type === FRAME.ERROR)
-    return { type, payload, rawLength, wireBytes: HEADER_BYTES + payload.length };
+    return frame(type, payload, rawLength, wireBytes);
   throw new ReseedError('COPY_FAILED', `data channel: unknown frame type ${type}`);
 }

@@ -472,8 +472,8 @@ async function fetchSegment(j: SegmentJob): Promise<string> {
           if (ended) throw new ReseedError('COPY_FAILED', 'data channel: a frame after the end of a segment');
           progress.wireBytes += frame.wireBytes;
           if (frame.type === FRAME.DATA) {
-            await file.write(frame.payload, 0, frame.payload.length, s.offset + received);
-            hash.update(frame.payload);
+            await file.writev(frame.parts, s.offset + received);
+            for (const part of frame.parts) hash.update(part);
           } else if (frame.type === FRAME.ZERO) {
             for (let left = frame.rawLength; left > 0; left -= ZEROS.length)
               hash.update(ZEROS.subarray(0, Math.min(left, ZEROS.length)));

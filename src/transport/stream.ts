@@ -124,8 +124,11 @@ export async function receiveStream(
     res.body.pipe(decoder);
     // Backpressure: wait for 'drain', or fail when the consumer went away (listeners removed
     // each time: one per write would pile up on the sink).
-    const write = (buf: Buffer): Promise<void> | undefined => {
-      if (o.sink.write(buf)) return undefined;
+    // A frame's parts are written together (at most 1 MiB): memory stays bounded.
+    const write = (bufs: Buffer[]): Promise<void> | undefined => {
+      let ok = true;
+      for (const buf of bufs) ok = o.sink.write(buf);
+      if (ok) return undefined;
       return new Promise<void>((resolve, reject) => {
         const done = (err?: Error) => {
           o.sink.off('drain', onDrain);
@@ -146,13 +149,13 @@ export async function receiveStream(
       for await (const frame of decoder as AsyncIterable<Frame>) {
         wireBytes += frame.wireBytes;
         if (frame.type === FRAME.DATA) {
-          hash.update(frame.payload);
-          await write(frame.payload);
+          for (const part of frame.parts) hash.update(part);
+          await write(frame.parts);
         } else if (frame.type === FRAME.ZERO) {
           for (let left = frame.rawLength; left > 0; left -= ZEROS.length) {
             const z = ZEROS.subarray(0, Math.min(left, ZEROS.length));
             hash.update(z);
-            await write(Buffer.from(z));
+            await write([Buffer.from(z)]);
           }
         } else if (frame.type === FRAME.END) {
           const digest = hash.digest();
