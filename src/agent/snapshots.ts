@@ -6,6 +6,7 @@ import { faultPoint } from '../fault.js';
 import type { StreamedChild } from '../exec/stream.js';
 import type { Logger } from '../log.js';
 import { DEFAULT_READ_LOCK_POLICY } from '../mysql/read-lock.js';
+import { inspect } from '../mysql/facts.js';
 import { quiesce } from '../mysql/quiesce.js';
 import type { QuiesceCoordinates } from '../mysql/quiesce.js';
 import { connect } from '../mysql/server.js';
@@ -160,6 +161,13 @@ export class Snapshots {
           maxLockTimeMs: o.maxLockTimeMs,
         },
         log: this.log,
+        // A donor that replicates: its applier waits for the snapshot. The record says so first,
+        // so that the next start of an agent killed meanwhile starts it again.
+        pauseApplier: {
+          before: () =>
+            writeFileSync(record, JSON.stringify({ ...planned, resumeApplier: true }), { mode: 0o600 }),
+          after: () => writeFileSync(record, JSON.stringify(planned), { mode: 0o600 }),
+        },
       });
     } catch (err) {
       rmSync(record, { force: true });
@@ -364,17 +372,37 @@ export class Snapshots {
       }
   }
 
-  /** Temporary snapshots a previous agent process left (it was killed): destroyed. */
+  /** The applier an agent killed during a snapshot's lock had paused: started again, unless it runs. */
+  async #resumeApplier(): Promise<void> {
+    const server = await connect(agentEndpoint(this.config));
+    try {
+      const facts = await inspect(server);
+      if (facts.replica && !facts.replica.sqlRunning) {
+        await server.query(facts.flavor.startReplicaSqlThreadSql);
+        this.log.warn(
+          "started the replica's applier again: an earlier agent process paused it for a snapshot",
+        );
+      }
+    } finally {
+      await server.close();
+    }
+  }
+
+  /**
+   * Temporary snapshots a previous agent process left (it was killed): destroyed; a replica's
+   * applier it had paused for the lock: started again (the record stays until that worked).
+   */
   async #sweep(): Promise<void> {
     if (!existsSync(this.root)) return;
     for (const name of readdirSync(this.root).filter((n) => n.endsWith('.json'))) {
       const file = join(this.root, name);
       try {
-        const s = JSON.parse(readFileSync(file, 'utf8')) as Snapshot;
+        const s = JSON.parse(readFileSync(file, 'utf8')) as Snapshot & { resumeApplier?: boolean };
         if (s.id && (await snapshotExists(s))) {
           await destroySnapshot(s);
           this.log.warn({ snapshot: s.id }, 'removed a snapshot left by an earlier agent process');
         }
+        if (s.resumeApplier) await this.#resumeApplier();
         rmSync(file, { force: true });
       } catch (err) {
         this.log.error(

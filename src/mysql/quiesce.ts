@@ -18,8 +18,26 @@ export interface QuiesceCoordinates {
   gtid: string;
   /** the binary log position; absent when binary logging is off */
   binlog?: { file: string; position: number } | undefined;
-  /** when the server is a replica: its position in its source's stream */
-  source?: { host: string; port: number; gtid: string } | undefined;
+  /**
+   * When the server is a replica: its position in its source's stream, as GTIDs (gtid_slave_pos on
+   * MariaDB) and as the source's binary log file and position of the last transaction applied.
+   */
+  source?:
+    | { host: string; port: number; gtid: string; binlog?: { file: string; position: number } | undefined }
+    | undefined;
+  /** the replica's applier (SQL thread) was stopped before the lock and started after it */
+  applierPaused?: boolean | undefined;
+}
+
+/**
+ * Pausing a replica's applier around the lock (innodb-hotcopy's replica-from-replica): the lock is
+ * not kept waiting by a long replicated transaction, and the position in the source's stream is
+ * exact. `before` runs before STOP SLAVE SQL_THREAD (to record durably that it must be started
+ * again if this process dies), `after` once START SLAVE SQL_THREAD succeeded.
+ */
+export interface ApplierPause {
+  before(): void;
+  after(): void;
 }
 
 export interface Quiesced {
@@ -37,16 +55,46 @@ export interface Quiesced {
  */
 export async function quiesce(
   endpoint: Endpoint,
-  o: { mode: ReadLockMode | 'auto'; policy: ReadLockPolicy; log: Logger; signal?: AbortSignal | undefined },
+  o: {
+    mode: ReadLockMode | 'auto';
+    policy: ReadLockPolicy;
+    log: Logger;
+    signal?: AbortSignal | undefined;
+    /** a replica's applier is paused while the lock is held (when it runs) */
+    pauseApplier?: ApplierPause | undefined;
+  },
 ): Promise<Quiesced> {
   const lockConnection = await connect(endpoint);
   const monitor = await connect(endpoint).catch((err: unknown) => {
     lockConnection.destroy();
     throw err;
   });
+  let paused = false;
+  const resumeApplier = async (): Promise<void> => {
+    if (!paused) return;
+    const { flavor } = facts!;
+    try {
+      await monitor.query(flavor.startReplicaSqlThreadSql);
+      paused = false;
+      o.pauseApplier!.after();
+      o.log.info("the replica's applier started again");
+    } catch (err) {
+      o.log.error(
+        { err },
+        `the replica's applier could not be started again: run ${flavor.startReplicaSqlThreadSql} on it`,
+      );
+    }
+  };
+  let facts: Awaited<ReturnType<typeof inspect>> | undefined;
   try {
-    const facts = await inspect(monitor, o.signal);
+    facts = await inspect(monitor, o.signal);
     const mode = o.mode !== 'auto' ? o.mode : facts.flavor.name === 'mariadb' ? 'backup-stage' : 'ftwrl';
+    if (o.pauseApplier && facts.replica?.sqlRunning) {
+      o.pauseApplier.before();
+      paused = true;
+      await monitor.query(facts.flavor.stopReplicaSqlThreadSql, [], o.signal);
+      o.log.info("the replica's applier paused for the lock");
+    }
     const lock = await acquireReadLock({
       lockConnection,
       monitor,
@@ -66,7 +114,14 @@ export async function quiesce(
         facts.flavor.name === 'mariadb'
           ? await monitor.query('SELECT @@GLOBAL.gtid_slave_pos AS p', [], o.signal)
           : [{ p: String(g?.gtid ?? '') }];
-      source = { host: facts.replica.sourceHost, port: facts.replica.sourcePort, gtid: String(sp?.p ?? '') };
+      const [row] = await monitor.query(facts.flavor.replicaStatusSql, [], o.signal);
+      const executed = row ? facts.flavor.parseReplicaStatus(row).executed : undefined;
+      source = {
+        host: facts.replica.sourceHost,
+        port: facts.replica.sourcePort,
+        gtid: String(sp?.p ?? ''),
+        ...(executed?.file ? { binlog: { file: executed.file, position: executed.position } } : {}),
+      };
     }
     const coordinates: QuiesceCoordinates = {
       server: `${facts.hostname}:${facts.port}`,
@@ -77,6 +132,7 @@ export async function quiesce(
       gtid: String(g?.gtid ?? ''),
       ...(status ? { binlog: { file: String(status.File), position: Number(status.Position) } } : {}),
       ...(source ? { source } : {}),
+      ...(paused ? { applierPaused: true } : {}),
     };
     return {
       coordinates,
@@ -88,12 +144,14 @@ export async function quiesce(
           return lock.heldMs; // the watchdog ended the session first
         } finally {
           lockConnection.destroy();
+          await resumeApplier();
           monitor.destroy();
         }
       },
     };
   } catch (err) {
     lockConnection.destroy();
+    await resumeApplier();
     monitor.destroy();
     throw err;
   }

@@ -1,17 +1,19 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JobRecord } from '../../src/agent/jobs.js';
 import { sandboxAgentDown, sandboxAgentUp } from '../../src/agent/sandbox-agent.js';
-import { checksum, sandboxInfo } from '../helpers/clone-agents.js';
+import { checksum, restartAgent, sandboxInfo } from '../helpers/clone-agents.js';
 import { REPL_ENV, createReplUser, reseed, startServer, stopAll } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
 
 /**
  * Physical clones of a donor that is itself a replica (primary -> donor), through agents: with
  * --replicate-from source the joiner follows the primary from the donor's position in its stream
- * as the copy holds it (mysql.gtid_slave_pos); the donor goes on replicating afterwards.
+ * as the copy holds it (mysql.gtid_slave_pos); the donor goes on replicating afterwards. The donor
+ * and the joiner have their datadirs on btrfs, so the snapshot method runs too: it pauses the
+ * donor's applier for the lock and starts it again, also after a kill -9 of the donor's agent.
  */
 let primary: TestServer;
 let donor: TestServer;
@@ -27,8 +29,8 @@ describe('physical clones of a donor that is a replica', () => {
   before(async () => {
     [primary, donor, joiner] = await Promise.all([
       startServer('ps-primary'),
-      startServer('ps-donor'),
-      startServer('ps-joiner'),
+      startServer('ps-donor', [], { fs: 'btrfs' }),
+      startServer('ps-joiner', [], { fs: 'btrfs' }),
     ]);
     await createReplUser(primary);
     await primary.sql('CREATE DATABASE app');
@@ -50,7 +52,52 @@ describe('physical clones of a donor that is a replica', () => {
     await stopAll();
   });
 
+  it("--method snapshot, the donor's agent killed (kill -9) under the lock: its next start removes the snapshot and starts the paused applier again", async () => {
+    await restartAgent(donor, 'snapshot-locked:kill');
+    try {
+      const r = await reseed(
+        [
+          'clone',
+          '--from',
+          `agent://${donor.info.name}`,
+          '--to',
+          `agent://${joiner.info.name}`,
+          '--method',
+          'snapshot',
+          '--force',
+          '--replication-user',
+          'repl',
+          '--resume-timeout',
+          '3s',
+        ],
+        { env: REPL_ENV, signal: AbortSignal.timeout(120_000) },
+      );
+      assert.notEqual(r.code, 0);
+      const [paused] = await donor.sql('SHOW SLAVE STATUS');
+      assert.equal(paused!.Slave_SQL_Running, 'No', 'the killed agent had paused the applier');
+    } finally {
+      await restartAgent(donor);
+    }
+    for (let until = Date.now() + 15_000; ; await new Promise((r) => setTimeout(r, 200))) {
+      const [st] = await donor.sql('SHOW SLAVE STATUS');
+      if (st!.Slave_SQL_Running === 'Yes') break;
+      assert.ok(Date.now() < until, "the donor's applier was not started again");
+    }
+    const datadir = sandboxInfo(donor).datadir;
+    const folder = join(dirname(datadir), `.reseed-snapshots-${basename(datadir)}`);
+    const snapshots = (existsSync(folder) ? readdirSync(folder) : []).filter((n) =>
+      n.startsWith('reseed-tmp-'),
+    );
+    assert.deepEqual(snapshots, [], 'no temporary snapshot is left');
+    await primary.sql('INSERT INTO app.t VALUES (?, 0)', [2_000_000 + Math.floor(Math.random() * 1e6)]);
+    await caughtUp(donor, primary);
+  });
+
   for (const [method, whom] of [
+    // The snapshot method first: after a copy or mariabackup clone, the joiner's datadir is a
+    // plain directory, no longer a btrfs subvolume that a snapshot clone can replace.
+    ['snapshot', 'source'],
+    ['snapshot', 'donor'],
     ['mariabackup', 'source'],
     ['copy', 'source'],
     ['copy', 'donor'],
@@ -90,6 +137,11 @@ describe('physical clones of a donor that is a replica', () => {
       assert.equal(await checksum(joiner, 'app.t'), await checksum(primary, 'app.t'));
       const [ds] = await donor.sql('SHOW SLAVE STATUS');
       assert.equal(ds!.Slave_SQL_Running, 'Yes');
+      if (method === 'snapshot') {
+        const log = readFileSync(join(sandboxInfo(donor).dir, 'agent', 'agent.log'), 'utf8');
+        assert.match(log, /the replica's applier paused for the lock/);
+        assert.match(log, /the replica's applier started again/);
+      }
     });
 
   it('--replicate-from source: refused when the donor replicates from nobody, before anything changes', async () => {
