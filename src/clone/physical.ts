@@ -28,6 +28,7 @@ import {
   moveVolume,
   protectReceived,
   lastReceived,
+  makeDirectoryLike,
   receiveSnapshot,
   receiveTarget,
   receivedIdentity,
@@ -298,10 +299,9 @@ export async function physicalClone(request: PhysicalCloneRequest): Promise<Phys
       await journal.apply(
         `make the staging directory ${staging}`,
         hostUndo('joiner', { kind: 'remove-made-directory', path: staging, marker }),
-        () => {
-          mkdirSync(staging, { mode: 0o700 });
+        async () => {
+          await makeDirectoryLike(datadir, staging, signal);
           writeFileSync(join(staging, marker), `made by reseed, journal ${journal.header.id}\n`);
-          return Promise.resolve();
         },
       );
     let coordinates: BinlogInfo | undefined;

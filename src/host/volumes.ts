@@ -1,4 +1,5 @@
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -237,6 +238,25 @@ export async function protectReceived(s: Snapshot, signal?: AbortSignal): Promis
 }
 
 /** A writable copy of a snapshot at `path` (a btrfs snapshot; a ZFS clone mounted there). */
+/**
+ * A new, empty directory at `path` (mode 0700) for a datadir that will replace `like`: a btrfs
+ * subvolume when `like` is one, so the datadir swapped in can still be snapshot (a later
+ * `--method snapshot` clone or refresh), else a plain directory. ZFS: a plain directory (a gap:
+ * the swapped-in datadir then lives in the parent dataset; docs/agents.md).
+ */
+export async function makeDirectoryLike(like: string, path: string, signal?: AbortSignal): Promise<void> {
+  let subvolume = false;
+  try {
+    subvolume = statfsSync(like).type === BTRFS_MAGIC && statSync(like).ino === BTRFS_SUBVOLUME_INO;
+  } catch {
+    // `like` unreadable: a plain directory
+  }
+  if (subvolume) {
+    await run('btrfs', ['subvolume', 'create', path], signal ? { signal } : {});
+    chmodSync(path, 0o700);
+  } else mkdirSync(path, { mode: 0o700 });
+}
+
 export async function writableCopy(
   s: Snapshot,
   path: string,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JobRecord } from '../../src/agent/jobs.js';
@@ -94,13 +94,13 @@ describe('physical clones of a donor that is a replica', () => {
   });
 
   for (const [method, whom] of [
-    // The snapshot method first: after a copy or mariabackup clone, the joiner's datadir is a
-    // plain directory, no longer a btrfs subvolume that a snapshot clone can replace.
+    // A snapshot clone last too: the datadir a copy or mariabackup clone swapped in is a btrfs
+    // subvolume again, which a snapshot clone can replace.
     ['snapshot', 'source'],
-    ['snapshot', 'donor'],
     ['mariabackup', 'source'],
     ['copy', 'source'],
     ['copy', 'donor'],
+    ['snapshot', 'donor'],
   ] as const)
     it(`--method ${method} --replicate-from ${whom}: the joiner follows the ${whom}, verified; the donor replicates on`, async () => {
       const r = await reseed(
@@ -137,6 +137,11 @@ describe('physical clones of a donor that is a replica', () => {
       assert.equal(await checksum(joiner, 'app.t'), await checksum(primary, 'app.t'));
       const [ds] = await donor.sql('SHOW SLAVE STATUS');
       assert.equal(ds!.Slave_SQL_Running, 'Yes');
+      assert.equal(
+        statSync(sandboxInfo(joiner).datadir).ino,
+        256,
+        "the joiner's datadir is a btrfs subvolume still",
+      );
       if (method === 'snapshot') {
         const log = readFileSync(join(sandboxInfo(donor).dir, 'agent', 'agent.log'), 'utf8');
         assert.match(log, /the replica's applier paused for the lock/);
