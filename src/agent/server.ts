@@ -1,10 +1,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import fastifySwagger from '@fastify/swagger';
 import Fastify, { LogController } from 'fastify';
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
@@ -19,6 +18,7 @@ import { serviceControl } from '../host/service-control.js';
 import type { Logger } from '../log.js';
 import { CODECS } from '../transport/codec.js';
 import type { Codec } from '../transport/codec.js';
+import { writeFrames } from '../transport/send.js';
 import { AgentClient } from './client.js';
 import type { AgentAddress } from './client.js';
 import { registryEntries } from './registry.js';
@@ -252,7 +252,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     },
     (req, reply) => {
       const t = transfers.authorize(req.params.id, req.headers.authorization);
-      return reply.type('application/octet-stream').send(Readable.from(transfers.segment(t, req.query)));
+      return sendFrames(reply, transfers.segment(t, req.query));
     },
   );
   app.get(
@@ -317,7 +317,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     },
     (req, reply) => {
       const b = backups.authorize(req.params.id, req.headers.authorization);
-      return reply.type('application/octet-stream').send(Readable.from(backups.stream(b, req.query.codec)));
+      return sendFrames(reply, backups.stream(b, req.query.codec));
     },
   );
   app.get('/v1/backups/:id', { schema: { params: transferParams } }, (req) => backups.report(req.params.id));
@@ -447,7 +447,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     },
     (req, reply) => {
       const t = snapshots.authorize(req.params.id, req.headers.authorization);
-      return reply.type('application/octet-stream').send(Readable.from(snapshots.stream(t, req.query.codec)));
+      return sendFrames(reply, snapshots.stream(t, req.query.codec));
     },
   );
   app.get(
@@ -633,4 +633,19 @@ async function refuseLiveDatadir(config: AgentConfig, path: string): Promise<voi
         ],
       },
     );
+}
+
+/**
+ * A stream of frames as the reply's body, written by writeFrames (buffers of the frame pool used
+ * again once written) rather than through fastify's stream piping. What fails while the frames
+ * are made is in them already (an ERROR frame); a failure of the writing itself ends the connection.
+ */
+async function sendFrames(reply: FastifyReply, frames: AsyncGenerator<Buffer>): Promise<void> {
+  reply.hijack();
+  try {
+    await writeFrames(reply.raw, frames);
+  } catch (err) {
+    reply.log.error({ err }, 'a stream of frames failed');
+    reply.raw.destroy(err as Error);
+  }
 }

@@ -8,7 +8,7 @@ import { captureHostState } from '../host/host-state.js';
 import { hostUndo } from '../host/host-undo.js';
 import type { Journal } from '../journal/journal.js';
 import type { Codec } from '../transport/codec.js';
-import { receiveTree } from '../transport/receive.js';
+import { receiveTreeInThread } from '../transport/receive-thread.js';
 import type { ReceiveReport } from '../transport/receive.js';
 import type { AgentClient } from './client.js';
 import type { JobContext } from './runner.js';
@@ -102,7 +102,7 @@ export async function runTransfer(
     ctx.setState('copying');
     ctx.emit({ type: 'plan', files: opened.files, bytes: opened.bytes });
     let last = 0;
-    const report = await receiveTree({
+    const report = await receiveTreeInThread({
       source: { url: peer.address.url, transfer: opened.id, secret: opened.secret, tls: peer.address },
       dest,
       marker,

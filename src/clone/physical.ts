@@ -58,7 +58,8 @@ import { DEFAULT_THROTTLE } from '../throttle/donor-throttle.js';
 import type { ProgressEvent } from '../progress.js';
 import { checkAccountFromHere, waitForCatchUp } from '../replication/replica.js';
 import type { Codec } from '../transport/codec.js';
-import { receiveTree } from '../transport/receive.js';
+import type { ReceiveOptions, ReceiveReport } from '../transport/receive.js';
+import { receiveTreeInThread } from '../transport/receive-thread.js';
 import { SINK_STOPPED_READING, receiveStream } from '../transport/stream.js';
 import { verify } from '../verify/verify.js';
 import type { VerifyReport } from '../verify/verify.js';
@@ -972,7 +973,7 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
   let freezing = false;
   let thawed = false;
   try {
-    const first = await receiveTree({
+    const first = await receiveTreeInThread({
       source: source(opened.hot),
       dest: staging,
       marker,
@@ -1108,10 +1109,10 @@ function donorAgentGone(when: string, err: unknown): ReseedError {
 async function receiveTreeOr(
   req: PhysicalCloneRequest,
   copy: string,
-  o: Parameters<typeof receiveTree>[0],
-): ReturnType<typeof receiveTree> {
+  o: ReceiveOptions,
+): Promise<ReceiveReport> {
   try {
-    return await receiveTree(o);
+    return await receiveTreeInThread(o);
   } catch (err) {
     const report = await req.donorAgent
       .call<{ error?: string }>('GET', `/v1/copies/${copy}`)

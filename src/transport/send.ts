@@ -1,4 +1,5 @@
 import { open } from 'node:fs/promises';
+import type { ServerResponse } from 'node:http';
 import { ReseedError, abortError } from '../errors.js';
 import type { RateGate } from '../throttle/rate-gate.js';
 import type { Codec } from './codec.js';
@@ -6,6 +7,7 @@ import { compress } from './codec.js';
 import { SegmentDigest } from './digest.js';
 import { FRAME, MAX_FRAME_RAW, encodeFrame, frameHeader } from './frame.js';
 import { faultActive } from '../fault.js';
+import { framePool } from './frame-pool.js';
 
 /** Runs of zeros shorter than this are sent as data: a hole costs a frame header. */
 const ZERO_BLOCK = 64 * 1024;
@@ -38,7 +40,8 @@ function isZero(b: Buffer): boolean {
  * `from`, which a resumed request reads again only to hash. A file that is shorter than the
  * segment (it changed under us) ends the stream with an error the receiver sees. A frame is
  * yielded as its header and its payload, two buffers, so the payload is never copied: each read
- * gets a buffer of its own, since the socket may still hold the previous one.
+ * gets a buffer of the pool (frame-pool.ts), free again only when the socket has written every
+ * frame of it (writeFrames).
  */
 export async function* segmentFrames(s: SendSegment): AsyncGenerator<Buffer> {
   const hash = new SegmentDigest();
@@ -48,22 +51,27 @@ export async function* segmentFrames(s: SendSegment): AsyncGenerator<Buffer> {
     while (done < s.length) {
       if (s.signal.aborted) throw abortError(s.signal);
       const want = Math.min(MAX_FRAME_RAW, s.length - done);
-      const buf = Buffer.allocUnsafe(want);
-      // Only the bytes that are sent count against the donor's read rate.
-      if (s.gate && done + want > s.from) await s.gate.take(want, s.signal);
-      const { bytesRead } = await file.read(buf, 0, want, s.offset + done);
-      if (bytesRead === 0)
-        throw new ReseedError(
-          'COPY_FAILED',
-          `${s.path.toString()} is shorter than when the transfer began (it changed)`,
-        );
-      let chunk = buf.subarray(0, bytesRead);
-      hash.update(chunk);
-      // Test-only: the bytes sent differ from the bytes hashed (a segment that changed under us).
-      if (faultActive('segment-differs')) chunk = Buffer.from(chunk).fill(0x5a, 0, 1);
-      const skip = Math.max(0, Math.min(bytesRead, s.from - done));
-      if (skip < bytesRead) yield* chunkFrames(chunk.subarray(skip), s.codec);
-      done += bytesRead;
+      // A buffer of the pool: used again once the socket has written every frame made of it.
+      const buf = framePool.take();
+      try {
+        // Only the bytes that are sent count against the donor's read rate.
+        if (s.gate && done + want > s.from) await s.gate.take(want, s.signal);
+        const { bytesRead } = await file.read(buf, 0, want, s.offset + done);
+        if (bytesRead === 0)
+          throw new ReseedError(
+            'COPY_FAILED',
+            `${s.path.toString()} is shorter than when the transfer began (it changed)`,
+          );
+        let chunk = buf.subarray(0, bytesRead);
+        hash.update(chunk);
+        // Test-only: the bytes sent differ from the bytes hashed (a segment that changed under us).
+        if (faultActive('segment-differs')) chunk = Buffer.from(chunk).fill(0x5a, 0, 1);
+        const skip = Math.max(0, Math.min(bytesRead, s.from - done));
+        if (skip < bytesRead) yield* chunkFrames(chunk.subarray(skip), s.codec);
+        done += bytesRead;
+      } finally {
+        framePool.drop(buf);
+      }
     }
     const digest = hash.digest();
     s.onDigest?.(digest);
@@ -108,4 +116,37 @@ function* dataFrame(raw: Buffer, codec: Codec): Generator<Buffer> {
 
 export function errorFrame(message: string): Buffer {
   return encodeFrame(FRAME.ERROR, Buffer.from(message), 0);
+}
+
+/**
+ * Writes frames as an HTTP response body, with backpressure, telling the frame pool when the
+ * socket has written each pooled buffer. Ends when the frames do or the peer goes away (the frames'
+ * generator is then closed, which ends what it reads).
+ */
+export async function writeFrames(res: ServerResponse, frames: AsyncGenerator<Buffer>): Promise<void> {
+  res.writeHead(200, { 'content-type': 'application/octet-stream' });
+  let closed = res.destroyed;
+  let wake: (() => void) | undefined;
+  const onClose = () => {
+    closed = true;
+    wake?.();
+  };
+  res.once('close', onClose);
+  try {
+    for await (const chunk of frames) {
+      if (closed) break;
+      if (res.write(chunk, framePool.writing(chunk))) continue;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        res.once('drain', resolve);
+      });
+      res.off('drain', wake!);
+      wake = undefined;
+      if (closed) break;
+    }
+    if (!closed) res.end();
+  } finally {
+    res.off('close', onClose);
+    await frames.return(undefined);
+  }
 }

@@ -8,6 +8,7 @@ const Z = zstdAvailable() ? 'zstd' : 'lz4';
 import { FRAME, FrameDecoder, encodeFrame } from '../../src/transport/frame.js';
 import type { Frame } from '../../src/transport/frame.js';
 import { chooseCodec } from '../../src/transport/receive.js';
+import { FramePool } from '../../src/transport/frame-pool.js';
 
 async function decode(chunks: Buffer[]): Promise<Frame[]> {
   const out: Frame[] = [];
@@ -62,4 +63,25 @@ test('auto compression: zstd on a slow link, lz4 on a middling one, none on a fa
   assert.equal(chooseCodec(12.5e6, false), 'lz4');
   assert.equal(chooseCodec(200e6, true), 'lz4');
   assert.equal(chooseCodec(1e9, true), 'none');
+});
+
+test('the frame pool gives a buffer back only when its producer let it go and every write of it ended', () => {
+  const pool = new FramePool(4);
+  const buf = pool.take();
+  const first = pool.writing(buf.subarray(0, 10))!;
+  const second = pool.writing(buf.subarray(10, 20))!;
+  assert.equal(pool.writing(Buffer.alloc(4)), undefined, 'a buffer of nobody’s pool is not tracked');
+  first();
+  pool.drop(buf);
+  assert.equal(pool.free, 0, 'a write of it is still under way');
+  second();
+  assert.equal(pool.free, 1);
+  const again = pool.take();
+  assert.equal(again.buffer, buf.buffer, 'the same memory, used again');
+  pool.drop(again);
+  assert.equal(pool.free, 1);
+  // One held while written past the pool's size is simply left to the collector.
+  const many = Array.from({ length: 6 }, () => pool.take());
+  for (const b of many) pool.drop(b);
+  assert.equal(pool.free, 4);
 });
