@@ -2,7 +2,14 @@
 //                   [--sections clone,verify,impact,channel,physical] [--verify-runs 3] [--alone 30]
 //                   [--channel-runs 3] [--physical-runs 3] [--copy-runs 3]
 //                   [--snapshot-clones 20] [--snapshot-size 500M] [--snapshot-fs btrfs,zfs]
-//                   (sections: clone,verify,impact,channel,physical,copy,snapshot)
+//                   [--channel-netns-runs 1]
+//                   (sections: clone,verify,impact,channel,physical,copy,snapshot,channel-netns; the
+//                   default is clone,verify,impact,channel,physical,copy. snapshot and channel-netns
+//                   are asked for by name: snapshot makes btrfs and zfs filesystems; channel-netns
+//                   runs the agents in two network namespaces over a veth pair limited with tc tbf
+//                   to 200 Mbit/s with 50 ms of round trip (a delaying relay), codecs and a 5 s cut;
+//                   it needs root, `ip netns`, tc with tbf, and curl; e.g.
+//                   npm run bench -- --size 1G --sections channel-netns --channel-netns-runs 1)
 // Measures, on one generated dataset, each method into a fresh empty joiner sandbox, rounds
 // interleaved, the OS page cache dropped before each run; reports medians and ratios to reseed.
 import { writeFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
@@ -27,6 +34,7 @@ import {
 import { renderChart, renderReport } from './report.js';
 import { impactBench, renderImpact, renderVerify, verifyBench, withSection } from './extra.js';
 import { channelBench, renderChannel } from './channel.js';
+import { channelNetnsBench, renderNetns } from './channel-netns.js';
 import { physicalBench, renderPhysical } from './physical.js';
 import { copyBench, renderCopy } from './copy.js';
 import { renderSnapshot, snapshotBench } from './snapshot.js';
@@ -50,6 +58,7 @@ const { values: args } = parseArgs({
     'verify-runs': { type: 'string', default: '3' },
     alone: { type: 'string', default: '30' },
     'channel-runs': { type: 'string', default: '3' },
+    'channel-netns-runs': { type: 'string', default: '1' },
   },
 });
 
@@ -185,6 +194,15 @@ async function main(): Promise<void> {
       renderChannel(c, `npm run bench -- ${process.argv.slice(2).join(' ')}`),
     );
   }
+  if (sections.includes('channel-netns')) {
+    const runs = Number(args['channel-netns-runs']);
+    const n = await channelNetnsBench({ donor, runs, parallel, work, dropCaches });
+    report = withSection(
+      report,
+      'channel-netns',
+      renderNetns(n, `npm run bench -- ${process.argv.slice(2).join(' ')}`),
+    );
+  }
   writeFileSync(args.out!, report);
   console.error(`wrote ${args.out}`);
 }
@@ -234,7 +252,7 @@ async function cloneSection(
     chart: basename(chart),
   });
   writeFileSync(chart, renderChart(methods.map((m) => ({ label: METHODS[m]!.label, results: results[m]! }))));
-  for (const name of ['verify', 'impact', 'channel', 'physical', 'copy', 'snapshot']) {
+  for (const name of ['verify', 'impact', 'channel', 'channel-netns', 'physical', 'copy', 'snapshot']) {
     const m = new RegExp(`<!-- bench:${name} -->\\n([\\s\\S]*?)\\n<!-- /bench:${name} -->`).exec(o.old);
     if (m) report = withSection(report, name, m[1]!);
   }

@@ -46,7 +46,7 @@ function tlsFiles(donor: SandboxInfo, joiner: SandboxInfo) {
 async function socatRun(
   src: string,
   dest: string,
-  o: { tls?: { server: string; client: string }; codec?: 'zstd' | 'lz4' },
+  o: { tls?: { server: string; client: string }; codec?: 'zstd' | 'lz4'; sync?: boolean },
 ) {
   rmSync(dest, { recursive: true, force: true });
   const port = await freePort();
@@ -59,6 +59,8 @@ async function socatRun(
   await new Promise((r) => setTimeout(r, 300));
   await sh(`tar -C ${src} -cf - . | ${comp} socat -u STDIN ${connect}`);
   await receiver;
+  // reseed's receiver syncs each file before it counts it: the same durability, for comparison.
+  if (o.sync) await sh(`sync -f ${dest}`);
 }
 
 export async function channelBench(opts: {
@@ -103,6 +105,10 @@ export async function channelBench(opts: {
   cases.push({
     label: 'tar | socat openssl (TLS)',
     run: async () => (await socatRun(src, dest, { tls }), {}),
+  });
+  cases.push({
+    label: 'tar | socat openssl (TLS), then sync',
+    run: async () => (await socatRun(src, dest, { tls, sync: true }), {}),
   });
   cases.push({
     label: 'tar | lz4 | socat openssl',
@@ -151,17 +157,23 @@ export function renderChannel(r: ChannelResult, command: string): string {
     `The bench donor's stopped datadir (${gb.toFixed(2)} GB, ${r.files} files) from one sandbox agent to another on loopback,`,
     'against `tar | socat` into `socat | tar -x`, the page cache dropped before each run; medians. reseed also',
     'checks an XXH3 checksum per frame and a 128-bit digest per segment on both ends and keeps holes, which',
-    "socat and tar do not; socat's TLS is given the same certificates (mutual TLS). Both ends run on this",
-    "machine's two cores: each agent is one Node.js thread doing its own TLS.",
+    "socat and tar do not; socat's TLS is given the same certificates (mutual TLS). reseed's receiver also",
+    'syncs every file to disk before it counts it, which tar does not: the "then sync" row adds `sync -f` on the',
+    "destination's filesystem after tar, for the same durability. Both ends run on this machine's two cores",
+    "(each agent's main thread does its TLS; the receiver's frames are checked and written on a worker thread).",
     '',
-    '| method | seconds | MB/s | wire bytes | speed against socat openssl with the same compression |',
-    '| --- | ---: | ---: | ---: | ---: |',
+    '| method | seconds | MB/s | wire bytes | speed against socat openssl with the same compression | against socat openssl, then sync |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
     ...r.rows.map((x) => {
       const peer = counterpart[x.label];
       const ratio = peer
         ? `${(by(peer) / x.seconds).toFixed(2)}x`
         : `${(tlsSocat / x.seconds).toFixed(2)}x of plain openssl`;
-      return `| ${x.label.replace(/\|/g, '\\|')} | ${x.seconds.toFixed(1)} | ${(r.bytes / 1e6 / x.seconds).toFixed(0)} | ${x.wireBytes ? `${(x.wireBytes / 1e9).toFixed(2)} GB` : '-'} | ${ratio} |`;
+      const durable =
+        x.label === 'reseed transfer, TLS, --compress none'
+          ? `${(by('tar | socat openssl (TLS), then sync') / x.seconds).toFixed(2)}x`
+          : '-';
+      return `| ${x.label.replace(/\|/g, '\\|')} | ${x.seconds.toFixed(1)} | ${(r.bytes / 1e6 / x.seconds).toFixed(0)} | ${x.wireBytes ? `${(x.wireBytes / 1e9).toFixed(2)} GB` : '-'} | ${ratio} | ${durable} |`;
     }),
     '',
     `Run: \`${command}\`.`,

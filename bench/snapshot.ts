@@ -3,13 +3,14 @@
 // `btrfs send | btrfs receive` / `zfs send | zfs recv` by hand of the same snapshot on the same
 // filesystems; and `reseed refresh` after 5% of the rows changed: bytes sent and time against a
 // full snapshot clone. Both sandboxes on image files of their own (sandbox --fs).
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentClient } from '../src/agent/client.js';
 import type { JobRecord } from '../src/agent/jobs.js';
 import { resolveAgent } from '../src/agent/registry.js';
 import { forgetSandboxAgent, sandboxAgentDown, sandboxAgentUp } from '../src/agent/sandbox-agent.js';
 import { connect } from '../src/mysql/server.js';
-import { getSandbox, sandboxEndpoint, sandboxRemove, sandboxUp } from '../src/sandbox/sandbox.js';
+import { freePort, getSandbox, sandboxEndpoint, sandboxRemove, sandboxUp } from '../src/sandbox/sandbox.js';
 import type { SandboxInfo } from '../src/sandbox/sandbox.js';
 import { loadSampleData } from '../src/sandbox/sample-data.js';
 import { sh } from './methods.js';
@@ -21,6 +22,8 @@ export interface SnapshotFsResult {
   writesDuring: number;
   clones: { seconds: number; copySeconds: number; bytes: number }[];
   hand: { seconds: number; bytes: number }[];
+  /** the same by hand, the stream carried by socat openssl (TLS, the agents' certificates) */
+  handTls: { seconds: number; bytes: number }[];
   refresh: { changedRows: number; seconds: number; bytes: number; fullBytes: number } | undefined;
 }
 
@@ -79,6 +82,7 @@ export async function snapshotBench(o: {
     writesDuring: 0,
     clones: [],
     hand: [],
+    handTls: [],
     refresh: undefined,
   };
   const request = {
@@ -128,35 +132,47 @@ export async function snapshotBench(o: {
     writing = false;
     await writer;
   }
-  // By hand: a read-only snapshot of the same datadir sent into the joiner's filesystem.
-  for (let i = 0; i < Math.min(3, o.clones); i++) {
-    await o.dropCaches();
-    const t = Date.now();
-    if (o.fs === 'btrfs') {
-      const snap = `${donor.dir}/fs/bench-hand-${i}`;
-      const into = `${joiner.dir}/fs/bench-hand-recv`;
-      await sh(`btrfs subvolume snapshot -r ${donor.datadir} ${snap} >/dev/null && mkdir -p ${into}`);
-      const out = await sh(`btrfs send -q ${snap} | tee >(wc -c >&2) | btrfs receive -e ${into} >/dev/null`);
-      result.hand.push({
-        seconds: (Date.now() - t) / 1000,
-        bytes: Number(out.stderr.trim().split('\n').at(-1)),
-      });
-      await sh(`btrfs subvolume delete ${into}/bench-hand-${i} ${snap} >/dev/null && rmdir ${into}`);
-    } else {
-      const ds = (await sh(`zfs list -H -o name ${donor.datadir}`)).stdout.trim();
-      const pool = (await sh(`zfs list -H -o name ${joiner.datadir}`)).stdout.trim().split('/')[0]!;
-      await sh(`zfs snapshot ${ds}@bench-hand-${i}`);
-      const out = await sh(
-        `zfs send ${ds}@bench-hand-${i} | tee >(wc -c >&2) | zfs recv -u ${pool}/bench-hand`,
+  // By hand: a read-only snapshot of the same datadir sent into the joiner's filesystem, through a
+  // local pipe, and through socat openssl with the agents' certificates (TLS, as between hosts).
+  const ca = join(donor.dir, '..', 'agent-ca', 'ca.pem');
+  const listenTls = `cert=${join(joiner.dir, 'agent', 'cert.pem')},key=${join(joiner.dir, 'agent', 'key.pem')},cafile=${ca},verify=1`;
+  const connectTls = `cert=${join(donor.dir, 'agent', 'cert.pem')},key=${join(donor.dir, 'agent', 'key.pem')},cafile=${ca},commonname=127.0.0.1,verify=1`;
+  const pipeline = async (send: string, receive: string, tls: boolean): Promise<number> => {
+    if (!tls)
+      return Number((await sh(`${send} | tee >(wc -c >&2) | ${receive}`)).stderr.trim().split('\n').at(-1));
+    const port = await freePort();
+    const receiver = sh(`socat -u OPENSSL-LISTEN:${port},reuseaddr,${listenTls} STDOUT | ${receive}`);
+    await sleep(300);
+    const out = await sh(
+      `${send} | tee >(wc -c >&2) | socat -u STDIN OPENSSL:127.0.0.1:${port},${connectTls}`,
+    );
+    await receiver;
+    return Number(out.stderr.trim().split('\n').at(-1));
+  };
+  for (let i = 0; i < Math.min(3, o.clones); i++)
+    for (const tls of [false, true]) {
+      await o.dropCaches();
+      const t = Date.now();
+      let bytes: number;
+      if (o.fs === 'btrfs') {
+        const snap = `${donor.dir}/fs/bench-hand-${i}`;
+        const into = `${joiner.dir}/fs/bench-hand-recv`;
+        await sh(`btrfs subvolume snapshot -r ${donor.datadir} ${snap} >/dev/null && mkdir -p ${into}`);
+        bytes = await pipeline(`btrfs send -q ${snap}`, `btrfs receive -e ${into} >/dev/null`, tls);
+        await sh(`btrfs subvolume delete ${into}/bench-hand-${i} ${snap} >/dev/null && rmdir ${into}`);
+      } else {
+        const ds = (await sh(`zfs list -H -o name ${donor.datadir}`)).stdout.trim();
+        const pool = (await sh(`zfs list -H -o name ${joiner.datadir}`)).stdout.trim().split('/')[0]!;
+        await sh(`zfs snapshot ${ds}@bench-hand-${i}`);
+        bytes = await pipeline(`zfs send ${ds}@bench-hand-${i}`, `zfs recv -u ${pool}/bench-hand`, tls);
+        await sh(`zfs destroy -r ${pool}/bench-hand && zfs destroy ${ds}@bench-hand-${i}`);
+      }
+      const seconds = (Date.now() - t) / 1000;
+      (tls ? result.handTls : result.hand).push({ seconds, bytes });
+      console.error(
+        `  by hand ${o.fs}${tls ? ' through socat openssl' : ''} ${i + 1}: ${seconds.toFixed(1)} s`,
       );
-      result.hand.push({
-        seconds: (Date.now() - t) / 1000,
-        bytes: Number(out.stderr.trim().split('\n').at(-1)),
-      });
-      await sh(`zfs destroy -r ${pool}/bench-hand && zfs destroy ${ds}@bench-hand-${i}`);
     }
-    console.error(`  by hand ${o.fs} ${i + 1}: ${result.hand.at(-1)!.seconds.toFixed(1)} s`);
-  }
   // Refresh after 5% of the orders changed, the joiner's replication stopped (else it catches up alone).
   const c = await connect(sandboxEndpoint(donor));
   const [n] = await c.query('SELECT COUNT(*) AS n FROM shop.orders');
@@ -194,8 +210,8 @@ export function renderSnapshot(results: SnapshotFsResult[], command: string): st
     '(one INSERT every 5 ms) on the donor during the clones; page cache dropped before each run;',
     '2 cores. Targets: read-lock time p99 <= 50 ms; send/receive >= 90% of by hand.',
     '',
-    '| fs | datadir | clones | lock p50 | lock p99 | lock max | reseed copy phase (median) | by hand send \\| receive (median) | throughput ratio |',
-    '| -- | ------- | ------ | -------- | -------- | -------- | -------------------------- | ------------------------------- | ---------------- |',
+    '| fs | datadir | clones | lock p50 | lock p99 | lock max | reseed copy phase (median) | by hand send \\| receive (median) | throughput ratio | by hand through socat openssl | ratio to it |',
+    '| -- | ------- | ------ | -------- | -------- | -------- | -------------------------- | ------------------------------- | ---------------- | ----------------------------- | ----------- |',
   ];
   for (const r of results) {
     const copy = median(r.clones.map((c) => c.copySeconds));
@@ -203,15 +219,21 @@ export function renderSnapshot(results: SnapshotFsResult[], command: string): st
     const hand = median(r.hand.map((h) => h.seconds));
     const handBytes = median(r.hand.map((h) => h.bytes));
     const ratio = bytes / copy / (handBytes / hand);
+    const tls = r.handTls.length ? median(r.handTls.map((h) => h.seconds)) : undefined;
+    const tlsBytes = r.handTls.length ? median(r.handTls.map((h) => h.bytes)) : 0;
+    const tlsCells = tls
+      ? `${tls.toFixed(1)} s (${mb(tlsBytes)}) | ${(bytes / copy / (tlsBytes / tls)).toFixed(2)}x`
+      : '- | -';
     lines.push(
-      `| ${r.fs} | ${mb(r.datadirBytes)} | ${r.clones.length} | ${pct(r.lockMs, 50)} ms | ${pct(r.lockMs, 99)} ms | ${Math.max(...r.lockMs)} ms | ${copy.toFixed(1)} s (${mb(bytes)}) | ${hand.toFixed(1)} s (${mb(handBytes)}) | ${ratio.toFixed(2)}x |`,
+      `| ${r.fs} | ${mb(r.datadirBytes)} | ${r.clones.length} | ${pct(r.lockMs, 50)} ms | ${pct(r.lockMs, 99)} ms | ${Math.max(...r.lockMs)} ms | ${copy.toFixed(1)} s (${mb(bytes)}) | ${hand.toFixed(1)} s (${mb(handBytes)}) | ${ratio.toFixed(2)}x | ${tlsCells} |`,
     );
   }
   lines.push(
     '',
     "The copy phase is reseed's whole copy: the lock and snapshot, the send through the agents' data",
     'channel (TLS, a checksum per frame), the receive, and the writable copy for mysqld; by hand is',
-    'the snapshot and `send | receive` on the same host without TLS or checksums.',
+    'the snapshot and `send | receive` on the same host without TLS or checksums, and the same carried by',
+    "`socat openssl` with the agents' certificates (mutual TLS, as between hosts; no checksums).",
     '',
     '| fs | refresh after 5% of the orders changed | sent | a full send | time | a full clone (median) |',
     '| -- | --------------------------------------- | ---- | ----------- | ---- | --------------------- |',
