@@ -68,9 +68,17 @@ export function sandboxAgent(s: SandboxInfo): SandboxAgentInfo | undefined {
 async function prepare(s: SandboxInfo): Promise<void> {
   const dir = agentDir(s);
   if (existsSync(join(dir, 'config.json'))) return;
-  await makeCa(caDir());
-  if (!existsSync(join(caDir(), 'cli', 'cert.pem')))
-    await makeHostCert(caDir(), { name: 'reseed-cli', address: '127.0.0.1', port: 0 }, join(caDir(), 'cli'));
+  // The sandboxes' CA and the CLI's certificate are made once, by one process: two sandboxes
+  // given agents at once (parallel test files) would each write half of them.
+  await withCaLock(async () => {
+    await makeCa(caDir());
+    if (!existsSync(join(caDir(), 'cli', 'cert.pem')))
+      await makeHostCert(
+        caDir(),
+        { name: 'reseed-cli', address: '127.0.0.1', port: 0 },
+        join(caDir(), 'cli'),
+      );
+  });
   await makeHostCert(caDir(), { name: s.name, address: '127.0.0.1', port: 0 }, dir);
   makeToken(join(dir, 'token'));
   const config = {
@@ -114,30 +122,56 @@ function register(name: string, entry: { url: string; tokenFile: string } | unde
   });
 }
 
+/**
+ * A lock between processes: a directory made with mkdir. One older than `staleMs` was left by a
+ * process killed while it held it, and goes.
+ */
+function tryLock(lock: string, staleMs: number): boolean {
+  try {
+    mkdirSync(lock);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    try {
+      if (Date.now() - statSync(lock).mtimeMs > staleMs) rmdirSync(lock);
+    } catch {
+      // gone meanwhile
+    }
+    return false;
+  }
+}
+
+function lockHeld(lock: string, seconds: number): ReseedError {
+  return new ReseedError(
+    'SANDBOX',
+    `${lock} has been held for over ${seconds} s: remove it if no reseed command runs`,
+  );
+}
+
+/** agents.json's lock: held for milliseconds, so waited for without giving up the thread. */
 function withRegistryLock(fn: () => void): void {
   const lock = `${registry()}.lock`;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      // A lock left by a process killed while it held it (it is held for milliseconds).
-      try {
-        if (Date.now() - statSync(lock).mtimeMs > 10_000) rmdirSync(lock);
-      } catch {
-        // gone meanwhile
-      }
-      if (attempt > 1000)
-        throw new ReseedError(
-          'SANDBOX',
-          `${lock} has been held for over 10 s: remove it if no reseed command runs`,
-        );
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-    }
+  for (let attempt = 0; !tryLock(lock, 10_000); attempt++) {
+    if (attempt > 1000) throw lockHeld(lock, 10);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
   }
   try {
     fn();
+  } finally {
+    rmdirSync(lock);
+  }
+}
+
+/** The sandboxes' CA's lock: held while openssl makes keys (a second or so). */
+async function withCaLock(fn: () => Promise<void>): Promise<void> {
+  mkdirSync(sandboxHome(), { recursive: true });
+  const lock = `${caDir()}.lock`;
+  for (let attempt = 0; !tryLock(lock, 60_000); attempt++) {
+    if (attempt > 1200) throw lockHeld(lock, 60);
+    await sleep(50);
+  }
+  try {
+    await fn();
   } finally {
     rmdirSync(lock);
   }
