@@ -41,7 +41,8 @@ function isZero(b: Buffer): boolean {
  * segment (it changed under us) ends the stream with an error the receiver sees. A frame is
  * yielded as its header and its payload, two buffers, so the payload is never copied: each read
  * gets a buffer of the pool (frame-pool.ts), free again only when the socket has written every
- * frame of it (writeFrames).
+ * frame of it (writeFrames). A consumer that keeps a frame past asking for the next one without
+ * registering its write (framePool.writing) must copy it.
  */
 export async function* segmentFrames(s: SendSegment): AsyncGenerator<Buffer> {
   const hash = new SegmentDigest();

@@ -4,7 +4,8 @@ import { Agent, request } from 'undici';
 import { ReseedError, abortError, errorMessage } from '../errors.js';
 import type { Codec } from './codec.js';
 import { SegmentDigest } from './digest.js';
-import { FRAME, FrameDecoder, MAX_FRAME_RAW, encodeFrame } from './frame.js';
+import { FRAME, FrameDecoder, encodeFrame } from './frame.js';
+import { framePool } from './frame-pool.js';
 import type { Frame } from './frame.js';
 import { chunkFrames, errorFrame } from './send.js';
 import type { TransferSource } from './receive.js';
@@ -18,6 +19,8 @@ const ZEROS = Buffer.alloc(1 << 20);
  * frames, each with its checksum, then END with the digest of every byte, or ERROR with what went
  * wrong when `input` fails (`describe` turns the failure into the message the receiver shows).
  * Unlike a tree's segments a stream cannot be asked for again from an offset: a cut fails it.
+ * As with segmentFrames, a DATA payload is a view of a pooled buffer: valid until the next frame
+ * is asked for, unless its write is registered with the pool (writeFrames does).
  */
 export async function* streamFrames(
   input: AsyncIterable<Buffer>,
@@ -25,29 +28,44 @@ export async function* streamFrames(
   describe: (err: unknown) => string = errorMessage,
 ): AsyncGenerator<Buffer> {
   const hash = new SegmentDigest();
-  let gathered: Buffer[] = [];
+  // Gathered by copying into a buffer of the frame pool, used again once the socket wrote it:
+  // joining the pipe's chunks into a new buffer each time was garbage the agent paid for in full
+  // collections (frame-pool.ts).
+  let buf = framePool.take();
   let size = 0;
   const flush = function* (): Generator<Buffer> {
     if (size === 0) return;
-    const all = gathered.length === 1 ? gathered[0]! : Buffer.concat(gathered, size);
-    gathered = [];
+    const full = buf;
+    const length = size;
+    buf = framePool.take();
     size = 0;
-    for (let at = 0; at < all.length; at += MAX_FRAME_RAW)
-      yield* chunkFrames(all.subarray(at, Math.min(all.length, at + MAX_FRAME_RAW)), codec);
+    try {
+      yield* chunkFrames(full.subarray(0, length), codec);
+    } finally {
+      framePool.drop(full);
+    }
   };
   try {
-    for await (const chunk of input) {
-      hash.update(chunk);
-      gathered.push(chunk);
-      size += chunk.length;
-      if (size >= GATHER) yield* flush();
+    try {
+      for await (const chunk of input) {
+        hash.update(chunk);
+        for (let at = 0; at < chunk.length;) {
+          const n = chunk.copy(buf, size, at);
+          size += n;
+          at += n;
+          if (size === buf.length) yield* flush();
+        }
+        if (size >= GATHER) yield* flush();
+      }
+      yield* flush();
+    } catch (err) {
+      yield errorFrame(describe(err));
+      return;
     }
-    yield* flush();
-  } catch (err) {
-    yield errorFrame(describe(err));
-    return;
+    yield encodeFrame(FRAME.END, Buffer.from(hash.digest()), 0);
+  } finally {
+    framePool.drop(buf);
   }
-  yield encodeFrame(FRAME.END, Buffer.from(hash.digest()), 0);
 }
 
 export interface StreamReceiveOptions {

@@ -9,6 +9,8 @@ import { FRAME, FrameDecoder, encodeFrame } from '../../src/transport/frame.js';
 import type { Frame } from '../../src/transport/frame.js';
 import { chooseCodec } from '../../src/transport/receive.js';
 import { FramePool } from '../../src/transport/frame-pool.js';
+import { SegmentDigest } from '../../src/transport/digest.js';
+import { streamFrames } from '../../src/transport/stream.js';
 
 async function decode(chunks: Buffer[]): Promise<Frame[]> {
   const out: Frame[] = [];
@@ -84,4 +86,36 @@ test('the frame pool gives a buffer back only when its producer let it go and ev
   const many = Array.from({ length: 6 }, () => pool.take());
   for (const b of many) pool.drop(b);
   assert.equal(pool.free, 4);
+});
+
+test('a stream framed from chunks of any size arrives whole: data, zero runs and the digest of every byte', async () => {
+  const parts = [
+    Buffer.alloc(70_000, 7),
+    Buffer.alloc(3 << 20),
+    text,
+    Buffer.alloc(1, 1),
+    Buffer.alloc((1 << 20) + 5, 9),
+  ];
+  const all = Buffer.concat(parts);
+  for (const size of [1000, 65_536, 1 << 20, all.length]) {
+    const input = (async function* () {
+      for (let o = 0; o < all.length; o += size) yield Buffer.from(all.subarray(o, o + size));
+    })();
+    const wire: Buffer[] = [];
+    // Copied as they come: the frames' buffers belong to the pool and are used again.
+    for await (const f of streamFrames(input, 'none')) wire.push(Buffer.from(f));
+    const frames = await decode(wire);
+    const out = Buffer.concat(
+      frames.flatMap((f) =>
+        f.type === FRAME.DATA ? f.parts : f.type === FRAME.ZERO ? [Buffer.alloc(f.rawLength)] : [],
+      ),
+    );
+    assert.ok(out.equals(all), `chunks of ${size}`);
+    assert.ok(
+      frames.some((f) => f.type === FRAME.ZERO),
+      'the zero run is a ZERO frame',
+    );
+    assert.equal(frames.at(-1)!.type, FRAME.END);
+    assert.equal(frames.at(-1)!.payload.toString(), new SegmentDigest().update(all).digest());
+  }
 });
