@@ -5,9 +5,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # The TLS test makes its certificates with openssl (on Debian nearly always there already); the
 # progress test watches the screen of a real terminal in tmux; the snapshot tests make btrfs
-# filesystems (btrfs-progs) and ZFS pools (zfs-fuse) on image files.
+# filesystems (btrfs-progs) and ZFS pools (zfs-fuse) on image files; the two-host tests drop packets
+# with nftables.
 missing=()
-for pair in openssl:openssl tmux:tmux btrfs:btrfs-progs zfs:zfs-fuse; do
+for pair in openssl:openssl tmux:tmux btrfs:btrfs-progs zfs:zfs-fuse nft:nftables; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
