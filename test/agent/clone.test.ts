@@ -11,7 +11,7 @@ import { getSandbox } from '../../src/sandbox/sandbox.js';
 import type { SandboxInfo } from '../../src/sandbox/sandbox.js';
 import { REPL_ENV, otherSessions, reseed, schemas, startServer, stopAll } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
-import { checksum, restartAgent, seedPair } from '../helpers/clone-agents.js';
+import { agentCloneArgs, checksum, restartAgent, seedPair } from '../helpers/clone-agents.js';
 
 /**
  * Clones run by the joiner's agent, the donor's agent serving: --method mariabackup (real
@@ -29,18 +29,7 @@ const agentDir = (s: TestServer) => join(s.info.dir, 'agent');
 const mariabackup = (...extra: string[]) => cloneArgs('mariabackup', '--force', ...extra);
 
 function cloneArgs(method: string, ...extra: string[]): string[] {
-  return [
-    'clone',
-    '--from',
-    `agent://${donor.info.name}`,
-    '--to',
-    `agent://${joiner.info.name}`,
-    '--method',
-    method,
-    '--replication-user',
-    'repl',
-    ...extra,
-  ];
+  return agentCloneArgs(donor, joiner, method, ...extra);
 }
 
 /** The joiner as a failed clone must leave it: its datadir (same inode), its schema and rows, mysqld up. */

@@ -11,7 +11,7 @@ import { getSandbox } from '../../src/sandbox/sandbox.js';
 import type { SandboxInfo } from '../../src/sandbox/sandbox.js';
 import { REPL_ENV, otherSessions, reseed, schemas, startServer, stopAll } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
-import { checksum, restartAgent, seedPair } from '../helpers/clone-agents.js';
+import { agentCloneArgs, checksum, restartAgent, seedPair } from '../helpers/clone-agents.js';
 
 /**
  * --method copy between two sandboxes with real agents: the donor's datadir sent live, then its
@@ -25,19 +25,7 @@ const info = (s: TestServer): SandboxInfo => getSandbox(s.info.name)!;
 const agentDir = (s: TestServer) => join(s.info.dir, 'agent');
 
 function copyArgs(...extra: string[]): string[] {
-  return [
-    'clone',
-    '--from',
-    `agent://${donor.info.name}`,
-    '--to',
-    `agent://${joiner.info.name}`,
-    '--method',
-    'copy',
-    '--force',
-    '--replication-user',
-    'repl',
-    ...extra,
-  ];
+  return agentCloneArgs(donor, joiner, 'copy', '--force', ...extra);
 }
 
 const datadirInode = () => statSync(join(joiner.info.dir, 'data')).ino;

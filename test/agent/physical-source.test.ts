@@ -4,7 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { JobRecord } from '../../src/agent/jobs.js';
 import { sandboxAgentDown, sandboxAgentUp } from '../../src/agent/sandbox-agent.js';
-import { checksum, restartAgent, sandboxInfo } from '../helpers/clone-agents.js';
+import { agentCloneArgs, checksum, restartAgent, sandboxInfo } from '../helpers/clone-agents.js';
 import { REPL_ENV, createReplUser, reseed, startServer, stopAll } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
 
@@ -55,23 +55,10 @@ describe('physical clones of a donor that is a replica', () => {
   it("--method snapshot, the donor's agent killed (kill -9) under the lock: its next start removes the snapshot and starts the paused applier again", async () => {
     await restartAgent(donor, 'snapshot-locked:kill');
     try {
-      const r = await reseed(
-        [
-          'clone',
-          '--from',
-          `agent://${donor.info.name}`,
-          '--to',
-          `agent://${joiner.info.name}`,
-          '--method',
-          'snapshot',
-          '--force',
-          '--replication-user',
-          'repl',
-          '--resume-timeout',
-          '3s',
-        ],
-        { env: REPL_ENV, signal: AbortSignal.timeout(120_000) },
-      );
+      const r = await reseed(agentCloneArgs(donor, joiner, 'snapshot', '--force', '--resume-timeout', '3s'), {
+        env: REPL_ENV,
+        signal: AbortSignal.timeout(120_000),
+      });
       assert.notEqual(r.code, 0);
       const [paused] = await donor.sql('SHOW SLAVE STATUS');
       assert.equal(paused!.Slave_SQL_Running, 'No', 'the killed agent had paused the applier');
@@ -104,22 +91,11 @@ describe('physical clones of a donor that is a replica', () => {
   ] as const)
     it(`--method ${method} --replicate-from ${whom}: the joiner follows the ${whom}, verified; the donor replicates on`, async () => {
       const r = await reseed(
-        [
-          'clone',
-          '--from',
-          `agent://${donor.info.name}`,
-          '--to',
-          `agent://${joiner.info.name}`,
-          '--method',
-          method,
-          '--force',
-          '--replication-user',
-          'repl',
-          '--replicate-from',
-          whom,
-          '--json',
-        ],
-        { env: REPL_ENV, signal: AbortSignal.timeout(180_000) },
+        agentCloneArgs(donor, joiner, method, '--force', '--replicate-from', whom, '--json'),
+        {
+          env: REPL_ENV,
+          signal: AbortSignal.timeout(180_000),
+        },
       );
       assert.equal(r.code, 0, r.stderr + r.stdout);
       const job = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as JobRecord;
@@ -156,20 +132,7 @@ describe('physical clones of a donor that is a replica', () => {
       const pid = () => readFileSync(join(primary.info.dir, 'mariadbd.pid'), 'utf8').trim();
       const primaryPid = pid();
       const r = await reseed(
-        [
-          'clone',
-          '--from',
-          `agent://${primary.info.name}`,
-          '--to',
-          `agent://${joiner.info.name}`,
-          '--method',
-          'copy',
-          '--force',
-          '--replication-user',
-          'repl',
-          '--replicate-from',
-          'source',
-        ],
+        agentCloneArgs(primary, joiner, 'copy', '--force', '--replicate-from', 'source'),
         { env: REPL_ENV, signal: AbortSignal.timeout(60_000) },
       );
       assert.notEqual(r.code, 0);

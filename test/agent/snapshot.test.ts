@@ -10,7 +10,7 @@ import { sandboxAgentDown, sandboxAgentUp } from '../../src/agent/sandbox-agent.
 import { run } from '../../src/exec/run.js';
 import { REPL_ENV, otherSessions, reseed, startServer, stopAll } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
-import { checksum, restartAgent, sandboxInfo, seedPair } from '../helpers/clone-agents.js';
+import { agentCloneArgs, checksum, restartAgent, sandboxInfo, seedPair } from '../helpers/clone-agents.js';
 
 /**
  * --method snapshot between two sandboxes whose datadirs are on real filesystems that take
@@ -22,19 +22,7 @@ import { checksum, restartAgent, sandboxInfo, seedPair } from '../helpers/clone-
  */
 
 function snapshotArgs(donor: TestServer, joiner: TestServer, ...extra: string[]): string[] {
-  return [
-    'clone',
-    '--from',
-    `agent://${donor.info.name}`,
-    '--to',
-    `agent://${joiner.info.name}`,
-    '--method',
-    'snapshot',
-    '--force',
-    '--replication-user',
-    'repl',
-    ...extra,
-  ];
+  return agentCloneArgs(donor, joiner, 'snapshot', '--force', ...extra);
 }
 
 /** What reseed may leave beside a datadir and in a pool: snapshots and volumes by name. */

@@ -12,6 +12,27 @@ export async function checksum(s: TestServer, table: string): Promise<string> {
   return String(r?.Checksum);
 }
 
+/** `reseed clone` from the donor's agent to the joiner's, replicating as `repl`. */
+export function agentCloneArgs(
+  donor: TestServer,
+  joiner: TestServer,
+  method: string,
+  ...extra: string[]
+): string[] {
+  return [
+    'clone',
+    '--from',
+    `agent://${donor.info.name}`,
+    '--to',
+    `agent://${joiner.info.name}`,
+    '--method',
+    method,
+    '--replication-user',
+    'repl',
+    ...extra,
+  ];
+}
+
 /** A sandbox's agent started again, with RESEED_FAULT set to `fault` (or unset). */
 export async function restartAgent(s: TestServer, fault?: string): Promise<void> {
   await sandboxAgentDown(sandboxInfo(s));
