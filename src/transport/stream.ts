@@ -145,7 +145,10 @@ export async function receiveStream(
     // A frame's parts are written together (at most 1 MiB): memory stays bounded.
     const write = (bufs: Buffer[]): Promise<void> | undefined => {
       let ok = true;
+      // Corked: the pieces (TLS records, 16 KiB each) reach the pipe in one writev, not one write each.
+      o.sink.cork();
       for (const buf of bufs) ok = o.sink.write(buf);
+      o.sink.uncork();
       if (ok) return undefined;
       return new Promise<void>((resolve, reject) => {
         const done = (err?: Error) => {
