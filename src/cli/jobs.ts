@@ -158,7 +158,8 @@ export async function follow(
   }
   const job = await client.call<JobRecord>('GET', `/v1/jobs/${id}`);
   if (json) process.stdout.write(JSON.stringify({ type: 'job', ...job }) + '\n');
-  else process.stdout.write(renderJob(job));
+  // The error goes to stderr once (exitOf), not also in the summary.
+  else process.stdout.write(renderJob(job, errorReported(job)));
   return exitOf(job);
 }
 
@@ -221,12 +222,18 @@ function showEvent(e: JobEvent, view: FollowView): void {
   }
 }
 
-function exitOf(job: JobRecord): number {
-  if (job.state === 'done') return 0;
+/** Whether exitOf prints the job's error (to stderr): a failure, or an undo that left something. */
+function errorReported(job: JobRecord): boolean {
+  if (job.state === 'done') return false;
   // Cancelled or interrupted, and the undo left something different or undone: that is what the
   // exit code says (11 or 9), not the cancel.
   const left = job.error?.code === 'STATE_DIFFERS' || job.error?.code === 'JOURNAL';
-  if ((job.state === 'cancelled' || job.state === 'interrupted') && !left) return 130;
+  return !((job.state === 'cancelled' || job.state === 'interrupted') && !left);
+}
+
+function exitOf(job: JobRecord): number {
+  if (job.state === 'done') return 0;
+  if (!errorReported(job)) return 130;
   return reportError(
     new ReseedError((job.error?.code ?? 'AGENT') as never, job.error?.message ?? 'failed', {
       hints: job.error?.hints ?? [],
@@ -235,7 +242,7 @@ function exitOf(job: JobRecord): number {
   );
 }
 
-export function renderJob(job: JobRecord): string {
+export function renderJob(job: JobRecord, omitError = false): string {
   const lines = [
     `job ${job.id}: ${(job.request as { refresh?: string }).refresh ? 'refresh' : job.kind} ${job.state} (created ${job.createdAt}, last change ${job.updatedAt})`,
   ];
@@ -255,7 +262,7 @@ export function renderJob(job: JobRecord): string {
     );
   }
   if (r && job.kind === 'clone') lines.push(...renderCloneResult(job.result!));
-  if (job.error) {
+  if (job.error && !omitError) {
     lines.push(`  error       ${job.error.code}: ${job.error.message}`);
     for (const h of job.error.hints) lines.push(`    ${h}`);
   }
