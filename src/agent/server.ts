@@ -399,12 +399,21 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       lockedAt: z.string(),
       gtid: z.string(),
       binlog: z.object({ file: z.string(), position: z.number() }).optional(),
-      source: z.object({ host: z.string(), port: z.number(), gtid: z.string() }).optional(),
+      source: z
+        .object({
+          host: z.string(),
+          port: z.number(),
+          gtid: z.string(),
+          binlog: z.object({ file: z.string(), position: z.number() }).optional(),
+        })
+        .optional(),
+      applierPaused: z.boolean().optional(),
     }),
     donorOnly: z.array(z.string()),
     base: z.string().optional(),
     fullBytes: z.number().optional(),
     bytes: z.number(),
+    keptAs: z.string().optional(),
     error: z.string().optional(),
   });
   app.post(

@@ -46,6 +46,8 @@ export interface SnapshotReport {
   /** what a full send of it carries, about (to show what an incremental send saved) */
   fullBytes?: number | undefined;
   bytes: number;
+  /** kept as the replica's base under this name (after the clone stood) */
+  keptAs?: string | undefined;
   error?: string | undefined;
 }
 
@@ -302,6 +304,7 @@ export class Snapshots {
             if (old.id.endsWith(name)) await destroySnapshot(old);
         const kept = await renameSnapshot(t.snapshot, name);
         t.report.state = 'kept';
+        t.report.keptAs = name;
         this.log.info({ base: kept.id }, "snapshot kept as the replica's base");
       } else {
         if (t.dropped) await t.dropped;

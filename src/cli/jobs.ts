@@ -412,9 +412,10 @@ function renderCloneResult(r: Record<string, unknown>): string[] {
       lockHeldMs: number;
       base?: string;
       fullBytes?: number;
+      keptAs?: string;
     };
     out.push(
-      `  donor       commits blocked ${formatMs(sn.lockHeldMs)} while its ${sn.fs} snapshot ${sn.name} was taken`,
+      `  donor       commits blocked ${formatMs(sn.lockHeldMs)} while its ${sn.fs} snapshot was taken${sn.keptAs ? `; kept as ${sn.keptAs}, the base of this replica's next refresh (reseed bases)` : ''}`,
     );
     if (sn.base)
       out.push(

@@ -160,6 +160,8 @@ export interface PhysicalSummary {
     /** an incremental send: the base it was sent against, and what a full send would have carried */
     base?: string | undefined;
     fullBytes?: number | undefined;
+    /** the name the donor keeps it under, as the base of this replica's next refresh */
+    keptAs?: string | undefined;
   };
   /** `reseed refresh`: the way it took, and why */
   refresh?: { mode: RefreshMode; why: string };
@@ -199,12 +201,12 @@ export async function physicalClone(request: PhysicalCloneRequest): Promise<Phys
   emit({ type: 'phase', phase: 'preflight' });
   const sides = await openSides(req);
   // snapshot: the donor's snapshot kept as this replica's base once the clone stands, else removed
-  let finishSnapshot: ((keep: boolean) => Promise<void>) | undefined;
+  let finishSnapshot: ((keep: boolean) => Promise<string | undefined>) | undefined;
   let committed = false;
+  let result: PhysicalSummary | undefined;
   try {
     const refresh = options.refresh ? await chooseRefresh(req, sides, datadir) : undefined;
     if (refresh?.mode === 'catch-up') return await catchUpOnly(req, sides, refresh, started);
-    // A refresh replaces a replica this donor seeded (it holds the donor's base): no --force needed.
     // A refresh replaces a replica this donor seeded (it holds the donor's base): no --force
     // needed, unless the joiner holds schemas the donor has not (its own reports, say).
     if (refresh?.mode === 'incremental' && !options.force) {
@@ -237,7 +239,7 @@ export async function physicalClone(request: PhysicalCloneRequest): Promise<Phys
         ...(options.verify ? ['verify'] : []),
       ],
     });
-    const summary: PhysicalSummary = {
+    const summary: PhysicalSummary = (result = {
       method: req.method,
       plan,
       dryRun: options.dryRun,
@@ -254,7 +256,7 @@ export async function physicalClone(request: PhysicalCloneRequest): Promise<Phys
       manifest: undefined,
       removed: '',
       ...(refresh ? { refresh: { mode: refresh.mode, why: refresh.why } } : {}),
-    };
+    });
     if (options.dryRun) return { ...summary, durationMs: Date.now() - started };
 
     // The state to come back to: the joiner's data, schemas, accounts and replication, and on
@@ -534,7 +536,9 @@ export async function physicalClone(request: PhysicalCloneRequest): Promise<Phys
       await joiner.close();
     }
   } finally {
-    await finishSnapshot?.(committed);
+    // The summary is returned already, but not yet recorded: the base's name joins it.
+    const keptAs = await finishSnapshot?.(committed);
+    if (keptAs && result?.snapshot) result.snapshot.keptAs = keptAs;
     sides.donor.destroy();
     sides.joiner.destroy();
   }
@@ -1291,12 +1295,17 @@ async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: 
     void req.donorAgent.call('GET', `/v1/snapshots/${opened.id}`).catch(() => undefined);
   }, 20_000);
   keepalive.unref();
-  const close = async (keep: boolean) => {
+  /** The donor's snapshot kept as this replica's base, or removed; the base's name when kept. */
+  const close = async (keep: boolean): Promise<string | undefined> => {
     clearInterval(keepalive);
     const closed = await req.donorAgent
-      .call<{ state: string; error?: string }>('DELETE', `/v1/snapshots/${opened.id}?keep=${keep ? 1 : 0}`)
-      .catch((err: unknown) => ({ state: 'unknown', error: errorMessage(err) }));
+      .call<{ state: string; keptAs?: string; error?: string }>(
+        'DELETE',
+        `/v1/snapshots/${opened.id}?keep=${keep ? 1 : 0}`,
+      )
+      .catch((err: unknown) => ({ state: 'unknown', keptAs: undefined, error: errorMessage(err) }));
     if (closed.error) req.emit({ type: 'warning', message: `the donor's agent: ${closed.error}` });
+    return closed.keptAs;
   };
   try {
     req.emit({

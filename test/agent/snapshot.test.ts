@@ -224,11 +224,16 @@ for (const fs of ['btrfs', 'zfs'] as const)
       const job = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as JobRecord;
       const result = job.result as {
         verify: { identical: boolean };
-        snapshot: { fs: string; lockHeldMs: number; received: string };
+        snapshot: { fs: string; lockHeldMs: number; received: string; keptAs?: string };
         replication: { state: string };
       };
       assert.equal(result.verify.identical, true);
       assert.equal(result.snapshot.fs, fs);
+      assert.equal(
+        result.snapshot.keptAs,
+        `reseed-base-${joiner.info.name}`,
+        'the result names the base kept',
+      );
       assert.equal(result.replication.state, 'running');
       // The lock is held for the snapshot only: milliseconds, reported (the target is in npm run bench).
       assert.ok(result.snapshot.lockHeldMs < 5000, `lock held ${result.snapshot.lockHeldMs} ms`);
