@@ -173,7 +173,8 @@ export async function snapshotBench(o: {
         `  by hand ${o.fs}${tls ? ' through socat openssl' : ''} ${i + 1}: ${seconds.toFixed(1)} s`,
       );
     }
-  // Refresh after 5% of the orders changed, the joiner's replication stopped (else it catches up alone).
+  // Refresh after 5% of the orders changed, the joiner's replication stopped and the donor's binary logs
+  // purged (else it catches up alone).
   const c = await connect(sandboxEndpoint(donor));
   const [n] = await c.query('SELECT COUNT(*) AS n FROM shop.orders');
   const changedRows = Math.round(Number(n!.n) * 0.05);
@@ -182,6 +183,17 @@ export async function snapshotBench(o: {
   const j = await connect(sandboxEndpoint(joiner));
   await j.query('STOP SLAVE');
   await j.close();
+  // With the donor's binary logs still there, refresh would just start replication: purged, it sends.
+  // (PURGE keeps a log InnoDB still needs for crash recovery until its checkpoint passes: retried.)
+  const d = await connect(sandboxEndpoint(donor));
+  await d.query('FLUSH BINARY LOGS');
+  for (let tries = 0; tries < 75; tries++) {
+    const logs = await d.query('SHOW BINARY LOGS');
+    if (logs.length === 1) break;
+    await d.query('PURGE BINARY LOGS TO ?', [String(logs.at(-1)!.Log_name)]);
+    await sleep(200);
+  }
+  await d.close();
   await o.dropCaches();
   const t = Date.now();
   const done = await job(joiner.name, { ...request, refresh: 'auto' });

@@ -1133,6 +1133,8 @@ export type RefreshMode = 'catch-up' | 'incremental' | 'full';
 interface RefreshChoice {
   mode: RefreshMode;
   why: string;
+  /** catch-up: the joiner's replication is stopped (without an error) and is started */
+  start?: boolean | undefined;
   /** incremental: the snapshot this joiner received last, which the donor keeps too */
   base?: Snapshot | undefined;
 }
@@ -1161,13 +1163,25 @@ async function chooseRefresh(req: PhysicalCloneRequest, s: Sides, datadir: strin
       mode: 'catch-up',
       why: `the joiner replicates from ${to.host}:${to.port} without an error (${link.secondsBehind ?? '?'} s behind): replication catches up alone, nothing is sent`,
     };
+  // Stopped (by hand, say) without an error: catching up is enough if the donor's binary logs
+  // still hold every transaction since the joiner's position (Galera's IST before SST).
+  if (fromDonor && !link.lastIoErrno && !link.lastSqlErrno) {
+    const gap = await binlogGap(s, signal);
+    if (gap === undefined)
+      return {
+        mode: 'catch-up',
+        start: true,
+        why: `the joiner's replication from ${to.host}:${to.port} is stopped without an error, and the donor's binary logs still hold every transaction since the joiner's position: replication is started and catches up, nothing is sent`,
+      };
+    link.lastIoError = gap;
+  }
   const stopped = !link
     ? 'the joiner does not replicate'
     : !fromDonor
       ? `the joiner replicates from ${link.sourceHost}:${link.sourcePort}, not from the donor`
       : link.lastIoErrno || link.lastSqlErrno
         ? `the joiner's replication failed (${link.lastIoErrno ? `I/O ${link.lastIoErrno}: ${link.lastIoError}` : `SQL ${link.lastSqlErrno}: ${link.lastSqlError}`})`
-        : "the joiner's replication is stopped";
+        : `the joiner's replication is stopped${link.lastIoError ? ` and ${link.lastIoError}` : ''}`;
   const volume = await volumeAt(datadir, signal);
   if (typeof volume === 'string') return { mode: 'full', why: `${stopped}; ${volume}` };
   const received = await lastReceived(volume, signal);
@@ -1203,7 +1217,47 @@ async function chooseRefresh(req: PhysicalCloneRequest, s: Sides, datadir: strin
   };
 }
 
-/** A refresh that replication alone does: wait until the joiner has caught up with the donor. */
+/**
+ * Why the donor's binary logs cannot bring the joiner up to date (its position, gtid_slave_pos,
+ * is behind what the oldest binary log starts from in some domain: purged), or undefined when
+ * they can. MariaDB: the oldest log's Gtid_list event holds the state before it. Elsewhere, or
+ * when it cannot be read, a reason too: refresh then sends a snapshot rather than guess.
+ */
+async function binlogGap(s: Sides, signal: AbortSignal): Promise<string | undefined> {
+  if (s.donorFacts.flavor.name !== 'mariadb' || s.joinerFacts.flavor.name !== 'mariadb')
+    return 'the donor is not MariaDB: whether its binary logs cover the joiner is not checked';
+  try {
+    const logs = await s.donor.query('SHOW BINARY LOGS', [], signal);
+    const oldest = logs[0]?.Log_name;
+    if (!oldest) return 'the donor has no binary log';
+    const events = await s.donor.query('SHOW BINLOG EVENTS IN ? LIMIT 4', [String(oldest)], signal);
+    const list = events.find((e) => e.Event_type === 'Gtid_list');
+    const before = parseGtidList(String(list?.Info ?? '[]'));
+    const [p] = await s.joiner.query('SELECT @@GLOBAL.gtid_slave_pos AS p', [], signal);
+    const have = parseGtidList(String(p?.p ?? ''));
+    for (const [domain, g] of before) {
+      const mine = have.get(domain);
+      if (!mine || mine.seq < g.seq)
+        return `the donor's oldest binary log (${String(oldest)}) starts after ${domain}-${g.server}-${g.seq}, past the joiner's position (${mine ? `${domain}-${mine.server}-${mine.seq}` : `nothing in domain ${domain}`}): those transactions are purged`;
+    }
+    return undefined;
+  } catch (err) {
+    return `the donor's binary logs could not be read (${errorMessage(err)})`;
+  }
+}
+
+/** A MariaDB GTID list ("0-1-100,1-2-7", or "[0-1-100]" in a Gtid_list event): by domain. */
+export function parseGtidList(text: string): Map<number, { server: number; seq: number }> {
+  const out = new Map<number, { server: number; seq: number }>();
+  for (const m of text.matchAll(/(\d+)-(\d+)-(\d+)/g))
+    out.set(Number(m[1]), { server: Number(m[2]), seq: Number(m[3]) });
+  return out;
+}
+
+/**
+ * A refresh that replication alone does: the joiner's replication started when it was stopped
+ * (journaled: undone if the catch-up fails), then waited for until it has caught up with the donor.
+ */
 async function catchUpOnly(
   req: PhysicalCloneRequest,
   s: Sides,
@@ -1236,6 +1290,14 @@ async function catchUpOnly(
   if (req.options.dryRun) return { ...summary, durationMs: Date.now() - started };
   req.setState('replicating');
   req.emit({ type: 'phase', phase: 'replicate' });
+  const flavor = s.joinerFacts.flavor;
+  const startSeq = refresh.start
+    ? req.journal.record("start the joiner's replication", {
+        target: 'joiner',
+        statements: [flavor.stopReplicaSql],
+      })
+    : undefined;
+  if (refresh.start) await s.joiner.query(flavor.startReplicaSql, [], req.signal);
   const waited = await inPhase('REPLICATION_FAILED', () =>
     waitForCatchUp({
       replica: s.joiner,
@@ -1247,6 +1309,7 @@ async function catchUpOnly(
       signal: req.signal,
     }),
   );
+  if (startSeq !== undefined) req.journal.resolve(startSeq);
   summary.replication.catchUpMs = waited.waitedMs;
   summary.phases.replicate = waited.waitedMs;
   return { ...summary, durationMs: Date.now() - started };

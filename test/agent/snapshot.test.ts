@@ -308,9 +308,44 @@ for (const fs of ['btrfs', 'zfs'] as const)
       assert.deepEqual(await volumes(joiner), before);
     });
 
-    it("refresh once the joiner's replication stopped: an incremental send, smaller than a full one, verified; the bases move on", async () => {
+    /**
+     * The donor's binary logs up to now purged: a replica behind this point cannot catch up. A log
+     * InnoDB may still need for crash recovery is kept by PURGE until its binlog checkpoint passes
+     * (a moment after the FLUSH): tried until only the newest is left.
+     */
+    const purgeDonorBinlogs = async () => {
+      await donor.sql('FLUSH BINARY LOGS');
+      for (let until = Date.now() + 15_000; ; await sleep(200)) {
+        const logs = await donor.sql('SHOW BINARY LOGS');
+        if (logs.length === 1) return;
+        await donor.sql('PURGE BINARY LOGS TO ?', [String(logs.at(-1)!.Log_name)]);
+        assert.ok(Date.now() < until, 'the donor kept its older binary logs');
+      }
+    };
+
+    it("refresh once the joiner's replication was stopped by hand, the donor's binary logs still there: replication started and caught up, nothing sent", async () => {
+      await joiner.sql('STOP SLAVE');
+      await donor.sql("INSERT INTO shop.items SELECT seq + 200000, 'caught up', 1 FROM shop.seq_1_to_100");
+      const before = await volumes(joiner);
+      const plan = await reseed(refreshArgs('--plan', '--json'), { env: REPL_ENV });
+      assert.equal(plan.code, 0, plan.stderr + plan.stdout);
+      assert.equal(jobOf(plan).result.refresh.mode, 'catch-up');
+      const [still] = await joiner.sql('SHOW SLAVE STATUS');
+      assert.equal(still?.Slave_SQL_Running, 'No', '--plan starts nothing');
+      const r = await reseed(refreshArgs('--json'), { env: REPL_ENV, signal: AbortSignal.timeout(120_000) });
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.equal(jobOf(r).result.refresh.mode, 'catch-up');
+      assert.equal(jobOf(r).result.bytes, 0);
+      const [st] = await joiner.sql('SHOW SLAVE STATUS');
+      assert.equal(st?.Slave_SQL_Running, 'Yes');
+      assert.equal(await checksum(joiner, 'shop.items'), await checksum(donor, 'shop.items'));
+      assert.deepEqual(await volumes(joiner), before, 'no snapshot was sent or received');
+    });
+
+    it("refresh once the joiner's replication stopped and the donor purged its binary logs: an incremental send, smaller than a full one, verified; the bases move on", async () => {
       await joiner.sql('STOP SLAVE');
       await donor.sql("INSERT INTO shop.items SELECT seq + 100000, 'new', 1 FROM shop.seq_1_to_5000");
+      await purgeDonorBinlogs();
       // A refresh that fails after the swap puts the old datadir back, and its mysqld must not
       // start the replication its DBA stopped: it would apply the rows held back.
       const held = await checksum(joiner, 'shop.items');
@@ -329,6 +364,11 @@ for (const fs of ['btrfs', 'zfs'] as const)
       assert.equal(r.code, 0, r.stderr + r.stdout);
       const { result } = jobOf(r);
       assert.equal(result.refresh.mode, 'incremental');
+      assert.match(
+        JSON.stringify(jobOf(r).result),
+        /purged/,
+        'the choice says why catching up was not enough',
+      );
       assert.ok(result.snapshot?.base, 'sent against a base');
       assert.ok(
         result.snapshot.fullBytes && result.bytes < result.snapshot.fullBytes / 2,
@@ -343,6 +383,8 @@ for (const fs of ['btrfs', 'zfs'] as const)
 
     it('refresh refuses a base made writable, changing nothing; --full sends it whole', async () => {
       await joiner.sql('STOP SLAVE');
+      await donor.sql("INSERT INTO shop.items SELECT seq + 300000, 'purged', 1 FROM shop.seq_1_to_10");
+      await purgeDonorBinlogs();
       const received = (await volumes(joiner)).find((v) => v.includes('reseed-tmp-'))!;
       if (fs === 'btrfs')
         await run('btrfs', [
