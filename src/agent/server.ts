@@ -247,6 +247,11 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
             .enum(['0', '1'])
             .default('0')
             .transform((v) => v === '1'),
+          /** fail a segment whose file changed since the transfer listed it (all but a best-effort pass) */
+          unchanged: z
+            .enum(['0', '1'])
+            .default('0')
+            .transform((v) => v === '1'),
         }),
       },
     },

@@ -123,6 +123,8 @@ export class Transfers {
       from: number;
       codec: Codec;
       part?: boolean | undefined;
+      /** fail the segment if its file changed since the transfer listed it */
+      unchanged?: boolean | undefined;
     },
   ): AsyncGenerator<Buffer> {
     const e = t.manifest.entries[q.entry];
@@ -148,6 +150,7 @@ export class Transfers {
         signal: ac.signal,
         // A part of a segment (the blocks a delta asks for) is not a segment of the tree.
         onDigest: (hex) => (q.part ? undefined : t.sent.set(segmentKey(q), hex)),
+        unchanged: q.unchanged ? { size: e.size, mtimeMs: e.mtimeMs } : undefined,
       });
       for await (const chunk of frames) {
         t.lastUsed = Date.now();

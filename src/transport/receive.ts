@@ -451,6 +451,9 @@ async function fetchSegment(j: SegmentJob): Promise<string> {
           from: String(received),
           codec: j.codec(),
           ...(j.part ? { part: '1' } : {}),
+          // A file written to while it is sent fails its segment; a best-effort pass (a live
+          // datadir, made exact by a second pass) takes what it read.
+          ...(o.bestEffort ? {} : { unchanged: '1' }),
         });
         const res = await j.pool.request({
           path: `${j.base}/segment?${query.toString()}`,

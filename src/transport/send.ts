@@ -24,6 +24,12 @@ export interface SendSegment {
   signal: AbortSignal;
   /** the segment's digest, as sent in its END frame */
   onDigest?: ((hex: string) => void) | undefined;
+  /**
+   * The file as the transfer listed it: once the segment is read, a file whose size or
+   * modification time differs changed while it was sent (what was read may mix old and new
+   * bytes), and the segment fails instead of ending.
+   */
+  unchanged?: { size: number; mtimeMs: number } | undefined;
 }
 
 const ZEROS = Buffer.alloc(ZERO_BLOCK);
@@ -73,6 +79,14 @@ export async function* segmentFrames(s: SendSegment): AsyncGenerator<Buffer> {
       } finally {
         framePool.drop(buf);
       }
+    }
+    if (s.unchanged) {
+      const st = await file.stat();
+      if (st.size !== s.unchanged.size || st.mtimeMs !== s.unchanged.mtimeMs)
+        throw new ReseedError(
+          'COPY_FAILED',
+          `${s.path.toString()} changed while it was sent (its ${st.size !== s.unchanged.size ? 'size' : 'modification time'} is not what it was when the transfer began): what was read may mix old and new bytes; send it again once nothing writes to it`,
+        );
     }
     const digest = hash.digest();
     s.onDigest?.(digest);
