@@ -439,9 +439,20 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       },
     },
     async (req, reply) => {
-      const opened = await snapshots.open(req.body);
-      // The joiner gave up while the snapshot was taken (Ctrl-C, its agent died): nobody will
-      // stream or close it, so it goes now rather than at its idle timeout.
+      // The joiner going away (Ctrl-C, its agent died) while the lock is waited for ends the wait
+      // (and the pause of a replica's applier) at once, not when the lock comes.
+      const gone = new AbortController();
+      const onClose = () =>
+        gone.abort(new ReseedError('ABORTED', 'the joiner went away while the snapshot was being taken'));
+      req.raw.socket.once('close', onClose);
+      let opened;
+      try {
+        opened = await snapshots.open({ ...req.body, signal: gone.signal });
+      } finally {
+        req.raw.socket.off('close', onClose);
+      }
+      // The joiner gave up while the snapshot was taken: nobody will stream or close it, so it
+      // goes now rather than at its idle timeout.
       if (req.raw.socket.destroyed) {
         await snapshots.close(opened.id, false);
         throw new ReseedError('ABORTED', 'the joiner went away while the snapshot was taken; it was removed');

@@ -117,6 +117,8 @@ export class Snapshots {
     idleTimeoutMs: number;
     lockWaitTimeoutMs: number;
     maxLockTimeMs: number;
+    /** the joiner went away: the lock is no longer waited for */
+    signal?: AbortSignal | undefined;
   }): Promise<{ id: string; secret: string; report: SnapshotReport }> {
     const volume = await this.volume();
     if (typeof volume === 'string') throw new ReseedError('PREFLIGHT_FAILED', volume);
@@ -163,6 +165,7 @@ export class Snapshots {
           maxLockTimeMs: o.maxLockTimeMs,
         },
         log: this.log,
+        signal: o.signal,
         // A donor that replicates: its applier waits for the snapshot. The record says so first,
         // so that the next start of an agent killed meanwhile starts it again.
         pauseApplier: {

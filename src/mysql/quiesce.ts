@@ -89,12 +89,17 @@ export async function quiesce(
   try {
     facts = await inspect(monitor, o.signal);
     const mode = o.mode !== 'auto' ? o.mode : facts.flavor.name === 'mariadb' ? 'backup-stage' : 'ftwrl';
-    if (o.pauseApplier && facts.replica?.sqlRunning) {
+    const known = facts;
+    // Paused once a quiet window is found, just before the lock: not while it is waited for (a
+    // cancel then leaves the applier as it was), and the pause lasts the lock and snapshot only.
+    const pause = async (): Promise<void> => {
+      if (paused || !o.pauseApplier || !known.replica?.sqlRunning) return;
       o.pauseApplier.before();
       paused = true;
-      await monitor.query(facts.flavor.stopReplicaSqlThreadSql, [], o.signal);
+      await monitor.query(known.flavor.stopReplicaSqlThreadSql, [], o.signal);
       o.log.info("the replica's applier paused for the lock");
-    }
+    };
+    let lastSaid = 0;
     const lock = await acquireReadLock({
       lockConnection,
       monitor,
@@ -103,7 +108,14 @@ export async function quiesce(
       policy: o.policy,
       log: o.log,
       signal: o.signal,
-      onWaiting: (reason) => reason && o.log.warn(reason),
+      beforeLock: pause,
+      // Said every 5 s while it waits, not at every look (four a second).
+      onWaiting: (reason) => {
+        if (reason && Date.now() - lastSaid >= 5000) {
+          o.log.warn(reason);
+          lastSaid = Date.now();
+        }
+      },
     });
     const lockedAt = new Date().toISOString();
     const [g] = await monitor.query(facts.flavor.currentGtidSql, [], o.signal);

@@ -87,11 +87,14 @@ export interface ReadLockArgs {
   signal?: AbortSignal | undefined;
   /** told why the lock waits (long-running queries), and undefined once it goes on */
   onWaiting?: ((reason: string | undefined) => void) | undefined;
+  /** run once a quiet window is found, just before the lock statement (each attempt) */
+  beforeLock?: (() => Promise<void>) | undefined;
 }
 
 export async function acquireReadLock(args: ReadLockArgs): Promise<HeldReadLock> {
   const { lockConnection, monitor, flavor, mode, policy, log, signal } = args;
   let lastBlocker: BlockingQuery | undefined;
+  let loggedAt = 0;
   for (let attempt = 1; attempt <= policy.retries; attempt++) {
     throwIfAborted(signal);
     // 1. Wait for a window with no long-running query.
@@ -110,14 +113,19 @@ export async function acquireReadLock(args: ReadLockArgs): Promise<HeldReadLock>
       args.onWaiting?.(
         `read lock waits for ${blockers.length === 1 ? 'a query' : `${blockers.length} queries`} running over ${policy.longQuerySeconds} s to end (connection ${longest.id} of ${longest.user}, ${longest.time} s; attempt ${attempt} of ${policy.retries})`,
       );
-      log.info(
-        { blockers: blockers.length, attempt },
-        'waiting for long-running queries before the read lock',
-      );
+      if (Date.now() - loggedAt >= 5000) {
+        loggedAt = Date.now();
+        log.info(
+          { blockers: blockers.length, attempt },
+          'waiting for long-running queries before the read lock',
+        );
+      }
       await sleep(250, undefined, signal ? { signal } : undefined).catch(() => undefined);
       throwIfAborted(signal);
     }
     args.onWaiting?.(undefined);
+    await args.beforeLock?.();
+    throwIfAborted(signal);
     // 2. Take the lock; our own statement is killed if it waits longer than allowed.
     const started = Date.now();
     let killed = false;

@@ -80,6 +80,45 @@ describe('physical clones of a donor that is a replica', () => {
     await caughtUp(donor, primary);
   });
 
+  it("--method snapshot, Ctrl-C while the donor's lock waits for a long query: the wait ends at once, its applier never stopped", async () => {
+    const blocker = await donor.session();
+    const sleeping = blocker.query('SELECT SLEEP(40)').catch(() => undefined);
+    try {
+      // A query running over 10 s (the lock policy's long query) keeps the lock waiting.
+      await new Promise((r) => setTimeout(r, 10_500));
+      let pid = 0;
+      const run = reseed(agentCloneArgs(donor, joiner, 'snapshot', '--force', '--lock-wait-timeout', '60s'), {
+        env: REPL_ENV,
+        signal: AbortSignal.timeout(120_000),
+        onStderr: (_text, p) => (pid = p),
+      });
+      await new Promise((r) => setTimeout(r, 3000));
+      const [waiting] = await donor.sql('SHOW SLAVE STATUS');
+      assert.equal(waiting!.Slave_SQL_Running, 'Yes', 'the applier runs while the lock waits');
+      process.kill(pid, 'SIGINT');
+      const r = await run;
+      assert.equal(r.code, 130, r.stderr);
+      const [st] = await donor.sql('SHOW SLAVE STATUS');
+      assert.equal(st!.Slave_SQL_Running, 'Yes');
+      // The donor's agent stopped waiting: once the long query is gone it takes no lock and no
+      // snapshot for the cancelled clone (it did, before, 47 s later).
+      blocker.destroy();
+      await sleeping;
+      await new Promise((r) => setTimeout(r, 3000));
+      const datadir = sandboxInfo(donor).datadir;
+      const folder = join(dirname(datadir), `.reseed-snapshots-${basename(datadir)}`);
+      assert.deepEqual(
+        (existsSync(folder) ? readdirSync(folder) : []).filter((n) => n.startsWith('reseed-tmp-')),
+        [],
+      );
+      const log = readFileSync(join(sandboxInfo(donor).dir, 'agent', 'agent.log'), 'utf8');
+      assert.doesNotMatch(log.split('joiner went away').at(-1) ?? '', /snapshot taken/);
+    } finally {
+      blocker.destroy();
+      await sleeping;
+    }
+  });
+
   for (const [method, whom] of [
     // A snapshot clone last too: the datadir a copy or mariabackup clone swapped in is a btrfs
     // subvolume again, which a snapshot clone can replace.
