@@ -474,9 +474,18 @@ async function runVerify(ctx: CloneContext, summary: CloneSummary, replicaConnec
   const { donor, joiner, options, journal, progress, signal } = ctx;
   progress.emit({ type: 'phase', phase: 'verify' });
   const t = Date.now();
+  // A joiner that follows the donor's source is compared with that source, held at its snapshot:
+  // compared live with the donor (both moving on) it would differ under writes.
+  const fromSource = options.replicate && options.replicateFrom === 'source' && donor.facts.replica;
+  const to = replicationAddress(ctx);
+  if (fromSource)
+    progress.emit({
+      type: 'note',
+      message: `verify: the joiner follows the donor's source ${to.host}:${to.port}, so it is compared with that source`,
+    });
   summary.verify = await inPhase('VERIFY_FAILED', () =>
     verify({
-      donor: donor.endpoint,
+      donor: fromSource ? { ...donor.endpoint, host: to.host, port: to.port } : donor.endpoint,
       joiner: joiner.endpoint,
       schemas: options.schemas,
       parallel: options.parallel,

@@ -442,10 +442,29 @@ export async function physicalClone(request: PhysicalCloneRequest): Promise<Phys
         req.setState('verifying');
         emit({ type: 'phase', phase: 'verify' });
         t = Date.now();
-        const schemas = await listSchemas(sides.donor, signal);
+        // A joiner that follows the donor's source is compared with that source (held at its
+        // snapshot); compared live with the donor, both moving on, it would differ under writes.
+        const fromSource = options.replicate && options.replicateFrom === 'source';
+        const to = replicationTarget(req, sides.donorFacts);
+        const against = fromSource ? { ...req.donor, host: to.host, port: to.port } : req.donor;
+        let schemas = await listSchemas(sides.donor, signal);
+        if (fromSource) {
+          const source = await connect(against);
+          try {
+            const there = new Set(await listSchemas(source, signal));
+            const donorOnly = schemas.filter((x) => !there.has(x));
+            schemas = schemas.filter((x) => there.has(x));
+            emit({
+              type: 'note',
+              message: `verify: the joiner follows the donor's source ${to.host}:${to.port}, so it is compared with that source${donorOnly.length ? `; schemas only the donor has are not compared: ${donorOnly.join(', ')}` : ''}`,
+            });
+          } finally {
+            await source.close();
+          }
+        }
         const report: VerifyReport = await inPhase('VERIFY_FAILED', () =>
           verify({
-            donor: req.donor,
+            donor: against,
             joiner: req.joiner,
             schemas,
             parallel: Math.max(1, Math.min(4, options.parallel)),

@@ -128,14 +128,36 @@ describe('physical clones of a donor that is a replica', () => {
     ['copy', 'donor'],
     ['snapshot', 'donor'],
   ] as const)
-    it(`--method ${method} --replicate-from ${whom}: the joiner follows the ${whom}, verified; the donor replicates on`, async () => {
-      const r = await reseed(
-        agentCloneArgs(donor, joiner, method, '--force', '--replicate-from', whom, '--json'),
-        {
-          env: REPL_ENV,
-          signal: AbortSignal.timeout(180_000),
-        },
-      );
+    it(`--method ${method} --replicate-from ${whom}: the joiner follows the ${whom}, verified under writes on the primary; the donor replicates on`, async () => {
+      // The primary takes writes throughout: the donor and the joiner both move on while the
+      // clone verifies (compared live with the donor, a joiner that follows the source differed).
+      let writing = true;
+      const writer = (async () => {
+        const w = await primary.session();
+        try {
+          for (let i = 0; writing; i++) {
+            await w.query('INSERT INTO app.t VALUES (?, 1) ON DUPLICATE KEY UPDATE v = v + 1', [
+              5_000_000 + (i % 500),
+            ]);
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        } finally {
+          await w.close();
+        }
+      })();
+      let r;
+      try {
+        r = await reseed(
+          agentCloneArgs(donor, joiner, method, '--force', '--replicate-from', whom, '--json'),
+          {
+            env: REPL_ENV,
+            signal: AbortSignal.timeout(180_000),
+          },
+        );
+      } finally {
+        writing = false;
+        await writer;
+      }
       assert.equal(r.code, 0, r.stderr + r.stdout);
       const job = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as JobRecord;
       const result = job.result as { verify: { identical: boolean }; replication: { from: string } };
