@@ -651,7 +651,7 @@ async function refuseLiveDatadir(config: AgentConfig, path: string): Promise<voi
   if (status.running)
     throw new ReseedError(
       'USAGE',
-      `${path} holds the datadir of this host's mysqld, which is running (${status.detail}): a copy of it would not be consistent`,
+      `${path} holds the datadir of this host's mysqld, which is running${status.detail && status.detail !== 'running' ? ` (${status.detail})` : ''}: a copy of it would not be consistent`,
       {
         hints: [
           'stop mysqld first (for a sandbox: reseed sandbox down NAME; its agent keeps running), or use a clone method',

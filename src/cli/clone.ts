@@ -118,7 +118,7 @@ export function cloneCommand(): Command {
     .addOption(
       new Option(
         '--compress <codec>',
-        'through agents, --method mariabackup or copy: compress the data channel',
+        'through agents, --method mariabackup, copy or snapshot: compress the data channel',
       ).choices(['none', 'lz4', 'zstd']),
     )
     .option(
