@@ -430,14 +430,15 @@ function renderCloneResult(r: Record<string, unknown>): string[] {
   const c = r.coordinates as
     | { gtid?: string; file?: string; position?: number; binlog?: { file: string; position: number } }
     | undefined;
+  const rep = r.replication as
+    { state?: string; from?: string; catchUpMs?: number; startedAt?: string } | undefined;
   if (c)
     out.push(
-      `  coordinates GTID ${c.gtid || '(none)'}, binlog ${c.file ?? c.binlog?.file ?? ''}:${c.position ?? c.binlog?.position ?? ''}`,
+      `  coordinates GTID ${c.gtid || '(none)'}, binlog ${c.file ?? c.binlog?.file ?? ''}:${c.position ?? c.binlog?.position ?? ''}${rep?.startedAt ? " (the donor's own)" : ''}`,
     );
-  const rep = r.replication as { state?: string; from?: string; catchUpMs?: number } | undefined;
   if (rep)
     out.push(
-      `  replication ${rep.state}${rep.from ? ` from ${rep.from}` : ''}${rep.catchUpMs !== undefined ? `, caught up in ${formatMs(rep.catchUpMs)}` : ''}`,
+      `  replication ${rep.state}${rep.from ? ` from ${rep.from}` : ''}${rep.startedAt ? ` at GTID ${rep.startedAt} (the donor's position in its source's stream)` : ''}${rep.catchUpMs !== undefined ? `, caught up in ${formatMs(rep.catchUpMs)}` : ''}`,
     );
   const v = r.verify as { ok?: boolean; identical?: boolean; tables?: number; chunks?: number } | undefined;
   if (v)

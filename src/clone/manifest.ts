@@ -45,6 +45,8 @@ export interface CloneManifest {
     from?: string | undefined;
     mode?: string | undefined;
     catchUpMs?: number | undefined;
+    /** --replicate-from source: the GTID position it started from (the donor's in its source's stream) */
+    startedAt?: string | undefined;
   };
   /** the comparison made before the clone was committed, when one was */
   verify: { identical: boolean; position: string; tables: number; chunks: number; rows: number } | undefined;

@@ -45,6 +45,7 @@ import type { ServiceControl } from '../host/service-control.js';
 import type { Journal } from '../journal/journal.js';
 import type { Logger } from '../log.js';
 import { parseBinlogInfo } from '../methods/mariabackup/stages.js';
+import { parseMariadbGtid } from '../replication/coordinates.js';
 import type { BinlogInfo } from '../methods/mariabackup/stages.js';
 import type { Endpoint } from '../mysql/credentials.js';
 import { publicEndpoint } from '../mysql/credentials.js';
@@ -165,7 +166,13 @@ export interface PhysicalSummary {
   };
   /** `reseed refresh`: the way it took, and why */
   refresh?: { mode: RefreshMode; why: string };
-  replication: { state: 'running' | 'not configured'; from?: string; catchUpMs?: number };
+  replication: {
+    state: 'running' | 'not configured';
+    from?: string;
+    catchUpMs?: number;
+    /** --replicate-from source: the GTID position it started from (the donor's in its source's stream) */
+    startedAt?: string;
+  };
   verify: { identical: boolean; tables: number; chunks: number; rows: number } | undefined;
   phases: Record<string, number>;
   durationMs: number;
@@ -536,6 +543,7 @@ export async function physicalClone(request: PhysicalCloneRequest): Promise<Phys
               from: summary.replication.from,
               mode: 'gtid',
               catchUpMs: summary.replication.catchUpMs,
+              startedAt: summary.replication.startedAt,
             },
             verify: summary.verify && { ...summary.verify, position: coordinates?.gtid ?? '' },
             phases,
@@ -1251,26 +1259,18 @@ async function binlogGap(s: Sides, signal: AbortSignal): Promise<string | undefi
     if (!oldest) return 'the donor has no binary log';
     const events = await s.donor.query('SHOW BINLOG EVENTS IN ? LIMIT 4', [String(oldest)], signal);
     const list = events.find((e) => e.Event_type === 'Gtid_list');
-    const before = parseGtidList(String(list?.Info ?? '[]'));
+    const before = parseMariadbGtid(String(list?.Info ?? '').replace(/[[\]\s]/g, ''));
     const [p] = await s.joiner.query('SELECT @@GLOBAL.gtid_slave_pos AS p', [], signal);
-    const have = parseGtidList(String(p?.p ?? ''));
+    const have = parseMariadbGtid(String(p?.p ?? ''));
     for (const [domain, g] of before) {
       const mine = have.get(domain);
       if (!mine || mine.seq < g.seq)
-        return `the donor's oldest binary log (${String(oldest)}) starts after ${domain}-${g.server}-${g.seq}, past the joiner's position (${mine ? `${domain}-${mine.server}-${mine.seq}` : `nothing in domain ${domain}`}): those transactions are purged`;
+        return `the donor's oldest binary log (${String(oldest)}) starts after ${domain}-${g.serverId}-${g.seq}, past the joiner's position (${mine ? `${domain}-${mine.serverId}-${mine.seq}` : `nothing in domain ${domain}`}): those transactions are purged`;
     }
     return undefined;
   } catch (err) {
     return `the donor's binary logs could not be read (${errorMessage(err)})`;
   }
-}
-
-/** A MariaDB GTID list ("0-1-100,1-2-7", or "[0-1-100]" in a Gtid_list event): by domain. */
-export function parseGtidList(text: string): Map<number, { server: number; seq: number }> {
-  const out = new Map<number, { server: number; seq: number }>();
-  for (const m of text.matchAll(/(\d+)-(\d+)-(\d+)/g))
-    out.set(Number(m[1]), { server: Number(m[2]), seq: Number(m[3]) });
-  return out;
 }
 
 /**
@@ -1682,7 +1682,12 @@ async function startReplication(
       progress: { emit: req.emit },
       signal,
     });
-    return { state: 'running', from: `${to.host}:${to.port}`, catchUpMs: waited.waitedMs };
+    return {
+      state: 'running',
+      from: `${to.host}:${to.port}`,
+      catchUpMs: waited.waitedMs,
+      ...(fromSource ? { startedAt: gtid } : {}),
+    };
   } finally {
     if (source !== s.donor) await source.close();
   }
