@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { ReseedError, abortError } from '../errors.js';
+import { ReseedError, abortError, errorMessage } from '../errors.js';
 import type { ErrorCode } from '../errors.js';
 import type { ReceiveOptions, ReceiveProgress, ReceiveReport } from './receive.js';
 
@@ -33,11 +33,20 @@ export function receiveTreeInThread(o: ReceiveOptions): Promise<ReceiveReport> {
     };
     signal.addEventListener('abort', onAbort, { once: true });
     worker.on('message', (m: FromWorker) => {
-      if (m.type === 'progress') onProgress?.(m.progress);
-      else if (m.type === 'done') settled = { ok: true, report: m.report };
+      if (m.type === 'progress') {
+        // What the progress callback throws fails the transfer, as it did inline (an event
+        // handler's throw would end the agent).
+        try {
+          onProgress?.(m.progress);
+        } catch (err) {
+          settled ??= { ok: false, err: err instanceof Error ? err : new Error(String(err)) };
+          // Stopped as an abort is: the worker closes its files and connections, then answers.
+          worker.postMessage({ type: 'abort', reason: { code: 'ABORTED', message: errorMessage(err) } });
+        }
+      } else if (m.type === 'done') settled ??= { ok: true, report: m.report };
       else {
         const e = m.error;
-        settled = {
+        settled ??= {
           ok: false,
           err: signal.aborted
             ? abortError(signal)

@@ -61,6 +61,10 @@ export async function* segmentFrames(s: SendSegment): AsyncGenerator<Buffer> {
       // A buffer of the pool: used again once the socket has written every frame made of it.
       const buf = framePool.take();
       try {
+        // Only the bytes that are sent count against the donor's read rate (a resumed request
+        // reads again what came before only to hash it). Holes count too: a run of zeros may be
+        // a hole or blocks the disk reads, and only the read tells which.
+        if (s.gate && done + want > s.from) await s.gate.take(want, s.signal);
         const { bytesRead } = await file.read(buf, 0, want, s.offset + done);
         if (bytesRead === 0)
           throw new ReseedError(
@@ -72,9 +76,6 @@ export async function* segmentFrames(s: SendSegment): AsyncGenerator<Buffer> {
         // Test-only: the bytes sent differ from the bytes hashed (a segment that changed under us).
         if (faultActive('segment-differs')) chunk = Buffer.from(chunk).fill(0x5a, 0, 1);
         const skip = Math.max(0, Math.min(bytesRead, s.from - done));
-        // Only the bytes that are sent count against the donor's rate: not those a resumed request
-        // reads again only to hash, nor holes (runs of zeros, sent as ZERO frames, read from no disk).
-        if (s.gate && skip < bytesRead) await s.gate.take(dataBytes(chunk.subarray(skip)), s.signal);
         if (skip < bytesRead) yield* chunkFrames(chunk.subarray(skip), s.codec);
         done += bytesRead;
       } finally {
@@ -95,14 +96,6 @@ export async function* segmentFrames(s: SendSegment): AsyncGenerator<Buffer> {
   } finally {
     await file.close();
   }
-}
-
-/** The bytes of `chunk` that go as DATA: all but its whole 64 KiB blocks of zeros (as chunkFrames cuts them). */
-function dataBytes(chunk: Buffer): number {
-  let zero = 0;
-  for (let at = 0; at + ZERO_BLOCK <= chunk.length; at += ZERO_BLOCK)
-    if (isZero(chunk.subarray(at, at + ZERO_BLOCK))) zero += ZERO_BLOCK;
-  return chunk.length - zero;
 }
 
 /** A chunk's frames: DATA (compressed when that helps), ZERO for runs of 64 KiB of zeros. */
