@@ -77,8 +77,9 @@ export function scanTree(root: string, skip?: (rel: string, isDir: boolean) => b
           target: readlinkSync(abs, { encoding: 'buffer' }).toString('base64'),
         });
       else
+        // Refused while the tree is listed, before anything is made: a usage error (exit 2).
         throw new ReseedError(
-          'COPY_FAILED',
+          'USAGE',
           `${abs.toString()} is neither a file, a directory nor a symlink: not sent`,
         );
     }
