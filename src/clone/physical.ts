@@ -1192,15 +1192,15 @@ async function chooseRefresh(req: PhysicalCloneRequest, s: Sides, datadir: strin
     };
   // Stopped (by hand, say) without an error: catching up is enough if the donor's binary logs
   // still hold every transaction since the joiner's position (Galera's IST before SST).
+  let gap: string | undefined;
   if (fromDonor && !link.lastIoErrno && !link.lastSqlErrno) {
-    const gap = await binlogGap(s, signal);
+    gap = await binlogGap(s, signal);
     if (gap === undefined)
       return {
         mode: 'catch-up',
         start: true,
         why: `the joiner's replication from ${to.host}:${to.port} is stopped without an error, and the donor's binary logs still hold every transaction since the joiner's position: replication is started and catches up, nothing is sent`,
       };
-    link.lastIoError = gap;
   }
   const stopped = !link
     ? 'the joiner does not replicate'
@@ -1208,7 +1208,7 @@ async function chooseRefresh(req: PhysicalCloneRequest, s: Sides, datadir: strin
       ? `the joiner replicates from ${link.sourceHost}:${link.sourcePort}, not from the donor`
       : link.lastIoErrno || link.lastSqlErrno
         ? `the joiner's replication failed (${link.lastIoErrno ? `I/O ${link.lastIoErrno}: ${link.lastIoError}` : `SQL ${link.lastSqlErrno}: ${link.lastSqlError}`})`
-        : `the joiner's replication is stopped${link.lastIoError ? ` and ${link.lastIoError}` : ''}`;
+        : `the joiner's replication is stopped${gap ? ` and ${gap}` : ''}`;
   const volume = await volumeAt(datadir, signal);
   if (typeof volume === 'string') return { mode: 'full', why: `${stopped}; ${volume}` };
   const received = await lastReceived(volume, signal);

@@ -43,8 +43,10 @@ export function receiveTreeInThread(o: ReceiveOptions): Promise<ReceiveReport> {
           // Stopped as an abort is: the worker closes its files and connections, then answers.
           worker.postMessage({ type: 'abort', reason: { code: 'ABORTED', message: errorMessage(err) } });
         }
-      } else if (m.type === 'done') settled ??= { ok: true, report: m.report };
-      else {
+      } else if (m.type === 'done') {
+        settled ??= { ok: true, report: m.report };
+        void worker.terminate();
+      } else {
         const e = m.error;
         settled ??= {
           ok: false,
@@ -54,7 +56,6 @@ export function receiveTreeInThread(o: ReceiveOptions): Promise<ReceiveReport> {
         };
         void worker.terminate();
       }
-      if (m.type === 'done') void worker.terminate();
     });
     worker.on('error', (err) => {
       settled ??= {
