@@ -56,6 +56,12 @@ const MIN_RATE = 1 << 20;
 const FIRST_RATE = 16 << 20;
 /** Healthy ticks in a row before the rate is raised again. */
 const CALM_TICKS = 4;
+/**
+ * The throughput the controller acts on is measured over this many ticks: a reader that charges
+ * the gate in lumps (verify charges a whole chunk once it is hashed) reads nothing in most ticks
+ * and a lot in one, and a single tick would halve the rate from a figure near zero.
+ */
+const MEASURE_TICKS = 8;
 
 interface Reading {
   /** the first overload signal seen, with its measure, or undefined when healthy */
@@ -88,6 +94,8 @@ export class DonorThrottle {
   #baselineMs: number | undefined;
   #latencyLimitMs: number | undefined;
   #lastTick = Date.now();
+  /** bytes charged and milliseconds, for each of the last MEASURE_TICKS ticks */
+  #recent: { bytes: number; ms: number }[] = [];
   #slowLatencyTicks = 0;
   #warned = new Set<string>();
 
@@ -179,9 +187,11 @@ export class DonorThrottle {
     this.#busy = true;
     try {
       const now = Date.now();
-      const read = this.gate.takeCharged();
-      const measured = (read / Math.max(1, now - this.#lastTick)) * 1000;
+      this.#recent.push({ bytes: this.gate.takeCharged(), ms: Math.max(1, now - this.#lastTick) });
+      if (this.#recent.length > MEASURE_TICKS) this.#recent.shift();
       this.#lastTick = now;
+      const sum = (key: 'bytes' | 'ms') => this.#recent.reduce((n, r) => n + r[key], 0);
+      const measured = (sum('bytes') / sum('ms')) * 1000;
       const { overload } = await this.#read();
       const took = Date.now() - now;
       if (took > 4 * TICK_MS)

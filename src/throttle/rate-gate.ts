@@ -4,6 +4,11 @@ import type { PacketSink } from '../mysql/server.js';
 const CHARGE_BYTES = 64 << 10;
 /** A burst the gate lets through without waiting, as time at the current rate. */
 const BURST_MS = 50;
+/**
+ * The longest a reader sleeps before it looks at the gate again: a wait priced at a low rate
+ * shortens when the rate is raised (and ends at once when the gate is opened).
+ */
+const RECHECK_MS = 200;
 
 /**
  * What every session that reads the donor goes through: a token bucket (`charge(bytes)` says how
@@ -30,8 +35,21 @@ export class RateGate {
     return this.#rate;
   }
 
+  /**
+   * A new rate also re-prices what is still owed: bytes charged at 1 MiB/s are not waited for
+   * at 1 MiB/s once the rate is back at 50 MiB/s (a verify chunk of 20 MB would otherwise keep
+   * its reader asleep for 20 s after the donor recovered).
+   */
   set rate(bytesPerSecond: number) {
-    this.#rate = bytesPerSecond > 0 ? bytesPerSecond : Infinity;
+    this.setRate(bytesPerSecond);
+  }
+
+  setRate(bytesPerSecond: number, now = Date.now()): void {
+    const next = bytesPerSecond > 0 ? bytesPerSecond : Infinity;
+    const owed = Math.max(0, this.#paidUntil - now);
+    if (next === Infinity) this.#paidUntil = Math.min(this.#paidUntil, now);
+    else if (owed > 0 && this.#rate !== Infinity) this.#paidUntil = now + (owed * this.#rate) / next;
+    this.#rate = next;
   }
 
   get slots(): number {
@@ -74,22 +92,34 @@ export class RateGate {
     return Math.max(0, this.#paidUntil - now);
   }
 
+  /** Milliseconds until what was charged so far is paid for at the current rate. */
+  owedMs(now = Date.now()): number {
+    return this.#rate === Infinity ? 0 : Math.max(0, this.#paidUntil - now);
+  }
+
+  /**
+   * Waits until what was charged is paid for, looking again every RECHECK_MS so that a raised
+   * rate shortens the wait; ends early with the abort (the caller checks it).
+   */
+  async settle(signal?: AbortSignal): Promise<void> {
+    for (let owed = this.owedMs(); owed > 0 && !signal?.aborted; owed = this.owedMs())
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        const timer = setTimeout(done, Math.min(owed, RECHECK_MS));
+        signal?.addEventListener('abort', done, { once: true });
+      });
+  }
+
   /**
    * For readers that are not SQL sessions (files, child processes): charges `bytes` and waits as
    * long as the gate says, ending early with the abort.
    */
   async take(bytes: number, signal?: AbortSignal): Promise<void> {
-    const wait = this.charge(bytes);
-    if (wait <= 0) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', done);
-        resolve();
-      };
-      const timer = setTimeout(done, wait);
-      signal?.addEventListener('abort', done, { once: true });
-    });
+    if (this.charge(bytes) > 0) await this.settle(signal);
   }
 
   /** The bytes charged since the last call: the throughput the controller measures. */
@@ -133,6 +163,18 @@ export function pacedSink(
     if (holding) gate.release();
     holding = false;
   };
+  // Sleeps while the gate is owed, looking again every RECHECK_MS (the rate may have been raised).
+  const sleepOwed = (ms: number) => {
+    timer = setTimeout(
+      () => {
+        timer = undefined;
+        const owed = gate.owedMs();
+        if (owed > 0 && !finished) sleepOwed(Math.min(owed, RECHECK_MS));
+        else resumeWithSlot();
+      },
+      Math.min(ms, RECHECK_MS),
+    );
+  };
   return {
     start: () =>
       new Promise<void>((go) =>
@@ -149,11 +191,7 @@ export function pacedSink(
         if (pending >= CHARGE_BYTES) {
           const wait = gate.charge(pending);
           pending = 0;
-          if (wait > 0 && !timer)
-            timer = setTimeout(() => {
-              timer = undefined;
-              resumeWithSlot();
-            }, wait);
+          if (wait > 0 && !timer) sleepOwed(wait);
         }
         if (more && !timer) return true;
         pause();

@@ -19,6 +19,26 @@ describe('RateGate', () => {
     assert.equal(gate.takeCharged(), 0);
   });
 
+  it('re-prices what is owed when the rate changes, and opening the gate clears it', () => {
+    const gate = new RateGate(1 << 20);
+    // 20 MiB owed at 1 MiB/s: 20 s of waiting...
+    assert.ok(Math.abs(gate.charge(20 << 20, 1000) - 20_000) < 60);
+    // ...which is 2 s at 10 MiB/s, from the moment the rate was raised
+    gate.setRate(10 << 20, 1000);
+    assert.ok(Math.abs(gate.owedMs(1000) - 2000) < 10);
+    gate.setRate(Infinity, 1500);
+    assert.equal(gate.owedMs(1500), 0);
+  });
+
+  it('settle() ends soon after the rate is raised, not when the old rate said', async () => {
+    const gate = new RateGate(1 << 20);
+    gate.charge(30 << 20);
+    const started = Date.now();
+    setTimeout(() => (gate.rate = 1 << 30), 100);
+    await gate.settle();
+    assert.ok(Date.now() - started < 2000, `settled after ${Date.now() - started} ms`);
+  });
+
   it('hands out at most `slots` reading slots, in order, and more when slots grow', () => {
     const gate = new RateGate();
     gate.slots = 2;
