@@ -59,7 +59,11 @@ export function verifyCommand(): Command {
   })
     .option('--schemas <list>', 'comma-separated schemas (default: all but the system schemas)')
     .option('--parallel <n>', 'checksum sessions on each side', '4')
-    .option('--chunk-rows <n>', 'rows per checksummed chunk', '100000')
+    .option(
+      '--chunk-rows <n>',
+      'rows per checksummed chunk, at most (fewer for wide rows: a chunk hashed in key order is kept near 16 MiB, which the server holds while it hashes it)',
+      '100000',
+    )
     .addOption(
       new Option('--lock-mode <mode>', 'how the donor snapshot is taken')
         .choices(['auto', 'none', 'backup-stage', 'ftwrl'])

@@ -7,7 +7,7 @@ import { ReseedError } from '../errors.js';
 
 export interface ChunkChecksum {
   rows: number;
-  /** 'ordered': SHA-256 of the rows' 64-bit hashes in key order; 'sum': their exact sum */
+  /** 'ordered': SHA-256 of the chunk's rows in key order; 'sum': the exact sum of the rows' 64-bit hashes */
   kind: 'ordered' | 'sum';
   /** compares only with a fingerprint of the same kind */
   hash: string;
@@ -35,6 +35,7 @@ const LOB_TYPES = new Set([
 const SEPARATOR = "CAST(X'FF' AS BINARY)";
 const NULL_MARK = "CAST(X'FE' AS BINARY)";
 const HASHED_MARK = "CAST(X'FD' AS BINARY)";
+const ROW_SEPARATOR = "X'FC'";
 
 /**
  * One column's part of a row's serialization. The serialization is unambiguous: parts are joined
@@ -73,10 +74,14 @@ export function longValueBytes(table: TableInfo, maxPacket: number): number {
   return Math.max(64, Math.floor((maxPacket - rest) / Math.max(1, lobs)) - 80);
 }
 
+/** A row's serialization: its columns' parts joined by the byte 0xFF. */
+function rowSerialization(table: TableInfo, longBytes: number): string {
+  return `CONCAT_WS(${SEPARATOR}, ${table.columns.map((c) => columnPart(c, longBytes)).join(', ')})`;
+}
+
 /** The first 64 bits of SHA-256 of the row's serialization, as 16 hex digits. */
 function rowHash(table: TableInfo, longBytes: number): string {
-  const row = `CONCAT_WS(${SEPARATOR}, ${table.columns.map((c) => columnPart(c, longBytes)).join(', ')})`;
-  return `LEFT(SHA2(${row}, 256), 16)`;
+  return `LEFT(SHA2(${rowSerialization(table, longBytes)}, 256), 16)`;
 }
 
 /**
@@ -95,14 +100,19 @@ export function checksumSql(table: TableInfo, range: KeyRange, longBytes: number
 }
 
 /**
- * The ordered fingerprint, a fifth cheaper (docs/performance.md): SHA-256 of the rows' 64-bit
- * hashes in primary-key order (the PRIMARY index is forced, so both servers read the same
- * order). Only for a table whose chunk key is its primary key, not system-versioned.
+ * The ordered fingerprint, about a third cheaper again than hashing each row (docs/performance.md):
+ * one SHA-256 of the chunk's rows serialized in primary-key order (the PRIMARY index is forced,
+ * so both servers read the same order), rows joined by the byte 0xFC. The whole is uniquely
+ * decodable given the columns (a part is either text without the bytes 0xFC-0xFF or
+ * `length:bytes`), so any change to the chunk changes what is hashed: 256 bits, no structure.
+ * Only for a table whose chunk key is its primary key, not system-versioned; the chunk must fit
+ * group_concat_max_len (verifyChunkRows sizes it so; a longer one is cut, with a warning, and is
+ * fingerprinted order-free instead).
  */
 export function orderedChecksumSql(table: TableInfo, range: KeyRange, longBytes: number): string {
   const where = rangePredicate(table.chunkKey, range);
   return (
-    `SELECT COUNT(*) AS n, SHA2(GROUP_CONCAT(${rowHash(table, longBytes)} SEPARATOR ''), 256) AS h ` +
+    `SELECT COUNT(*) AS n, SHA2(GROUP_CONCAT(${rowSerialization(table, longBytes)} SEPARATOR ${ROW_SEPARATOR}), 256) AS h ` +
     `FROM ${tableName(table)} FORCE INDEX (PRIMARY)${where ? ` WHERE ${where}` : ''}`
   );
 }
@@ -111,13 +121,27 @@ export function canOrder(table: TableInfo): boolean {
   return table.chunkKeyIsPrimary && !table.versioned;
 }
 
+/** What a chunk's ordered serialization may reach: the server holds it while it hashes it. */
+const CHUNK_BYTES = 16 << 20;
+
 /**
- * group_concat_max_len for verify's sessions: the ordered fingerprint of a chunk of `chunkRows`
- * rows with room to spare. A longer chunk (a skewed key) is cut, which the server warns of; such
- * a chunk is fingerprinted order-free instead.
+ * group_concat_max_len for verify's sessions: room for a chunk of CHUNK_BYTES with margin for a
+ * chunk whose rows are longer than the table's average. What a session holds is the chunk's
+ * actual serialization, not this bound.
  */
-export function groupConcatSql(chunkRows: number): string {
-  return `SET SESSION group_concat_max_len = ${Math.max(1 << 20, chunkRows * 16 * 4)}`;
+export function groupConcatSql(): string {
+  return `SET SESSION group_concat_max_len = ${4 * CHUNK_BYTES}`;
+}
+
+/**
+ * Rows per chunk for a table fingerprinted in order: at most `chunkRows`, and few enough that
+ * the chunk's serialization stays near CHUNK_BYTES, estimated from the table's average row
+ * (text forms of numbers and the separators can double it). Order-free tables keep `chunkRows`.
+ */
+export function verifyChunkRows(table: TableInfo, chunkRows: number): number {
+  if (!canOrder(table)) return chunkRows;
+  const rowBytes = 2 * (table.dataBytes / Math.max(1, table.estimatedRows)) + 8 * table.columns.length;
+  return Math.max(1, Math.min(chunkRows, Math.floor(CHUNK_BYTES / Math.max(1, rowBytes))));
 }
 
 /**

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ReseedError, errorMessage, isReseedError, throwIfAborted } from '../errors.js';
 import type { Journal } from '../journal/journal.js';
 import type { Logger } from '../log.js';
@@ -19,7 +18,7 @@ import { SYSTEM_SCHEMAS, displayName, listSchemas, listTables, tableName } from 
 import type { TableInfo } from '../mysql/tables.js';
 import { throttleReporter } from '../progress.js';
 import type { ProgressSink } from '../progress.js';
-import { chunkChecksum, groupConcatSql, longValueBytes } from './checksum.js';
+import { chunkChecksum, groupConcatSql, longValueBytes, verifyChunkRows } from './checksum.js';
 import type { ChunkChecksum } from './checksum.js';
 import { DEFAULT_THROTTLE, DonorThrottle, throttleProblems } from '../throttle/donor-throttle.js';
 import type { ThrottleOptions, ThrottleReport } from '../throttle/donor-throttle.js';
@@ -285,7 +284,7 @@ async function compareAtSnapshot(ctx: Context, hold: ReplicaHold | undefined): P
     endpoint: req.donor,
     flavor: donorFacts.flavor,
     sessions: req.parallel,
-    sessionInit: [SESSION_TZ, groupConcatSql(req.chunkRows), ...donorFacts.flavor.unboundedSessionSql],
+    sessionInit: [SESSION_TZ, groupConcatSql(), ...donorFacts.flavor.unboundedSessionSql],
     lockMode: req.lockMode,
     policy: req.readLock,
     monitor: donorMeta,
@@ -319,7 +318,7 @@ async function compareAtSnapshot(ctx: Context, hold: ReplicaHold | undefined): P
         await openSession(
           req.joiner,
           'joiner',
-          [SESSION_TZ, groupConcatSql(req.chunkRows), ...joinerFacts.flavor.unboundedSessionSql],
+          [SESSION_TZ, groupConcatSql(), ...joinerFacts.flavor.unboundedSessionSql],
           opened,
         ),
       );
@@ -401,7 +400,7 @@ async function compareTables(o: {
     for (const table of o.tables) {
       const t: TableTally = { chunks: 0, done: 0, rows: 0, mismatches: 0, planned: false };
       tally.set(table, t);
-      for await (const range of planRanges(o.planner, table, o.chunkRows, o.signal)) {
+      for await (const range of planRanges(o.planner, table, verifyChunkRows(table, o.chunkRows), o.signal)) {
         t.chunks++;
         yield { table, range };
       }
@@ -487,9 +486,11 @@ async function paced(
   } finally {
     gate.release();
   }
-  const wait = gate.charge(result.rows * (table.dataBytes / Math.max(1, table.estimatedRows)));
-  // The wait can be long at a low --max-rate: Ctrl-C ends it at once.
-  if (wait > 0) await sleep(wait, undefined, { signal }).catch(() => throwIfAborted(signal));
+  // The wait can be long at a low --max-rate: Ctrl-C ends it at once, a raised rate shortens it.
+  if (gate.charge(result.rows * (table.dataBytes / Math.max(1, table.estimatedRows))) > 0) {
+    await gate.settle(signal);
+    throwIfAborted(signal);
+  }
   return result;
 }
 
