@@ -161,12 +161,16 @@ export class Copies {
   async freeze(
     id: string,
     o: { lockWaitTimeoutMs: number },
-  ): Promise<{ cold: { id: string; secret: string; files: number; bytes: number }; report: CopyReport }> {
+  ): Promise<{
+    cold: { id: string; secret: string; files: number; bytes: number; same: number };
+    report: CopyReport;
+  }> {
     const c = this.#get(id);
     if (c.report.state !== 'hot')
       throw new ReseedError('USAGE', `copy ${id} is ${c.report.state}: its mysqld was stopped once already`);
     const service = this.#service();
-    this.transfers.close(c.hot);
+    // The first pass's listing and digests: its files unchanged since need not be read again.
+    const firstPass = this.transfers.retire(c.hot);
     const endpoint = agentEndpoint(this.config);
     const lockConnection = await connect(endpoint);
     const monitor = await connect(endpoint).catch((err: unknown) => {
@@ -246,7 +250,7 @@ export class Copies {
           source: 'binlog state at shutdown',
         };
       }
-      const cold = this.transfers.open(c.datadir, c.maxRate, c.idleMs, { skip: c.skip });
+      const cold = this.transfers.open(c.datadir, c.maxRate, c.idleMs, { skip: c.skip, previous: firstPass });
       c.cold = cold.id;
       c.lastUsed = Date.now();
       return { cold, report: { ...c.report } };

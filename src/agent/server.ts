@@ -342,7 +342,14 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       .optional(),
     error: z.string().optional(),
   });
-  const opened = z.object({ id: z.string(), secret: z.string(), files: z.number(), bytes: z.number() });
+  const opened = z.object({
+    id: z.string(),
+    secret: z.string(),
+    files: z.number(),
+    bytes: z.number(),
+    /** files unchanged since the first pass (the second pass's transfer) */
+    same: z.number().optional(),
+  });
   app.post(
     '/v1/copies',
     {

@@ -7,7 +7,24 @@ import { errorFrame, segmentFrames } from '../transport/send.js';
 import type { Codec } from '../transport/codec.js';
 import { blockSums } from '../transport/delta.js';
 import { entryPath, scanTree, segmentKey, treeHash } from '../transport/tree.js';
-import type { TreeManifest } from '../transport/tree.js';
+import type { EntryMeta, TreeManifest } from '../transport/tree.js';
+
+/**
+ * A file last modified less than this before a pass listed it may be written again within the
+ * same tick of the filesystem's clock without its mtime changing (git's "racy clean"): it is never
+ * taken as unchanged since that pass.
+ */
+const RACY_MS = 2000;
+
+/** What a closed pass leaves for the next one over the same tree (see TreeEntry.same). */
+export interface PassRecord {
+  manifest: TreeManifest;
+  meta: EntryMeta[];
+  /** when its tree was listed (before the scan began) */
+  listedAt: number;
+  sent: Map<string, string>;
+  sentLengths: Map<string, number>;
+}
 
 interface Transfer {
   id: string;
@@ -21,6 +38,13 @@ interface Transfer {
   idleMs: number;
   /** the hash of each segment as last sent whole */
   sent: Map<string, string>;
+  /** the length of each segment in `sent` */
+  sentLengths: Map<string, number>;
+  /** each entry's inode and ctime, as listed */
+  meta: EntryMeta[];
+  listedAt: number;
+  /** entries whose hashes in `sent` were carried over from the previous pass, until one is asked for */
+  carried: Set<number>;
   /** streams open now, to be ended when the transfer is closed */
   streams: Set<AbortController>;
 }
@@ -70,9 +94,12 @@ export class Transfers {
     path: string,
     maxRate: number | undefined,
     idleMs = this.idleMs,
-    /** the copy method's own passes over this host's datadir: not a `serve` path, files skipped */
-    own?: { skip: (rel: string, isDir: boolean) => boolean },
-  ): { id: string; secret: string; files: number; bytes: number } {
+    /**
+     * the copy method's own passes over this host's datadir: not a `serve` path, files skipped;
+     * `previous`: the first pass, whose files unchanged since are marked `same`
+     */
+    own?: { skip: (rel: string, isDir: boolean) => boolean; previous?: PassRecord | undefined },
+  ): { id: string; secret: string; files: number; bytes: number; same: number } {
     if (!isAbsolute(path)) throw new ReseedError('USAGE', `${path} is not an absolute path`);
     if (!existsSync(path)) throw new ReseedError('USAGE', `${path} does not exist on this host`);
     if (!statSync(path).isDirectory())
@@ -82,10 +109,12 @@ export class Transfers {
         'USAGE',
         `${path} is not under a directory this agent serves (serve: ${this.roots.join(', ') || 'none'})`,
       );
-    const manifest = scanTree(path, own?.skip);
+    const listedAt = Date.now();
+    const meta: EntryMeta[] = [];
+    const manifest = scanTree(path, own?.skip, meta);
     const id = randomBytes(12).toString('hex');
     const secret = randomBytes(32).toString('base64url');
-    this.#transfers.set(id, {
+    const t: Transfer = {
       id,
       root: path,
       manifest,
@@ -94,9 +123,40 @@ export class Transfers {
       lastUsed: Date.now(),
       idleMs,
       sent: new Map(),
+      sentLengths: new Map(),
+      meta,
+      listedAt,
+      carried: new Set(),
       streams: new Set(),
-    });
-    return { id, secret, files: manifest.files, bytes: manifest.bytes };
+    };
+    if (own?.previous) carryOver(t, own.previous);
+    this.#transfers.set(id, t);
+    return { id, secret, files: manifest.files, bytes: manifest.bytes, same: t.carried.size };
+  }
+
+  /** Closes a transfer and returns what the next pass over the same tree needs of it. */
+  retire(id: string): PassRecord | undefined {
+    const t = this.#transfers.get(id);
+    this.close(id);
+    return (
+      t && {
+        manifest: t.manifest,
+        meta: t.meta,
+        listedAt: t.listedAt,
+        sent: t.sent,
+        sentLengths: t.sentLengths,
+      }
+    );
+  }
+
+  /** An entry asked for again: the hashes carried over for it give way to what is sent now. */
+  #uncarry(t: Transfer, entry: number): void {
+    if (!t.carried.delete(entry)) return;
+    for (const key of [...t.sent.keys()])
+      if (key.startsWith(`${entry}:`)) {
+        t.sent.delete(key);
+        t.sentLengths.delete(key);
+      }
   }
 
   /** The transfer, if `secret` is its credential; otherwise 401, saying nothing about which part failed. */
@@ -137,6 +197,7 @@ export class Transfers {
       q.from > q.length
     )
       throw new ReseedError('USAGE', 'no such segment in this transfer');
+    this.#uncarry(t, q.entry);
     const ac = new AbortController();
     t.streams.add(ac);
     try {
@@ -149,7 +210,11 @@ export class Transfers {
         gate: t.gate,
         signal: ac.signal,
         // A part of a segment (the blocks a delta asks for) is not a segment of the tree.
-        onDigest: (hex) => (q.part ? undefined : t.sent.set(segmentKey(q), hex)),
+        onDigest: (hex) => {
+          if (q.part) return;
+          t.sent.set(segmentKey(q), hex);
+          t.sentLengths.set(segmentKey(q), q.length);
+        },
         unchanged: q.unchanged ? { size: e.size, mtimeMs: e.mtimeMs } : undefined,
       });
       for await (const chunk of frames) {
@@ -176,6 +241,7 @@ export class Transfers {
     const e = t.manifest.entries[q.entry];
     if (!e || e.kind !== 'file' || q.offset < 0 || q.length < 0 || q.offset + q.length > e.size)
       throw new ReseedError('USAGE', 'no such segment in this transfer');
+    this.#uncarry(t, q.entry);
     const { digest, blocks } = await blockSums(
       entryPath(Buffer.from(t.root), e),
       q.offset,
@@ -183,6 +249,7 @@ export class Transfers {
       q.block,
     );
     t.sent.set(segmentKey(q), digest);
+    t.sentLengths.set(segmentKey(q), q.length);
     t.lastUsed = Date.now();
     return { digest, blocks };
   }
@@ -191,10 +258,12 @@ export class Transfers {
     return treeHash(t.manifest, t.sent);
   }
 
-  close(id: string): void {
+  close(id: string, why = 'the transfer was closed'): void {
     const t = this.#transfers.get(id);
     if (!t) return;
-    for (const s of t.streams) s.abort();
+    // The receiver reads this in the error frame of each stream still open.
+    for (const s of t.streams)
+      s.abort(new ReseedError('ABORTED', `the sending agent ended this stream: ${why}`));
     this.#transfers.delete(id);
   }
 
@@ -205,11 +274,54 @@ export class Transfers {
   #expire(): void {
     const now = Date.now();
     for (const t of this.#transfers.values())
-      if (now - t.lastUsed > t.idleMs && t.streams.size === 0) this.close(t.id);
+      if (now - t.lastUsed > t.idleMs && t.streams.size === 0) this.close(t.id, 'it idled out');
   }
 
   stop(): void {
     clearInterval(this.#timer);
-    for (const id of [...this.#transfers.keys()]) this.close(id);
+    for (const id of [...this.#transfers.keys()]) this.close(id, 'the agent is stopping');
   }
+}
+
+/**
+ * Marks the files of `t` unchanged since `previous` (same inode, size, mtime and ctime, modified
+ * RACY_MS or more before `previous` was listed, and every byte of them sent whole by it) and
+ * carries their segment hashes over: the receiver that skips them and this transfer then compute
+ * the same tree hash. A write after that listing sets the mtime to at least the time of the
+ * write, later than the one recorded, so it cannot go unseen.
+ */
+function carryOver(t: Transfer, previous: PassRecord): void {
+  const before = new Map(previous.manifest.entries.map((e, i) => [e.path, i]));
+  const segments = new Map<number, [number, number, string][]>();
+  for (const [key, hash] of previous.sent) {
+    const [entry, offset] = key.split(':').map(Number) as [number, number];
+    const list = segments.get(entry) ?? [];
+    list.push([offset, previous.sentLengths.get(key) ?? -1, hash]);
+    segments.set(entry, list);
+  }
+  const settled = previous.listedAt - RACY_MS;
+  t.manifest.entries.forEach((e, i) => {
+    const j = before.get(e.path);
+    if (e.kind !== 'file' || e.size === 0 || j === undefined) return;
+    const p = previous.manifest.entries[j]!;
+    const [pm, m] = [previous.meta[j], t.meta[i]];
+    if (!pm || !m || p.kind !== 'file' || p.size !== e.size || p.mtimeMs !== e.mtimeMs) return;
+    // A write sets both times to its own; only an mtime already as late as the listing's tick
+    // could stay the same through one.
+    if (pm.ino !== m.ino || pm.ctimeMs !== m.ctimeMs || !(p.mtimeMs < settled)) return;
+    // Every byte sent whole in the previous pass, in segments that follow each other.
+    const list = (segments.get(j) ?? []).sort((a, b) => a[0] - b[0]);
+    let at = 0;
+    for (const [offset, length] of list) {
+      if (offset !== at || length <= 0) return;
+      at += length;
+    }
+    if (at !== e.size) return;
+    for (const [offset, length, hash] of list) {
+      t.sent.set(`${i}:${offset}`, hash);
+      t.sentLengths.set(`${i}:${offset}`, length);
+    }
+    t.carried.add(i);
+    e.same = true;
+  });
 }

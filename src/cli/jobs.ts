@@ -403,7 +403,7 @@ function renderCloneResult(r: Record<string, unknown>): string[] {
   if (r.donorDownMs !== undefined)
     out.push(
       `  donor       mysqld stopped ${formatMs(n('donorDownMs'))}, commits blocked ${formatMs(n('donorCommitBlockedMs'))} (lock, clean shutdown, second pass, start)`,
-      `  passes      first ${formatBytes(n('firstPassBytes'))} sent while it served${n('firstPassReusedBytes') ? ` (${formatBytes(n('firstPassReusedBytes'))} equal in the joiner's datadir, not sent: --delta)` : ''}; second ${formatBytes(n('bytes') - n('firstPassBytes'))} sent, ${formatBytes(n('reusedBytes'))} unchanged and not sent`,
+      `  passes      first ${formatBytes(n('firstPassBytes'))} sent while it served${n('firstPassReusedBytes') ? ` (${formatBytes(n('firstPassReusedBytes'))} equal in the joiner's datadir, not sent: --delta)` : ''}; second ${formatBytes(n('bytes') - n('firstPassBytes'))} sent, ${formatBytes(n('reusedBytes'))} unchanged and not sent${n('unchangedFiles') ? ` (${n('unchangedFiles')} files not even read: unchanged since the first pass)` : ''}`,
     );
   else if (r.snapshot !== undefined) {
     const sn = r.snapshot as {

@@ -151,6 +151,8 @@ export interface PhysicalSummary {
   firstPassBytes?: number;
   /** copy --delta: bytes of the first pass equal in the joiner's datadir, copied from it and not sent */
   firstPassReusedBytes?: number;
+  /** copy: files unchanged since the first pass (inode, size, times), not read again in the second */
+  unchangedFiles?: number;
   /** snapshot: the filesystem, the snapshot sent and the donor's read lock around it */
   snapshot?: {
     fs: string;
@@ -1013,6 +1015,8 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
       codec: options.compress,
       resumeTimeoutMs: options.stallTimeoutMs,
       bestEffort: true,
+      // The second pass need not read again what has not changed since.
+      keepHashes: true,
       // --delta: blocks equal in the joiner's own datadir are copied from it (read only).
       base: options.delta ? resolve(req.datadir) : undefined,
       signal,
@@ -1043,9 +1047,15 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
       codec: options.compress,
       resumeTimeoutMs: options.stallTimeoutMs,
       update: true,
+      previous: first.segmentHashes,
       signal,
       onProgress: progress(2),
     });
+    if (second.unchangedFiles)
+      req.emit({
+        type: 'note',
+        message: `second pass: ${second.unchangedFiles} file(s) unchanged since the first pass (same inode, size and times) were not read again`,
+      });
     const report = await req.donorAgent.call<{
       state: string;
       writesBlockedMs: number;
@@ -1071,6 +1081,7 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
       firstPassBytes: first.bytes,
       firstPassReusedBytes: first.reusedBytes,
       reusedBytes: second.reusedBytes,
+      unchangedFiles: second.unchangedFiles,
       streamDigest: second.treeHash,
       donorCommitBlockedMs: report.writesBlockedMs,
       donorDdlBlockedMs: report.writesBlockedMs,

@@ -51,6 +51,14 @@ export interface ReceiveOptions {
    * it is, counted in `skipped`, and there is no tree hash: a second pass in delta mode makes it exact.
    */
   bestEffort?: boolean | undefined;
+  /**
+   * The segment hashes a previous pass over the same tree left in `dest` (its report's
+   * `segmentHashes`): a file the sender marks `same` whose every segment is there is not read
+   * again; its hashes count as received.
+   */
+  previous?: SegmentHashes | undefined;
+  /** return `segmentHashes` in the report, for a pass that follows this one */
+  keepHashes?: boolean | undefined;
   /** a file the caller put in `dest` to prove it made it; not part of the tree, removed at the end */
   marker?: string | undefined;
   /** leave `marker` in place at the end (a caller that undoes by it until it commits) */
@@ -94,10 +102,17 @@ export interface ReceiveReport {
   reusedBytes: number;
   /** best effort: segments left as they were (their files changed while they were read) */
   skipped: number;
+  /** files the sender vouched unchanged since `previous`, not read on either side */
+  unchangedFiles: number;
   /** SHA-256 over the tree (paths, kinds, modes, sizes and every segment's hash), equal on both sides */
   treeHash: string;
   durationMs: number;
+  /** with `keepHashes`: every segment received and proven, by file */
+  segmentHashes?: SegmentHashes | undefined;
 }
+
+/** Proven segments by file (the path as in the manifest): [offset, length, hash]. */
+export type SegmentHashes = Record<string, [number, number, string][]>;
 
 const DEFAULT_SEGMENT = 64 << 20;
 const AUTO_SEGMENT = 16 << 20;
@@ -139,10 +154,12 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
   });
   const transferBase = `/v1/transfers/${encodeURIComponent(source.transfer)}`;
   const auth = { authorization: `Bearer ${source.secret}` };
+  let begun = false;
   try {
     const manifest = (await withResume(o, () =>
       getJson(pool, `${transferBase}/manifest`, auth, stall, signal),
     )) as TreeManifest;
+    begun = true;
     const root = Buffer.from(o.dest);
     prepareDest(o.dest, o.marker, o.update === true);
     const held = o.update ? await updateEntries(o.dest, manifest, o.marker) : new Map<number, number>();
@@ -170,7 +187,15 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
     };
     const counts = { zeroBytes: 0, resent: 0, reusedBytes: 0, skipped: 0 };
     const codec = codecChooser(o.codec, progress);
-    const queue = [...segments];
+    const unchanged = o.previous ? carriedEntries(manifest, segments, held, o.previous) : new Map();
+    for (const list of unchanged.values())
+      for (const [key, length, hash] of list) {
+        hashes.set(key, hash);
+        counts.reusedBytes += length;
+        progress.bytes += length;
+        progress.segmentsDone++;
+      }
+    const queue = segments.filter((s) => !unchanged.has(s.entry));
     const worker = async () => {
       for (let s = queue.shift(); s; s = queue.shift()) {
         const job: SegmentJob = {
@@ -217,6 +242,8 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
       resent: counts.resent,
       reusedBytes: counts.reusedBytes,
       skipped: counts.skipped,
+      unchangedFiles: unchanged.size,
+      ...(o.keepHashes ? { segmentHashes: byFile(manifest, segments, hashes) } : {}),
     };
     if (o.bestEffort) return { ...report, treeHash: '', durationMs: Date.now() - started };
     const mine = treeHash(manifest, hashes);
@@ -231,9 +258,59 @@ export async function receiveTree(o: ReceiveOptions): Promise<ReceiveReport> {
         `data channel: the tree hash differs (donor ${theirs.treeHash}, received ${mine})`,
       );
     return { ...report, treeHash: mine, durationMs: Date.now() - started };
+  } catch (err) {
+    // A credential refused once the transfer had begun: the sender restarted (and forgot it) or
+    // closed it. The copy failed part-way (exit 6), as for a cut; not a refused login (exit 3).
+    if (begun && isReseedError(err) && err.code === 'TRANSPORT_AUTH_FAILED')
+      throw new ReseedError('TRANSPORT_FAILED', err.message, { cause: err, hints: err.hints });
+    throw err;
   } finally {
     await pool.destroy().catch(() => undefined);
   }
+}
+
+/**
+ * The files the sender marks `same` whose every planned segment the previous pass proved, with the
+ * same offsets and lengths, and that `dest` holds at their size: their segment keys and hashes.
+ */
+function carriedEntries(
+  manifest: TreeManifest,
+  segments: Segment[],
+  held: Map<number, number>,
+  previous: SegmentHashes,
+): Map<number, [string, number, string][]> {
+  const planned = new Map<number, Segment[]>();
+  for (const s of segments) {
+    const list = planned.get(s.entry);
+    if (list) list.push(s);
+    else planned.set(s.entry, [s]);
+  }
+  const out = new Map<number, [string, number, string][]>();
+  manifest.entries.forEach((e, i) => {
+    if (!e.same || held.get(i) !== e.size) return;
+    const before = new Map(
+      (previous[e.path] ?? []).map(([offset, length, hash]) => [offset, { length, hash }]),
+    );
+    const list: [string, number, string][] = [];
+    for (const s of planned.get(i) ?? []) {
+      const b = before.get(s.offset);
+      if (!b || b.length !== s.length) return;
+      list.push([segmentKey(s), s.length, b.hash]);
+    }
+    if (list.length) out.set(i, list);
+  });
+  return out;
+}
+
+function byFile(manifest: TreeManifest, segments: Segment[], hashes: Map<string, string>): SegmentHashes {
+  const out: SegmentHashes = {};
+  for (const s of segments) {
+    const hash = hashes.get(segmentKey(s));
+    if (hash === undefined) continue;
+    const path = manifest.entries[s.entry]!.path;
+    (out[path] ??= []).push([s.offset, s.length, hash]);
+  }
+  return out;
 }
 
 /** The destination must be new or empty: a transfer never writes over anything (but in delta mode). */

@@ -16,6 +16,19 @@ export interface TreeEntry {
   size: number;
   /** a symlink's target, base64 of its bytes */
   target?: string | undefined;
+  /**
+   * The sender vouches that this file has not changed since the pass this transfer follows (the
+   * copy method's second pass after its first): same inode, size, mtime and ctime, and last
+   * modified well before that pass listed it. A receiver that holds that pass's digests for every
+   * segment of it need not read it again (rsync's quick check, made safe against same-tick writes).
+   */
+  same?: boolean | undefined;
+}
+
+/** What scanTree also notes of each entry, kept by the sender only (see TreeEntry.same). */
+export interface EntryMeta {
+  ino: number;
+  ctimeMs: number;
 }
 
 export interface TreeManifest {
@@ -49,7 +62,12 @@ export function entryPath(root: Buffer, entry: Pick<TreeEntry, 'path'>): Buffer 
  * before children. Anything else (a socket, a FIFO, a device) is refused by name: a datadir holds
  * none, and silently leaving one out would make the copy differ.
  */
-export function scanTree(root: string, skip?: (rel: string, isDir: boolean) => boolean): TreeManifest {
+export function scanTree(
+  root: string,
+  skip?: (rel: string, isDir: boolean) => boolean,
+  /** filled with each entry's inode and ctime, in the order of `entries` */
+  meta?: EntryMeta[],
+): TreeManifest {
   const entries: TreeEntry[] = [];
   const rootRaw = Buffer.from(root);
   const walk = (rel: Buffer) => {
@@ -59,6 +77,7 @@ export function scanTree(root: string, skip?: (rel: string, isDir: boolean) => b
       const abs = joinRaw(rootRaw, r);
       const st = lstatSync(abs);
       if (skip?.(r.toString('utf8'), st.isDirectory())) continue;
+      meta?.push({ ino: st.ino, ctimeMs: st.ctimeMs });
       const base = {
         path: r.toString('base64'),
         name: r.toString('utf8'),
