@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { AgentClient } from '../../src/agent/client.js';
+import { isFinal } from '../../src/agent/jobs.js';
 import type { JobRecord } from '../../src/agent/jobs.js';
 import { resolveAgent } from '../../src/agent/registry.js';
 import { sandboxAgent, sandboxAgentDown, sandboxAgentUp } from '../../src/agent/sandbox-agent.js';
@@ -513,6 +514,45 @@ describe('agents and the data channel', () => {
     );
     assert.equal(existsSync(dest('copy-killed')), false);
     assert.equal((await api.joiner.call<{ activeJob: string | null }>('GET', '/v1/health')).activeJob, null);
+  });
+
+  it('the sending agent restarted mid-job: the transfer fails as a copy cut short (TRANSPORT_FAILED, exit 6), nothing kept', async () => {
+    const job = await api.joiner.call<JobRecord>('POST', '/v1/jobs', {
+      kind: 'transfer',
+      from: donor.info.name,
+      path: tree,
+      dest: dest('copy-sender-restarted'),
+      maxRate: 10 << 20,
+    });
+    await waitFor(api.joiner, job.id, (j) => Number(j.progress?.bytes ?? 0) > 0);
+    // Killed and started again: the new agent has forgotten the transfer and its credential.
+    await api.donor.close();
+    process.kill(sandboxAgent(info(donor))!.pid!, 'SIGKILL');
+    for (let i = 0; i < 100 && sandboxAgent(info(donor))!.running; i++) await sleep(50);
+    await sandboxAgentUp(info(donor));
+    api.donor = new AgentClient(resolveAgent(donor.info.name));
+    const done = await waitFor(api.joiner, job.id, (j) => isFinal(j.state), 60_000);
+    assert.equal(done.state, 'failed');
+    assert.equal(done.error?.code, 'TRANSPORT_FAILED', JSON.stringify(done.error));
+    assert.match(done.error!.message, /no longer knows this transfer/);
+    assert.equal(existsSync(dest('copy-sender-restarted')), false);
+    // Stopped cleanly instead, it says so in the streams it ends.
+    const second = await api.joiner.call<JobRecord>('POST', '/v1/jobs', {
+      kind: 'transfer',
+      from: donor.info.name,
+      path: tree,
+      dest: dest('copy-sender-stopped'),
+      maxRate: 10 << 20,
+    });
+    await waitFor(api.joiner, second.id, (j) => Number(j.progress?.bytes ?? 0) > 0);
+    await api.donor.close();
+    await sandboxAgentDown(info(donor));
+    await sandboxAgentUp(info(donor));
+    api.donor = new AgentClient(resolveAgent(donor.info.name));
+    const stopped = await waitFor(api.joiner, second.id, (j) => isFinal(j.state), 60_000);
+    assert.equal(stopped.state, 'failed');
+    assert.match(stopped.error!.message, /the sending agent ended this stream: the agent is stopping/);
+    assert.equal(existsSync(dest('copy-sender-stopped')), false);
   });
 
   it('no secret in a process list, a log, a job record, an event or an API response', async () => {
