@@ -26,7 +26,15 @@ export interface CopyResult {
   cpSeconds: number[];
   /** stop, cp -a, start: the donor is down the whole time */
   handDownSeconds: number[];
-  reseed: { seconds: number; copySeconds: number; downSeconds: number; firstPass: number; reused: number }[];
+  reseed: {
+    seconds: number;
+    copySeconds: number;
+    downSeconds: number;
+    firstPass: number;
+    reused: number;
+    /** files the second pass did not read: unchanged since the first */
+    unchangedFiles: number;
+  }[];
   delta: {
     changedBytes: number;
     rows: { label: string; seconds: number; sent: number; reused: number }[];
@@ -159,6 +167,7 @@ export async function copyBench(opts: {
           downSeconds: Number(r.donorDownMs) / 1000,
           firstPass: Number(r.firstPassBytes),
           reused: Number(r.reusedBytes),
+          unchangedFiles: Number(r.unchangedFiles ?? 0),
         });
         console.error(
           `  copy round ${round + 1}: reseed --method copy ${s.toFixed(1)} s (copy ${(phases.copy! / 1000).toFixed(1)} s, donor down ${(Number(r.donorDownMs) / 1000).toFixed(1)} s)`,
@@ -245,7 +254,10 @@ export function renderCopy(r: CopyResult, command: string): string {
     '',
     `The donor's mysqld was down ${down.toFixed(1)} s with reseed (runs: ${r.reseed.map((x) => x.downSeconds.toFixed(1)).join(', ')}) against ${handDown.toFixed(1)} s`,
     `stopping it for \`cp -a\` by hand (${(handDown / Math.max(0.001, down)).toFixed(1)}x longer). The second pass sent what changed since the first`,
-    `(the quiet bench donor: its redo log and system files) and reused ${r.reseed.map((x) => `${(x.reused / 1e9).toFixed(2)} GB`).join(', ')}.`,
+    `(the quiet bench donor: its redo log and system files) and reused ${r.reseed.map((x) => `${(x.reused / 1e9).toFixed(2)} GB`).join(', ')};`,
+    `of that, ${r.reseed.map((x) => `${x.unchangedFiles}`).join(', ')} files unchanged since the first pass were not read again on either side`,
+    '(docs/agents.md: same inode, size, mtime and ctime, and settled before the first pass listed them).',
+    `Each round's ratio: ${r.reseed.map((x, i) => `${(r.cpSeconds[i]! / x.copySeconds).toFixed(2)}x`).join(', ')} (\`cp -a\` and reseed alternate on the same machine; the spread between rounds is large).`,
     '',
     `Delta mode: ${(r.delta.changedBytes / 1e6).toFixed(0)} MB (5% of the 64 KiB blocks) of the same tree changed after an older copy`,
     'was put on the receiving host; sent whole, and with `reseed transfer --base` holding that copy:',
