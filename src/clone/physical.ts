@@ -21,7 +21,6 @@ import { promisify } from 'node:util';
 import type { AgentClient } from '../agent/client.js';
 import { ReseedError, errorMessage, isReseedError } from '../errors.js';
 import { spawnStreamed } from '../exec/stream.js';
-import type { StreamedChild } from '../exec/stream.js';
 import { faultPoint } from '../fault.js';
 import {
   destroySnapshot,
@@ -29,7 +28,7 @@ import {
   protectReceived,
   lastReceived,
   makeDirectoryLike,
-  receiveSnapshot,
+  receiveSnapshotCommand,
   receiveTarget,
   receivedIdentity,
   receivedSnapshot,
@@ -61,7 +60,8 @@ import { checkAccountFromHere, waitForCatchUp } from '../replication/replica.js'
 import type { Codec } from '../transport/codec.js';
 import type { ReceiveOptions, ReceiveReport } from '../transport/receive.js';
 import { receiveTreeInThread } from '../transport/receive-thread.js';
-import { SINK_STOPPED_READING, receiveStream } from '../transport/stream.js';
+import { streamIntoChildInThread } from '../transport/stream.js';
+import type { ConsumerSpec, StreamIntoReport } from '../transport/stream.js';
 import { verify } from '../verify/verify.js';
 import type { VerifyReport } from '../verify/verify.js';
 import { asideDatadirName, datadirRefusal } from './joiner-datadir.js';
@@ -922,11 +922,10 @@ async function copyBackup(req: PhysicalCloneRequest, staging: string, estimate: 
     signal,
   );
   try {
-    const extract = spawnStreamed(
-      'mbstream',
-      ['-x', '-C', staging, '-p', String(Math.max(1, options.parallel))],
-      { stdin: 'pipe', stdout: 'ignore', signal },
-    );
+    const extract = {
+      command: 'mbstream',
+      args: ['-x', '-C', staging, '-p', String(Math.max(1, options.parallel))],
+    };
     const received = await pullInto(req, 'backups', opened, extract, (bytes, wireBytes) => {
       // The total is the donor's tables as information_schema sizes them: an estimate.
       req.emit({ type: 'progress', phase: 'copy', bytes, wireBytes, totalBytes: Math.max(estimate, bytes) });
@@ -1432,8 +1431,8 @@ async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: 
         ? hostUndo('joiner', { kind: 'rollback-to', snapshot: base })
         : hostUndo('joiner', { kind: 'remove-received', snapshot: received }),
       async () => {
-        const child = receiveSnapshot(joiner.fs, target, signal, { rollbackFirst: base !== undefined });
-        return pullInto(req, 'snapshots', opened, child, (bytes, wireBytes) => {
+        const receiver = receiveSnapshotCommand(joiner.fs, target, { rollbackFirst: base !== undefined });
+        return pullInto(req, 'snapshots', opened, receiver, (bytes, wireBytes) => {
           req.emit({ type: 'progress', phase: 'copy', bytes, wireBytes });
           faultPoint('snapshot-receiving');
         });
@@ -1562,24 +1561,21 @@ function donorSource(req: PhysicalCloneRequest, t: { id: string; secret: string 
 }
 
 /**
- * A stream the donor's agent serves (its backup, its snapshot) pulled into a child's stdin
- * (mbstream -x, btrfs receive, zfs recv), progress at most every 500 ms; done when the child is.
+ * A donor agent's stream (`what`: a backup, a snapshot) into a consumer child (mbstream -x,
+ * btrfs receive, zfs recv), both on a worker thread (streamIntoChildInThread), progress at most
+ * every 500 ms; done when the child is.
  */
 async function pullInto(
   req: PhysicalCloneRequest,
   what: 'backups' | 'snapshots',
   opened: { id: string; secret: string },
-  child: StreamedChild,
+  consumer: ConsumerSpec,
   onProgress: (bytes: number, wireBytes: number) => void,
-): Promise<Awaited<ReturnType<typeof receiveStream>>> {
-  // A child exiting early makes writes to its stdin fail (EPIPE): seen through 'close' by the
-  // receiver, and through its exit status here; never an unhandled error in the agent.
-  child.stdin!.on('error', (err) => req.log.debug({ err }, `${what} sink stdin`));
+): Promise<StreamIntoReport> {
   let last = 0;
-  const streamed = await receiveStream({
+  return streamIntoChildInThread(consumer, {
     source: donorSource(req, opened),
     path: `/v1/${what}/${opened.id}/stream?codec=${req.options.compress}`,
-    sink: child.stdin!,
     stallTimeoutMs: req.options.stallTimeoutMs,
     signal: req.signal,
     onProgress: (bytes, wireBytes) => {
@@ -1587,31 +1583,7 @@ async function pullInto(
       last = Date.now();
       onProgress(bytes, wireBytes);
     },
-  }).catch((err: unknown) => sinkFailed(child, err));
-  await child.done;
-  return streamed;
-}
-
-/**
- * The stream into a child (mbstream, btrfs receive, zfs recv) failed. When it failed because the
- * child stopped reading (it exited on its own: zfs recv refusing the stream), the child's own
- * error, with its stderr, is the reason; otherwise the child is stopped and the stream's error
- * stands (the child then fails only because its input ended).
- */
-async function sinkFailed(child: StreamedChild, err: unknown): Promise<never> {
-  if (isReseedError(err) && err.message === SINK_STOPPED_READING) {
-    const own = await Promise.race([
-      child.done.then(
-        () => undefined,
-        (e: unknown) => e,
-      ),
-      sleep(2000).then(() => null),
-    ]);
-    if (own instanceof Error) throw own;
-  }
-  child.kill();
-  await child.done.catch(() => undefined);
-  throw err;
+  });
 }
 
 /** `mariadb-backup --prepare`, with the joiner's buffer pool size as its memory (Galera's choice). */

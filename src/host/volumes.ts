@@ -213,15 +213,14 @@ export function receiveTarget(joiner: Volume, id: string): string {
  * into reseed's own ZFS base is received with -F: the dataset is rolled back to its last snapshot
  * first (the base it was matched against), whatever touched it since.
  */
-export function receiveSnapshot(
+export function receiveSnapshotCommand(
   fs: FsKind,
   target: string,
-  signal?: AbortSignal,
   o: { rollbackFirst?: boolean } = {},
-): StreamedChild {
+): { command: string; args: string[]; tailLines: number } {
   const args =
     fs === 'btrfs' ? ['receive', '-e', target] : ['recv', '-u', ...(o.rollbackFirst ? ['-F'] : []), target];
-  return spawnStreamed(fs, args, { signal, stdin: 'pipe', stdout: 'ignore', tailLines: 8 });
+  return { command: fs, args, tailLines: 8 };
 }
 
 /** The snapshot a receive made: btrfs, TARGET/NAME; ZFS, TARGET@NAME. */

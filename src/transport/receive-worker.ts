@@ -1,7 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { isReseedError } from '../errors.js';
 import { receiveTree } from './receive.js';
 import type { ReceiveOptions } from './receive.js';
+import { serializeError } from './thread.js';
 
 /**
  * A tree received on a thread of its own (see receive-thread.ts): only the transport's modules
@@ -19,11 +19,5 @@ receiveTree({
   onProgress: (p) => port.postMessage({ type: 'progress', progress: p }),
 }).then(
   (report) => port.postMessage({ type: 'done', report }),
-  (err: unknown) =>
-    port.postMessage({
-      type: 'error',
-      error: isReseedError(err)
-        ? { code: err.code, message: err.message, retryable: err.retryable, hints: err.hints }
-        : { code: 'INTERNAL', message: err instanceof Error ? (err.stack ?? err.message) : String(err) },
-    }),
+  (err: unknown) => port.postMessage({ type: 'error', error: serializeError(err) }),
 );

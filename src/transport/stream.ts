@@ -1,7 +1,10 @@
 import { isIP } from 'node:net';
 import type { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
-import { ReseedError, abortError, errorMessage } from '../errors.js';
+import { ReseedError, abortError, errorMessage, isReseedError } from '../errors.js';
+import { spawnStreamed } from '../exec/stream.js';
+import type { StreamedChild } from '../exec/stream.js';
 import type { Codec } from './codec.js';
 import { SegmentDigest } from './digest.js';
 import { FRAME, FrameDecoder, encodeFrame } from './frame.js';
@@ -9,6 +12,7 @@ import { framePool } from './frame-pool.js';
 import type { Frame } from './frame.js';
 import { chunkFrames, errorFrame } from './send.js';
 import type { TransferSource } from './receive.js';
+import { runInThread, serializeError, workerModule } from './thread.js';
 
 /** What is gathered into one frame before it is sent: a pipe gives 64 KiB at a time. */
 const GATHER = 256 * 1024;
@@ -213,4 +217,121 @@ export async function receiveStream(
   } finally {
     if (!dispatcher.destroyed) await dispatcher.close().catch(() => undefined);
   }
+}
+
+/** A child that consumes a stream on its stdin (mbstream -x, btrfs receive, zfs recv). */
+export interface ConsumerSpec {
+  command: string;
+  args: string[];
+  cwd?: string | undefined;
+  /** how many stderr lines its error quotes */
+  tailLines?: number | undefined;
+}
+
+export interface StreamIntoOptions {
+  source: TransferSource;
+  path: string;
+  stallTimeoutMs: number;
+}
+
+export interface StreamIntoReport {
+  bytes: number;
+  wireBytes: number;
+  digest: string;
+}
+
+/**
+ * Pulls a donor agent's stream into a child started for it (`consumer`), on this thread: done
+ * when the child has exited 0. When the stream fails because the child stopped reading (it
+ * exited on its own: zfs recv refusing the stream), the child's own error, with its stderr, is
+ * the reason; otherwise the child is stopped and the stream's error stands (the child then fails
+ * only because its input ended).
+ */
+export async function streamIntoChild(
+  consumer: ConsumerSpec,
+  o: StreamIntoOptions & {
+    signal: AbortSignal;
+    onProgress?: ((bytes: number, wireBytes: number) => void) | undefined;
+  },
+): Promise<StreamIntoReport> {
+  const child = spawnStreamed(consumer.command, consumer.args, {
+    stdin: 'pipe',
+    stdout: 'ignore',
+    cwd: consumer.cwd,
+    tailLines: consumer.tailLines ?? 8,
+    signal: o.signal,
+  });
+  // A child exiting early makes writes to its stdin fail (EPIPE): seen through 'close' by the
+  // receiver, and through its exit status here; never an unhandled error.
+  child.stdin!.on('error', () => undefined);
+  const streamed = await receiveStream({
+    source: o.source,
+    path: o.path,
+    sink: child.stdin!,
+    stallTimeoutMs: o.stallTimeoutMs,
+    signal: o.signal,
+    onProgress: o.onProgress,
+  }).catch((err: unknown) => sinkFailed(child, err));
+  await child.done;
+  return streamed;
+}
+
+async function sinkFailed(child: StreamedChild, err: unknown): Promise<never> {
+  if (isReseedError(err) && err.message === SINK_STOPPED_READING) {
+    const own = await Promise.race([
+      child.done.then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+      sleep(2000).then(() => null),
+    ]);
+    if (own instanceof Error) throw own;
+  }
+  child.kill();
+  await child.done.catch(() => undefined);
+  throw err;
+}
+
+const STREAM_WORKER = workerModule('stream-worker');
+
+/**
+ * streamIntoChild on a worker thread, and the child started there: the stream's buffers churn
+ * on a small heap, not the agent's (see receive-thread.ts). The child is stopped, and awaited,
+ * before this settles on an abort or a failure.
+ */
+export function streamIntoChildInThread(
+  consumer: ConsumerSpec,
+  o: StreamIntoOptions & {
+    signal: AbortSignal;
+    onProgress?: ((bytes: number, wireBytes: number) => void) | undefined;
+  },
+): Promise<StreamIntoReport> {
+  const { signal, onProgress, ...rest } = o;
+  return runInThread<{ bytes: number; wireBytes: number }, StreamIntoReport>(
+    STREAM_WORKER,
+    { consumer, ...rest },
+    signal,
+    onProgress && ((p) => onProgress(p.bytes, p.wireBytes)),
+  );
+}
+
+/** The worker's side of streamIntoChildInThread (stream-worker.ts). */
+export function serveStreamWorker(
+  data: { consumer: ConsumerSpec } & StreamIntoOptions,
+  signal: AbortSignal,
+  post: (m: unknown) => void,
+): void {
+  let last = 0;
+  streamIntoChild(data.consumer, {
+    ...data,
+    signal,
+    onProgress: (bytes, wireBytes) => {
+      if (Date.now() - last < 250) return;
+      last = Date.now();
+      post({ type: 'progress', progress: { bytes, wireBytes } });
+    },
+  }).then(
+    (report) => post({ type: 'done', report }),
+    (err: unknown) => post({ type: 'error', error: serializeError(err) }),
+  );
 }
