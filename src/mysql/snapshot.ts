@@ -59,7 +59,25 @@ export async function openSnapshotGroup(o: SnapshotOptions): Promise<SnapshotGro
     const lockFree = o.lockMode === 'auto' || o.lockMode === 'none';
     if (lockFree && o.flavor.snapshotReportsBinlogPosition) {
       const pos = await lineUpWithoutLock(sessions, o);
-      if (pos) return group(sessions, { ...pos, flavor: o.flavor.name }, 'none', 0);
+      if (pos && pos.gtid !== null)
+        return group(sessions, { ...pos, gtid: pos.gtid, flavor: o.flavor.name }, 'none', 0);
+      // BINLOG_GTID_POS gives NULL when it cannot read the binary log up to the position (an
+      // event there longer than max_allowed_packet): never taken as "no GTID", which would start
+      // a replica from the beginning of the donor's binary log or compare at no position.
+      const unreadable =
+        pos !== undefined &&
+        `BINLOG_GTID_POS('${pos.binlog.file}', ${pos.binlog.position}) returned NULL on the donor (an event in its binary log may be longer than its max_allowed_packet)`;
+      if (o.lockMode === 'none' && unreadable)
+        throw new ReseedError(
+          'SNAPSHOT_FAILED',
+          `the snapshot's GTID position could not be read: ${unreadable}`,
+          {
+            hints: [
+              'use --lock-mode auto: under a brief read lock the position is read from @@gtid_binlog_pos',
+              "or raise the donor's max_allowed_packet above its largest binary log event",
+            ],
+          },
+        );
       if (o.lockMode === 'none') {
         throw new ReseedError(
           'SNAPSHOT_FAILED',
@@ -70,7 +88,11 @@ export async function openSnapshotGroup(o: SnapshotOptions): Promise<SnapshotGro
           },
         );
       }
-      o.log.info('lock-free snapshot did not line up; falling back to a read lock');
+      o.log.info(
+        unreadable
+          ? `${unreadable}: falling back to a read lock, under which the position is read directly`
+          : 'lock-free snapshot did not line up; falling back to a read lock',
+      );
     } else if (o.lockMode === 'none') {
       throw new ReseedError(
         'USAGE',
@@ -131,7 +153,7 @@ async function snapshotPosition(session: Server): Promise<BinlogPosition> {
 async function lineUpWithoutLock(
   sessions: Server[],
   o: SnapshotOptions,
-): Promise<{ gtid: string; binlog: BinlogPosition } | undefined> {
+): Promise<{ gtid: string | null; binlog: BinlogPosition } | undefined> {
   const positions: (BinlogPosition | undefined)[] = sessions.map(() => undefined);
   const attempts = o.lockFreeAttempts ?? 20;
   for (let attempt = 0; attempt < attempts; attempt++) {
@@ -154,7 +176,9 @@ async function lineUpWithoutLock(
       const sql = o.flavor.gtidAtBinlogSql();
       const [row] = sql ? await sessions[0]!.query(sql, [first.file, first.position]) : [];
       o.log.debug({ attempt, binlog: first }, 'snapshot sessions lined up without a lock');
-      return { gtid: String(row?.gtid ?? ''), binlog: first };
+      // No GTID function (MySQL): ''. NULL: the position could not be read (the caller decides).
+      const gtid = !sql ? '' : row?.gtid === null || row?.gtid === undefined ? null : String(row.gtid);
+      return { gtid, binlog: first };
     }
   }
   for (const s of sessions) await s.query('ROLLBACK');
