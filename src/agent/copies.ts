@@ -329,8 +329,20 @@ export class Copies {
   /** A first pass nobody reads any more (its transfer idled out) is closed; a stopped mysqld has its own bound. */
   #expire(): void {
     const now = Date.now();
-    for (const c of this.#copies.values())
-      if (c.report.state !== 'down' && now - c.lastUsed > c.idleMs + 5000) void this.close(c.id);
+    for (const c of this.#copies.values()) {
+      if (c.report.state !== 'down') {
+        if (now - c.lastUsed > c.idleMs + 5000) void this.close(c.id);
+        continue;
+      }
+      // Down: the joiner asks for the second pass's digests and blocks all along, then thaws. A
+      // joiner that stops asking (its agent killed, its host gone) must not keep the donor's
+      // mysqld down until --max-downtime: after the idle bound it is started again.
+      const used = Math.max(c.lastUsed, (c.cold && this.transfers.lastUsed(c.cold)) || 0);
+      if (now - used <= c.idleMs + 5000 || c.starting) continue;
+      c.report.error = `the joiner stopped asking for the second pass (nothing for ${Math.round((now - used) / 1000)} s): the donor's mysqld was started again, the copy abandoned`;
+      this.log.error({ copy: c.id }, c.report.error);
+      void this.#startAgain(c, 'failed');
+    }
   }
 
   /** A copy left by a killed agent: its mysqld is started again (unless the guard did) and its record removed. */

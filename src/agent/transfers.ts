@@ -267,6 +267,13 @@ export class Transfers {
     this.#transfers.delete(id);
   }
 
+  /** When a transfer was last asked for something (a stream writing counts), or undefined when closed. */
+  lastUsed(id: string): number | undefined {
+    const t = this.#transfers.get(id);
+    if (!t) return undefined;
+    return t.streams.size > 0 ? Date.now() : t.lastUsed;
+  }
+
   get count(): number {
     return this.#transfers.size;
   }

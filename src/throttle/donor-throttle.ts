@@ -96,6 +96,8 @@ export class DonorThrottle {
   #lastTick = Date.now();
   /** bytes charged and milliseconds, for each of the last MEASURE_TICKS ticks */
   #recent: { bytes: number; ms: number }[] = [];
+  /** the highest throughput measured while the reads were not slowed */
+  #fullSpeed: number | undefined;
   #slowLatencyTicks = 0;
   #warned = new Set<string>();
 
@@ -291,24 +293,51 @@ export class DonorThrottle {
       );
       return;
     }
-    if (this.#slowedSince === undefined) return;
+    if (this.#slowedSince === undefined) {
+      // What the reads take unslowed: where the rate may go back to at once when calm returns.
+      if (measured > 0) this.#fullSpeed = Math.max(this.#fullSpeed ?? 0, measured);
+      return;
+    }
     if (++this.#calm < CALM_TICKS) return;
     this.#calm = 0;
+    const full = this.#fullSpeed;
     if (gate.rate < this.#cap) {
-      const raised = gate.rate * 1.5;
-      // The rate is back once the gate no longer binds (the reads run slower than it lets them).
-      const free = raised >= this.#cap || (this.#cap === Infinity && measured > 0 && raised > 4 * measured);
+      // Doubled, and at least a quarter of the unslowed speed at once: from the 1 MiB/s floor,
+      // raising by half a step a second took 8 s to matter again (first-user trial).
+      const raised = Math.min(this.#cap, Math.max(gate.rate * 2, (full ?? 0) / 4));
+      // The rate is back once it reaches the unslowed speed, or no longer binds (the reads run
+      // slower than it lets them).
+      const free =
+        raised >= this.#cap ||
+        (this.#cap === Infinity &&
+          ((full !== undefined && raised >= full) || (measured > 0 && raised > 4 * measured)));
       gate.rate = free ? this.#cap : raised;
+      this.#announce(
+        `donor calm for 1 s: ${
+          !free
+            ? `reads raised to ${formatRate(gate.rate)}`
+            : this.#cap === Infinity
+              ? 'reads no longer held to a rate'
+              : `reads back at --max-rate ${formatRate(this.#cap)}`
+        }`,
+      );
       return;
     }
     if (gate.slots * 2 < this.#readers) {
       gate.slots = gate.slots * 2;
+      this.#announce('donor calm for 1 s: more sessions read again');
       return;
     }
     gate.slots = Infinity;
     this.#markSlowed(false);
     this.#progress.emit({ type: 'throttle', active: false, reason: 'the donor recovered' });
     this.#log.info('donor reads back to full speed');
+  }
+
+  /** A raise while still slowed: a throttle event, as every change is (docs/throttling.md). */
+  #announce(what: string): void {
+    const sessions = `${this.gate.slots} session${this.gate.slots === 1 ? '' : 's'}`;
+    this.#progress.emit({ type: 'throttle', active: true, reason: `${what}, ${sessions} at a time` });
   }
 
   #markSlowed(slowed: boolean): void {

@@ -186,6 +186,29 @@ describe('--method copy through agents', () => {
     await assertDonorClean();
   });
 
+  it("a joiner that stops asking for the second pass (its agent killed): the donor's mysqld is started again after the copy's idle bound, not --max-downtime", async () => {
+    const api = new AgentClient(resolveAgent(donor.info.name));
+    try {
+      // What a joiner's agent does up to the second pass, then nothing: it was killed.
+      const opened = await api.call<{ id: string }>('POST', '/v1/copies', {
+        idleTimeoutMs: 2000,
+        maxDowntimeMs: 600_000,
+      });
+      const started = Date.now();
+      await api.call('POST', `/v1/copies/${opened.id}/freeze`, { lockWaitTimeoutMs: 10_000 });
+      await waitForDonor(30_000);
+      const back = Date.now() - started;
+      assert.ok(back < 20_000, `the donor's mysqld came back after ${back} ms`);
+      const report = await api.call<{ state: string; error?: string }>('GET', `/v1/copies/${opened.id}`);
+      assert.equal(report.state, 'failed');
+      assert.match(report.error ?? '', /the joiner stopped asking for the second pass/);
+      await api.call('DELETE', `/v1/copies/${opened.id}`);
+    } finally {
+      await api.close();
+    }
+    await assertDonorClean();
+  });
+
   it("the donor's agent killed (kill -9) with mysqld stopped: its guard starts mysqld at once; the clone is undone", async () => {
     const inode = datadirInode();
     await restartAgent(donor, 'copy-stopped:kill');

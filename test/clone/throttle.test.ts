@@ -65,6 +65,25 @@ describe('donor throttle', () => {
     assert.match(stdout, /the health query returned 1: donor reads slowed to/);
   });
 
+  it('once the health query says healthy again, the reads are raised (each raise an event) until the donor is back at full speed', async () => {
+    // Overloaded for the first 1.5 s of the clone, healthy afterwards (the query's own clock);
+    // --max-rate keeps the clone going long enough to see the recovery.
+    await donor.sql('CREATE DATABASE IF NOT EXISTS ctl');
+    await donor.sql('CREATE TABLE IF NOT EXISTS ctl.until (t DATETIME(3))');
+    await donor.sql('DELETE FROM ctl.until');
+    await donor.sql('INSERT INTO ctl.until VALUES (NOW(3) + INTERVAL 1500000 MICROSECOND)');
+    const { summary, stdout } = await cloneJson(
+      'big',
+      '--max-rate',
+      '2M',
+      '--throttle-query',
+      'SELECT NOW(3) < t FROM ctl.until',
+    );
+    assert.ok((summary.throttle.reasons['health query'] ?? 0) >= 1, JSON.stringify(summary.throttle));
+    assert.match(stdout, /donor calm for 1 s: reads (raised to|back at --max-rate)/);
+    assert.match(stdout, /the donor recovered/);
+  });
+
   it('a healthy donor is never slowed', async () => {
     const { summary } = await cloneJson('small', '--throttle-query', 'SELECT 0');
     assert.deepEqual(summary.throttle.reasons, {});
