@@ -265,7 +265,7 @@ export function renderJob(job: JobRecord, omitError = false): string {
   if (job.error && !omitError) {
     lines.push(`  error       ${job.error.code}: ${job.error.message}`);
     for (const h of job.error.hints) lines.push(`    ${h}`);
-  }
+  } else if (job.error) lines.push(`  error       ${job.error.code} (said on stderr)`);
   return lines.join('\n') + '\n';
 }
 
