@@ -517,42 +517,35 @@ describe('agents and the data channel', () => {
   });
 
   it('the sending agent restarted mid-job: the transfer fails as a copy cut short (TRANSPORT_FAILED, exit 6), nothing kept', async () => {
-    const job = await api.joiner.call<JobRecord>('POST', '/v1/jobs', {
-      kind: 'transfer',
-      from: donor.info.name,
-      path: tree,
-      dest: dest('copy-sender-restarted'),
-      maxRate: 10 << 20,
-    });
-    await waitFor(api.joiner, job.id, (j) => Number(j.progress?.bytes ?? 0) > 0);
+    /** A slow transfer into `name`, the sending agent restarted by `restart` once bytes flow; its end. */
+    const cutShort = async (name: string, restart: () => Promise<void>): Promise<JobRecord> => {
+      const job = await api.joiner.call<JobRecord>('POST', '/v1/jobs', {
+        kind: 'transfer',
+        from: donor.info.name,
+        path: tree,
+        dest: dest(name),
+        maxRate: 10 << 20,
+      });
+      await waitFor(api.joiner, job.id, (j) => Number(j.progress?.bytes ?? 0) > 0);
+      await api.donor.close();
+      await restart();
+      await sandboxAgentUp(info(donor));
+      api.donor = new AgentClient(resolveAgent(donor.info.name));
+      const done = await waitFor(api.joiner, job.id, (j) => isFinal(j.state), 60_000);
+      assert.equal(done.state, 'failed');
+      assert.equal(existsSync(dest(name)), false);
+      return done;
+    };
     // Killed and started again: the new agent has forgotten the transfer and its credential.
-    await api.donor.close();
-    process.kill(sandboxAgent(info(donor))!.pid!, 'SIGKILL');
-    for (let i = 0; i < 100 && sandboxAgent(info(donor))!.running; i++) await sleep(50);
-    await sandboxAgentUp(info(donor));
-    api.donor = new AgentClient(resolveAgent(donor.info.name));
-    const done = await waitFor(api.joiner, job.id, (j) => isFinal(j.state), 60_000);
-    assert.equal(done.state, 'failed');
-    assert.equal(done.error?.code, 'TRANSPORT_FAILED', JSON.stringify(done.error));
-    assert.match(done.error!.message, /no longer knows this transfer/);
-    assert.equal(existsSync(dest('copy-sender-restarted')), false);
-    // Stopped cleanly instead, it says so in the streams it ends.
-    const second = await api.joiner.call<JobRecord>('POST', '/v1/jobs', {
-      kind: 'transfer',
-      from: donor.info.name,
-      path: tree,
-      dest: dest('copy-sender-stopped'),
-      maxRate: 10 << 20,
+    const killed = await cutShort('copy-sender-restarted', async () => {
+      process.kill(sandboxAgent(info(donor))!.pid!, 'SIGKILL');
+      for (let i = 0; i < 100 && sandboxAgent(info(donor))!.running; i++) await sleep(50);
     });
-    await waitFor(api.joiner, second.id, (j) => Number(j.progress?.bytes ?? 0) > 0);
-    await api.donor.close();
-    await sandboxAgentDown(info(donor));
-    await sandboxAgentUp(info(donor));
-    api.donor = new AgentClient(resolveAgent(donor.info.name));
-    const stopped = await waitFor(api.joiner, second.id, (j) => isFinal(j.state), 60_000);
-    assert.equal(stopped.state, 'failed');
+    assert.equal(killed.error?.code, 'TRANSPORT_FAILED', JSON.stringify(killed.error));
+    assert.match(killed.error!.message, /no longer knows this transfer/);
+    // Stopped cleanly instead, it says so in the streams it ends.
+    const stopped = await cutShort('copy-sender-stopped', () => sandboxAgentDown(info(donor)));
     assert.match(stopped.error!.message, /the sending agent ended this stream: the agent is stopping/);
-    assert.equal(existsSync(dest('copy-sender-stopped')), false);
   });
 
   it('no secret in a process list, a log, a job record, an event or an API response', async () => {
