@@ -140,7 +140,10 @@ export function groupConcatSql(): string {
  */
 export function verifyChunkRows(table: TableInfo, chunkRows: number): number {
   if (!canOrder(table)) return chunkRows;
-  const rowBytes = 2 * (table.dataBytes / Math.max(1, table.estimatedRows)) + 8 * table.columns.length;
+  // A table's statistics before its first rows (or after a bulk load) say little: a page of 16 KiB
+  // for 0 rows is not a 16 KiB row. A chunk longer than the estimate is cut and hashed order-free.
+  const average = table.estimatedRows >= 100 ? table.dataBytes / table.estimatedRows : 256;
+  const rowBytes = 2 * average + 8 * table.columns.length;
   return Math.max(1, Math.min(chunkRows, Math.floor(CHUNK_BYTES / Math.max(1, rowBytes))));
 }
 
