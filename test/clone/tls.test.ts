@@ -130,7 +130,13 @@ describe('TLS to both servers and for replication', () => {
     assert.match(String(summary.donor), /\(TLS verify-identity\)$/);
     assert.match(String(summary.joiner), /\(TLS verify-ca\)$/);
     assert.equal((summary.verify as { ok: boolean }).ok, true);
-    const [status] = await sql(joiner, 'SHOW SLAVE STATUS');
+    // Verify gave the replication threads back: the IO thread may still be in its TLS handshake
+    // ('Preparing', 'Connecting') for a moment.
+    let [status] = await sql(joiner, 'SHOW SLAVE STATUS');
+    for (let i = 0; i < 100 && status!.Slave_IO_Running !== 'Yes'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      [status] = await sql(joiner, 'SHOW SLAVE STATUS');
+    }
     assert.equal(status!.Slave_IO_Running, 'Yes');
     assert.equal(status!.Master_SSL_Allowed, 'Yes');
     assert.equal(status!.Master_SSL_Verify_Server_Cert, 'Yes');
