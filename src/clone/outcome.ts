@@ -101,7 +101,12 @@ export function describeOutcome(
   } else if (differences.length === 0) {
     if (report.failed.length === 0)
       out.push(
-        `compared with the state recorded before the first change: donor and joiner${hostsRecorded(journal)} are as they were${irreversible.length ? ', but for what could not be undone' : ''}`,
+        `compared with the state recorded before the first change: ${
+          // A transfer touches no server: only the receiving host's paths were recorded.
+          journal.header.operation === 'transfer'
+            ? 'the receiving host is as it was'
+            : `donor and joiner${hostsRecorded(journal)} are as they were`
+        }${irreversible.length ? ', but for what could not be undone' : ''}`,
       );
   } else {
     out.push('compared with the state recorded before the first change, these differ:');

@@ -484,7 +484,7 @@ describe('agents and the data channel', () => {
     const done = await api.joiner.call<JobRecord>('GET', `/v1/jobs/${first.id}`);
     assert.equal(done.state, 'cancelled');
     assert.ok(
-      done.error!.hints.some((h) => /as they were/.test(h)),
+      done.error!.hints.some((h) => /the receiving host is as it was/.test(h)),
       done.error!.hints.join('\n'),
     );
     assert.equal(existsSync(dest('copy-busy')), false);
