@@ -265,7 +265,8 @@ export class DonorThrottle {
   /**
    * Overload cuts both levers: the sessions reading at once (to 1) and the read rate (halved, from
    * what was actually read). Calm gives them back in the other order, a step per second of calm:
-   * the rate by half again until it reaches the cap (or no longer binds), then the sessions.
+   * the rate doubled (at least a quarter of the unslowed speed) until it reaches the cap, that
+   * speed, or no longer binds; then the sessions, doubled.
    */
   #adjust(overload: Reading['overload'], measured: number): void {
     const gate = this.gate;
@@ -281,12 +282,7 @@ export class DonorThrottle {
       this.#markSlowed(true);
       // Held at the floor: nothing changed, nothing to tell.
       if (rate === rateBefore && gate.slots === slotsBefore) return;
-      const sessions = `${gate.slots} session${gate.slots === 1 ? '' : 's'}`;
-      this.#progress.emit({
-        type: 'throttle',
-        active: true,
-        reason: `${overload.detail}: donor reads slowed to ${formatRate(rate)}, ${sessions} at a time`,
-      });
+      this.#announce(`${overload.detail}: donor reads slowed to ${formatRate(rate)}`);
       this.#log.info(
         { signal: overload.signal, detail: overload.detail, rate, sessions: gate.slots },
         'donor reads slowed',
@@ -334,7 +330,7 @@ export class DonorThrottle {
     this.#log.info('donor reads back to full speed');
   }
 
-  /** A raise while still slowed: a throttle event, as every change is (docs/throttling.md). */
+  /** A change of the levers while slowed: a throttle event, as every change is (docs/throttling.md). */
   #announce(what: string): void {
     const sessions = `${this.gate.slots} session${this.gate.slots === 1 ? '' : 's'}`;
     this.#progress.emit({ type: 'throttle', active: true, reason: `${what}, ${sessions} at a time` });
