@@ -22,8 +22,13 @@ export interface PassRecord {
   meta: EntryMeta[];
   /** when its tree was listed (before the scan began) */
   listedAt: number;
-  sent: Map<string, string>;
-  sentLengths: Map<string, number>;
+  sent: Map<string, SentSegment>;
+}
+
+/** A segment sent whole (or proven equal by its digests): its hash and length. */
+interface SentSegment {
+  hash: string;
+  length: number;
 }
 
 interface Transfer {
@@ -36,10 +41,8 @@ interface Transfer {
   lastUsed: number;
   /** closed after this long without a request (the receiver's resume timeout, and a margin) */
   idleMs: number;
-  /** the hash of each segment as last sent whole */
-  sent: Map<string, string>;
-  /** the length of each segment in `sent` */
-  sentLengths: Map<string, number>;
+  /** each segment as last sent whole, by segmentKey */
+  sent: Map<string, SentSegment>;
   /** each entry's inode and ctime, as listed */
   meta: EntryMeta[];
   listedAt: number;
@@ -123,7 +126,6 @@ export class Transfers {
       lastUsed: Date.now(),
       idleMs,
       sent: new Map(),
-      sentLengths: new Map(),
       meta,
       listedAt,
       carried: new Set(),
@@ -144,7 +146,6 @@ export class Transfers {
         meta: t.meta,
         listedAt: t.listedAt,
         sent: t.sent,
-        sentLengths: t.sentLengths,
       }
     );
   }
@@ -152,11 +153,7 @@ export class Transfers {
   /** An entry asked for again: the hashes carried over for it give way to what is sent now. */
   #uncarry(t: Transfer, entry: number): void {
     if (!t.carried.delete(entry)) return;
-    for (const key of [...t.sent.keys()])
-      if (key.startsWith(`${entry}:`)) {
-        t.sent.delete(key);
-        t.sentLengths.delete(key);
-      }
+    for (const key of [...t.sent.keys()]) if (key.startsWith(`${entry}:`)) t.sent.delete(key);
   }
 
   /** The transfer, if `secret` is its credential; otherwise 401, saying nothing about which part failed. */
@@ -212,8 +209,7 @@ export class Transfers {
         // A part of a segment (the blocks a delta asks for) is not a segment of the tree.
         onDigest: (hex) => {
           if (q.part) return;
-          t.sent.set(segmentKey(q), hex);
-          t.sentLengths.set(segmentKey(q), q.length);
+          t.sent.set(segmentKey(q), { hash: hex, length: q.length });
         },
         unchanged: q.unchanged ? { size: e.size, mtimeMs: e.mtimeMs } : undefined,
       });
@@ -248,14 +244,13 @@ export class Transfers {
       q.length,
       q.block,
     );
-    t.sent.set(segmentKey(q), digest);
-    t.sentLengths.set(segmentKey(q), q.length);
+    t.sent.set(segmentKey(q), { hash: digest, length: q.length });
     t.lastUsed = Date.now();
     return { digest, blocks };
   }
 
   treeHash(t: Transfer): string {
-    return treeHash(t.manifest, t.sent);
+    return treeHash(t.manifest, new Map([...t.sent].map(([key, s]) => [key, s.hash])));
   }
 
   close(id: string, why = 'the transfer was closed'): void {
@@ -300,10 +295,10 @@ export class Transfers {
 function carryOver(t: Transfer, previous: PassRecord): void {
   const before = new Map(previous.manifest.entries.map((e, i) => [e.path, i]));
   const segments = new Map<number, [number, number, string][]>();
-  for (const [key, hash] of previous.sent) {
+  for (const [key, { hash, length }] of previous.sent) {
     const [entry, offset] = key.split(':').map(Number) as [number, number];
     const list = segments.get(entry) ?? [];
-    list.push([offset, previous.sentLengths.get(key) ?? -1, hash]);
+    list.push([offset, length, hash]);
     segments.set(entry, list);
   }
   const settled = previous.listedAt - RACY_MS;
@@ -325,8 +320,7 @@ function carryOver(t: Transfer, previous: PassRecord): void {
     }
     if (at !== e.size) return;
     for (const [offset, length, hash] of list) {
-      t.sent.set(`${i}:${offset}`, hash);
-      t.sentLengths.set(`${i}:${offset}`, length);
+      t.sent.set(`${i}:${offset}`, { hash, length });
     }
     t.carried.add(i);
     e.same = true;
