@@ -183,10 +183,16 @@ export async function sandboxAgentUp(s: SandboxInfo): Promise<SandboxAgentInfo> 
   const current = sandboxAgent(s)!;
   if (current.running) return current;
   const log = openSync(join(agentDir(s), 'agent.log'), 'a', 0o600);
-  const child = spawn(process.execPath, [BIN, 'agent', '--config', join(agentDir(s), 'config.json')], {
-    detached: true,
-    stdio: ['ignore', log, log],
-  });
+  // RESEED_AGENT_NODE_ARGS: extra Node.js flags for sandbox agents (e.g. --cpu-prof), for profiling.
+  const nodeArgs = (process.env.RESEED_AGENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, BIN, 'agent', '--config', join(agentDir(s), 'config.json')],
+    {
+      detached: true,
+      stdio: ['ignore', log, log],
+    },
+  );
   closeSync(log);
   let exited: string | undefined;
   child.once('exit', (code, sig) => (exited = sig ?? `exit ${code}`));
