@@ -398,7 +398,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   // The donor half of the snapshot method: a snapshot taken under a read lock of milliseconds,
   // then sent once (btrfs send / zfs send) to the joiner's agent; kept as the replica's base.
   const snapshotReport = z.object({
-    state: z.enum(['taken', 'streaming', 'sent', 'failed', 'kept', 'closed']),
+    state: z.enum(['taken', 'streaming', 'interrupted', 'sent', 'failed', 'kept', 'closed']),
     fs: z.enum(['btrfs', 'zfs']),
     name: z.string(),
     lockHeldMs: z.number(),
@@ -474,12 +474,28 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
       config: { auth: 'transfer' },
       schema: {
         params: transferParams,
-        querystring: z.object({ codec: z.enum(CODECS as [Codec, ...Codec[]]).default('none') }),
+        querystring: z
+          .object({
+            codec: z.enum(CODECS as [Codec, ...Codec[]]).default('none'),
+            // A resume: the bytes the joiner holds, and their digest (checked before more are sent).
+            offset: z.coerce.number().int().min(1).optional(),
+            digest: z
+              .string()
+              .regex(/^[0-9a-f]{32}$/)
+              .optional(),
+          })
+          .refine((q) => (q.offset === undefined) === (q.digest === undefined), {
+            message: 'offset and digest go together',
+          }),
       },
     },
     (req, reply) => {
       const t = snapshots.authorize(req.params.id, req.headers.authorization);
-      return sendFrames(reply, snapshots.stream(t, req.query.codec));
+      const { codec, offset, digest } = req.query;
+      return sendFrames(
+        reply,
+        snapshots.stream(t, codec, offset === undefined ? undefined : { offset, digest: digest! }),
+      );
     },
   );
   app.get(

@@ -2,7 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ReseedError, errorMessage } from '../errors.js';
-import { faultPoint } from '../fault.js';
+import { faultActive, faultPoint } from '../fault.js';
 import type { StreamedChild } from '../exec/stream.js';
 import type { Logger } from '../log.js';
 import { DEFAULT_READ_LOCK_POLICY } from '../mysql/read-lock.js';
@@ -25,13 +25,14 @@ import {
 } from '../host/volumes.js';
 import type { Snapshot, Volume } from '../host/volumes.js';
 import type { Codec } from '../transport/codec.js';
+import { SegmentDigest } from '../transport/digest.js';
 import { streamFrames } from '../transport/stream.js';
 import type { AgentConfig } from './config.js';
 import { donorOnlyFiles } from './copies.js';
 import { agentEndpoint } from './mysql.js';
 
 export interface SnapshotReport {
-  state: 'taken' | 'streaming' | 'sent' | 'failed' | 'kept' | 'closed';
+  state: 'taken' | 'streaming' | 'interrupted' | 'sent' | 'failed' | 'kept' | 'closed';
   fs: 'btrfs' | 'zfs';
   /** the snapshot's name (the joiner finds the received copy by it) */
   name: string;
@@ -60,9 +61,22 @@ interface Taken {
   idleMs: number;
   lastUsed: number;
   child?: StreamedChild | undefined;
+  /** counts the streams started: a stream's end changes the state only while it is the latest */
+  generation: number;
+  /** streams started again from an offset after a cut */
+  resumes: number;
   /** the snapshot destroyed after its stream failed (close waits for it instead of destroying it again) */
   dropped?: Promise<void> | undefined;
   report: SnapshotReport;
+}
+
+/** A resumed send whose bytes before the offset are not those the joiner received. */
+class SendDiffers extends Error {
+  constructor(offset: number) {
+    super(
+      `the snapshot's send stream was not the same when it was run again (its first ${offset} bytes differ from what the joiner received): it cannot be resumed`,
+    );
+  }
 }
 
 const sha = (s: string) => createHash('sha256').update(s).digest();
@@ -218,6 +232,8 @@ export class Snapshots {
       replica: tag,
       idleMs: o.idleTimeoutMs,
       lastUsed: Date.now(),
+      generation: 0,
+      resumes: 0,
       report,
     });
     this.log.info({ snapshot: snapshot.id, lockHeldMs: heldMs }, 'snapshot taken');
@@ -239,14 +255,32 @@ export class Snapshots {
     return { ...t.report };
   }
 
-  /** `btrfs send` / `zfs send` of the snapshot, framed; served once. */
-  stream(t: Taken, codec: Codec): AsyncGenerator<Buffer> {
-    if (t.child || t.report.state !== 'taken')
+  /**
+   * `btrfs send` / `zfs send` of the snapshot, framed. `from`: a resume after a cut. The send is
+   * run again (the snapshot is read-only and its send stream the same each time: checked, not
+   * assumed), its first `offset` bytes are read and hashed but not sent, and the rest follows
+   * once their digest equals the one the joiner holds for what it received. A send still running
+   * for a connection the joiner gave up on is stopped first. A stream the donor wrote to its end
+   * may still have been cut on its way ('sent' says only that the socket took every byte).
+   */
+  stream(t: Taken, codec: Codec, from?: { offset: number; digest: string }): AsyncGenerator<Buffer> {
+    if (
+      from === undefined
+        ? t.child || t.report.state !== 'taken'
+        : !['streaming', 'interrupted', 'sent'].includes(t.report.state)
+    )
       throw new ReseedError(
         'AGENT',
-        'this snapshot was streamed already: a send is not resumed, the clone starts again',
+        from === undefined
+          ? 'this snapshot was streamed already: a resume names the offset and digest it goes on from'
+          : `this snapshot's stream cannot be resumed: it is ${t.report.state}${t.report.error ? ` (${t.report.error})` : ''}`,
       );
+    t.child?.kill();
+    const generation = ++t.generation;
+    const current = () => t.generation === generation;
     t.report.state = 'streaming';
+    t.report.error = undefined;
+    if (from) t.resumes++;
     const child = sendSnapshot(t.snapshot, t.base);
     t.child = child;
     const log = this.log;
@@ -256,32 +290,72 @@ export class Snapshots {
       );
       rmSync(join(this.root, `${t.id}.json`), { force: true });
     };
+    const hash = new SegmentDigest();
+    let skip = from?.offset ?? 0;
+    let read = 0;
     async function* output(): AsyncGenerator<Buffer> {
       for await (const chunk of child.stdout! as AsyncIterable<Buffer>) {
-        if (t.report.bytes === 0) faultPoint('snapshot-streaming');
-        t.report.bytes += chunk.length;
-        t.lastUsed = Date.now();
-        yield chunk;
+        if (read === 0) faultPoint('snapshot-streaming');
+        read += chunk.length;
+        if (current()) t.lastUsed = Date.now();
+        let rest = chunk;
+        if (skip > 0) {
+          const before = rest.subarray(0, Math.min(skip, rest.length));
+          hash.update(before);
+          skip -= before.length;
+          rest = rest.subarray(before.length);
+          if (skip > 0) continue;
+          // Test-only: a send that is not the same the second time.
+          if (faultActive('send-differs')) hash.update(Buffer.from('x'));
+          if (hash.digest() !== from!.digest) throw new SendDiffers(from!.offset);
+        }
+        if (rest.length === 0) continue;
+        if (current()) t.report.bytes = read;
+        yield rest;
       }
       await child.done;
+      // A stream shorter than the offset the joiner holds cannot be the same stream.
+      if (skip > 0) throw new SendDiffers(from!.offset);
     }
     async function* framed(): AsyncGenerator<Buffer> {
       let ok = false;
+      let failed: string | undefined;
       try {
-        for await (const f of streamFrames(output(), codec, (err) => {
-          t.report.error = child.stderrTail().slice(-6).join('\n') || String(err);
-          return `${t.snapshot.fs} send failed on the donor: ${t.report.error}`;
-        }))
+        for await (const f of streamFrames(
+          output(),
+          codec,
+          (err) => {
+            failed =
+              err instanceof SendDiffers
+                ? err.message
+                : child.stderrTail().slice(-6).join('\n') || String(err);
+            return err instanceof SendDiffers
+              ? failed
+              : `${t.snapshot.fs} send failed on the donor: ${failed}`;
+          },
+          hash,
+        ))
           yield f;
-        ok = t.report.error === undefined;
+        ok = failed === undefined;
       } finally {
         child.kill();
         await child.done.catch(() => undefined);
-        t.report.state = ok ? 'sent' : 'failed';
-        if (!ok && t.report.error === undefined) t.report.error = 'the stream was not read to its end';
-        log.info({ snapshot: t.snapshot.id, bytes: t.report.bytes, ok }, 'snapshot stream ended');
-        // A send is not resumed: a snapshot whose stream failed serves nobody any more.
-        if (!ok) t.dropped = drop();
+        if (current()) {
+          t.child = undefined;
+          log.info({ snapshot: t.snapshot.id, bytes: read, ok, resumes: t.resumes }, 'snapshot stream ended');
+          if (ok) t.report.state = 'sent';
+          else if (failed === undefined) {
+            // The joiner stopped reading (a cut, most likely): kept, for it to resume, until the
+            // snapshot's idle timeout.
+            t.report.state = 'interrupted';
+            t.lastUsed = Date.now();
+          } else {
+            t.report.state = 'failed';
+            t.report.error = failed;
+            // A snapshot whose send failed serves nobody any more.
+            t.dropped = drop();
+          }
+        }
       }
     }
     return framed();

@@ -413,10 +413,15 @@ function renderCloneResult(r: Record<string, unknown>): string[] {
       base?: string;
       fullBytes?: number;
       keptAs?: string;
+      resumes?: number;
     };
     out.push(
       `  donor       commits blocked ${formatMs(sn.lockHeldMs)} while its ${sn.fs} snapshot was taken${sn.keptAs ? `; kept as ${sn.keptAs}, the base of this replica's next refresh (reseed bases)` : ''}`,
     );
+    if (sn.resumes)
+      out.push(
+        `  resumed     ${sn.resumes} time(s) after a cut (the send run again, checked up to where it stopped)`,
+      );
     if (sn.base)
       out.push(
         `  incremental ${formatBytes(n('bytes'))} sent against the base${sn.fullBytes ? `; a full send carries about ${formatBytes(sn.fullBytes)} (${((100 * n('bytes')) / Math.max(1, sn.fullBytes)).toFixed(1)}%)` : ''}`,

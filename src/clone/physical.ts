@@ -165,6 +165,8 @@ export interface PhysicalSummary {
     fullBytes?: number | undefined;
     /** the name the donor keeps it under, as the base of this replica's next refresh */
     keptAs?: string | undefined;
+    /** times its send was asked again from the last byte received, after a cut */
+    resumes: number;
   };
   /** `reseed refresh`: the way it took, and why */
   refresh?: { mode: RefreshMode; why: string };
@@ -1471,6 +1473,7 @@ async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: 
         received: received.id,
         base: base?.id,
         fullBytes: r.fullBytes,
+        resumes: got.resumes,
       },
       coordinates: {
         gtid: r.coordinates.gtid,
@@ -1580,6 +1583,9 @@ async function pullInto(
     source: donorSource(req, opened),
     path: `/v1/${what}/${opened.id}/stream?codec=${req.options.compress}`,
     stallTimeoutMs: req.options.stallTimeoutMs,
+    // A snapshot is read-only: its send can be run again and resumed from an offset after a cut.
+    // A backup is made as it streams, and is never the same twice.
+    resumeTimeoutMs: what === 'snapshots' ? req.options.stallTimeoutMs : undefined,
     signal: req.signal,
     onProgress: (bytes, wireBytes) => {
       if (Date.now() - last < 500) return;

@@ -30,8 +30,9 @@ export async function* streamFrames(
   input: AsyncIterable<Buffer>,
   codec: Codec,
   describe: (err: unknown) => string = errorMessage,
+  /** the digest to go on with: a resumed stream's END covers the bytes before its offset too */
+  hash = new SegmentDigest(),
 ): AsyncGenerator<Buffer> {
-  const hash = new SegmentDigest();
   // Gathered by copying into a buffer of the frame pool, used again once the socket wrote it:
   // joining the pipe's chunks into a new buffer each time was garbage the agent paid for in full
   // collections (frame-pool.ts).
@@ -74,31 +75,41 @@ export async function* streamFrames(
 
 export interface StreamReceiveOptions {
   source: TransferSource;
-  /** the path of the stream on the donor agent */
+  /** the path of the stream on the donor agent (with its query string) */
   path: string;
   /** where the bytes go, with backpressure (a child's stdin) */
   sink: Writable;
-  /** no byte for this long: the stream is taken as cut, and fails */
+  /** no byte for this long: the stream is taken as cut, and fails (or is resumed) */
   stallTimeoutMs: number;
+  /**
+   * The donor can send the stream again from an offset (a snapshot's send): a cut is resumed from
+   * the last byte written, until no byte came for this long. Unset: a cut fails the stream.
+   */
+  resumeTimeoutMs?: number | undefined;
   signal: AbortSignal;
   onProgress?: ((bytes: number, wireBytes: number) => void) | undefined;
 }
+
+/** The error of a stream whose sink (a child's stdin) stopped taking it: the child's own error says why. */
+export const SINK_STOPPED_READING = 'the consumer of the stream stopped reading it';
 
 /**
  * Pulls a stream from a donor agent into `sink`: every frame's checksum checked before its bytes
  * are written, the END frame's digest compared with that of everything written. A stream that
  * ends without END (cut, the donor agent stopped) or with ERROR fails; the sink is then closed
  * early, and the caller must stop what consumes it (it would take a truncated stream for an error
- * of its own, never for a whole one: it is told only by END).
+ * of its own, never for a whole one: it is told only by END). With `resumeTimeoutMs`, a cut is
+ * asked again from the bytes written so far, with their digest, which the donor checks against
+ * the stream it sends again before it sends more; the sink sees one unbroken stream.
  */
-/** The error of a stream whose sink (a child's stdin) stopped taking it: the child's own error says why. */
-export const SINK_STOPPED_READING = 'the consumer of the stream stopped reading it';
-
 export async function receiveStream(
   o: StreamReceiveOptions,
-): Promise<{ bytes: number; wireBytes: number; digest: string }> {
+): Promise<{ bytes: number; wireBytes: number; digest: string; resumes: number }> {
   const url = new URL(o.path, o.source.url);
   const tls = o.source.tls;
+  const resumable = o.resumeTimeoutMs !== undefined;
+  // As for trees (receive.ts): a stream silent for a third of the resume timeout is taken as cut.
+  const stall = resumable ? Math.min(10_000, Math.max(1000, o.resumeTimeoutMs! / 3)) : o.stallTimeoutMs;
   const dispatcher = new Agent({
     connect: {
       ca: tls?.ca,
@@ -106,26 +117,60 @@ export async function receiveStream(
       key: tls?.key,
       servername: tls?.servername ?? (isIP(url.hostname.replace(/^\[|\]$/g, '')) ? undefined : url.hostname),
       rejectUnauthorized: true,
-      timeout: o.stallTimeoutMs,
+      timeout: stall,
     },
   });
   const hash = new SegmentDigest();
   let bytes = 0;
   let wireBytes = 0;
-  try {
-    const res = await request(url, {
+  let resumes = 0;
+  let lastProgress = Date.now();
+  // Backpressure: wait for 'drain', or fail when the consumer went away (listeners removed
+  // each time: one per write would pile up on the sink).
+  // A frame's parts are written together (at most 1 MiB): memory stays bounded.
+  const write = (bufs: Buffer[]): Promise<void> | undefined => {
+    let ok = true;
+    // Corked: the pieces (TLS records, 16 KiB each) reach the pipe in one writev, not one write each.
+    o.sink.cork();
+    for (const buf of bufs) ok = o.sink.write(buf);
+    o.sink.uncork();
+    if (ok) return undefined;
+    return new Promise<void>((resolve, reject) => {
+      const done = (err?: Error) => {
+        o.sink.off('drain', onDrain);
+        o.sink.off('close', onClose);
+        o.signal.removeEventListener('abort', onAbort);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onDrain = () => done();
+      const onClose = () => done(new ReseedError('COPY_FAILED', SINK_STOPPED_READING));
+      const onAbort = () => done(abortError(o.signal));
+      o.sink.on('drain', onDrain);
+      o.sink.on('close', onClose);
+      o.signal.addEventListener('abort', onAbort);
+    });
+  };
+  /** One request: the stream from `bytes` on, until END (returns its digest) or a failure. */
+  const pull = async (): Promise<string> => {
+    const at = new URL(url);
+    if (bytes > 0) {
+      at.searchParams.set('offset', String(bytes));
+      at.searchParams.set('digest', hash.digest());
+    }
+    const res = await request(at, {
       method: 'GET',
       dispatcher,
       headers: { authorization: `Bearer ${o.source.secret}` },
       signal: o.signal,
-      headersTimeout: o.stallTimeoutMs,
-      bodyTimeout: o.stallTimeoutMs,
+      headersTimeout: stall,
+      bodyTimeout: stall,
     }).catch((err: unknown) => {
       if (o.signal.aborted) throw abortError(o.signal);
       throw new ReseedError(
         'TRANSPORT_FAILED',
         `the donor agent's stream could not be opened: ${errorMessage(err)}`,
-        { cause: err },
+        { cause: err, retryable: true },
       );
     });
     if (res.statusCode !== 200) {
@@ -139,39 +184,15 @@ export async function receiveStream(
       throw new ReseedError(
         res.statusCode === 401 ? 'TRANSPORT_AUTH_FAILED' : 'TRANSPORT_FAILED',
         `the donor agent answered ${res.statusCode}: ${message}`,
+        { retryable: res.statusCode >= 500 },
       );
     }
     const decoder = new FrameDecoder();
     res.body.on('error', (err) => decoder.destroy(err));
     res.body.pipe(decoder);
-    // Backpressure: wait for 'drain', or fail when the consumer went away (listeners removed
-    // each time: one per write would pile up on the sink).
-    // A frame's parts are written together (at most 1 MiB): memory stays bounded.
-    const write = (bufs: Buffer[]): Promise<void> | undefined => {
-      let ok = true;
-      // Corked: the pieces (TLS records, 16 KiB each) reach the pipe in one writev, not one write each.
-      o.sink.cork();
-      for (const buf of bufs) ok = o.sink.write(buf);
-      o.sink.uncork();
-      if (ok) return undefined;
-      return new Promise<void>((resolve, reject) => {
-        const done = (err?: Error) => {
-          o.sink.off('drain', onDrain);
-          o.sink.off('close', onClose);
-          o.signal.removeEventListener('abort', onAbort);
-          if (err) reject(err);
-          else resolve();
-        };
-        const onDrain = () => done();
-        const onClose = () => done(new ReseedError('COPY_FAILED', SINK_STOPPED_READING));
-        const onAbort = () => done(abortError(o.signal));
-        o.sink.on('drain', onDrain);
-        o.sink.on('close', onClose);
-        o.signal.addEventListener('abort', onAbort);
-      });
-    };
     try {
       for await (const frame of decoder as AsyncIterable<Frame>) {
+        lastProgress = Date.now();
         wireBytes += frame.wireBytes;
         if (frame.type === FRAME.DATA) {
           for (const part of frame.parts) hash.update(part);
@@ -183,14 +204,9 @@ export async function receiveStream(
             await write([Buffer.from(z)]);
           }
         } else if (frame.type === FRAME.END) {
-          const digest = hash.digest();
-          if (frame.payload.toString() !== digest)
-            throw new ReseedError(
-              'COPY_FAILED',
-              'the stream arrived with another digest than the donor sent: it was damaged',
-            );
-          o.sink.end();
-          return { bytes, wireBytes, digest };
+          // Read to the body's end: a body left paused keeps its request alive.
+          for await (const _ of decoder as AsyncIterable<Frame>) void _;
+          return frame.payload.toString();
         } else throw new ReseedError('COPY_FAILED', `the donor agent: ${frame.payload.toString('utf8')}`);
         bytes += frame.rawLength;
         o.onProgress?.(bytes, wireBytes);
@@ -201,12 +217,42 @@ export async function receiveStream(
         ? err
         : new ReseedError('TRANSPORT_FAILED', `the data channel was cut: ${errorMessage(err)}`, {
             cause: err,
+            retryable: true,
           });
     }
     throw new ReseedError(
       'TRANSPORT_FAILED',
       "the donor agent's stream ended before its end (cut, or the agent stopped)",
+      { retryable: true },
     );
+  };
+  try {
+    for (;;) {
+      let sent: string;
+      try {
+        sent = await pull();
+      } catch (err) {
+        if (o.signal.aborted) throw abortError(o.signal);
+        if (!resumable || !isReseedError(err) || !err.retryable) throw err;
+        if (Date.now() - lastProgress > o.resumeTimeoutMs!)
+          throw new ReseedError(
+            'TRANSPORT_FAILED',
+            `the data channel was cut for more than ${Math.round(o.resumeTimeoutMs! / 1000)} s (--resume-timeout): ${err.message}`,
+            { cause: err },
+          );
+        resumes++;
+        await sleep(Math.min(1000, 100 * resumes), undefined, { signal: o.signal }).catch(() => undefined);
+        continue;
+      }
+      const digest = hash.digest();
+      if (sent !== digest)
+        throw new ReseedError(
+          'COPY_FAILED',
+          'the stream arrived with another digest than the donor sent: it was damaged',
+        );
+      o.sink.end();
+      return { bytes, wireBytes, digest, resumes };
+    }
   } catch (err) {
     // Closed without an error event (which a sink without a listener would throw): what reads
     // it sees the stream end early, and the caller stops it.
@@ -232,12 +278,16 @@ export interface StreamIntoOptions {
   source: TransferSource;
   path: string;
   stallTimeoutMs: number;
+  /** resumable streams only (receiveStream) */
+  resumeTimeoutMs?: number | undefined;
 }
 
 export interface StreamIntoReport {
   bytes: number;
   wireBytes: number;
   digest: string;
+  /** times the stream was asked again from an offset after a cut */
+  resumes: number;
 }
 
 /**
@@ -269,6 +319,7 @@ export async function streamIntoChild(
     path: o.path,
     sink: child.stdin!,
     stallTimeoutMs: o.stallTimeoutMs,
+    resumeTimeoutMs: o.resumeTimeoutMs,
     signal: o.signal,
     onProgress: o.onProgress,
   }).catch((err: unknown) => sinkFailed(child, err));

@@ -6,11 +6,13 @@ import { after, before, describe, it } from 'node:test';
 import { AgentClient } from '../../src/agent/client.js';
 import type { JobRecord } from '../../src/agent/jobs.js';
 import { resolveAgent } from '../../src/agent/registry.js';
-import { sandboxAgentDown, sandboxAgentUp } from '../../src/agent/sandbox-agent.js';
+import { sandboxAgent, sandboxAgentDown, sandboxAgentUp } from '../../src/agent/sandbox-agent.js';
+import { sandboxHome } from '../../src/sandbox/sandbox.js';
 import { run } from '../../src/exec/run.js';
 import { REPL_ENV, otherSessions, reseed, startServer, stopAll } from '../helpers/sandboxes.js';
 import type { TestServer } from '../helpers/sandboxes.js';
 import { agentCloneArgs, checksum, restartAgent, sandboxInfo, seedPair } from '../helpers/clone-agents.js';
+import { Relay } from '../helpers/relay.js';
 
 /**
  * --method snapshot between two sandboxes whose datadirs are on real filesystems that take
@@ -106,6 +108,37 @@ for (const fs of ['btrfs', 'zfs'] as const)
     async function assertDonorClean(bases: string[]): Promise<void> {
       await eventually(async () => assert.deepEqual(await donorSnapshots(donor), bases));
       assert.deepEqual(await otherSessions(donor), []);
+    }
+
+    /**
+     * The joiner's agent made to reach the donor's through a relay held to 3 MB/s (registered as
+     * agent 'relayed'), which the test cuts; `args` are a snapshot clone's from it.
+     */
+    async function relayTo(from: TestServer) {
+      const relay = await new Relay({
+        host: '127.0.0.1',
+        port: Number(new URL(sandboxAgent(sandboxInfo(from))!.url).port),
+      }).start();
+      relay.rate = 3e6;
+      const registry = join(sandboxHome(), 'agents.json');
+      const doc = JSON.parse(readFileSync(registry, 'utf8')) as { agents: Record<string, { url: string }> };
+      doc.agents['relayed'] = { ...doc.agents[from.info.name]!, url: `https://127.0.0.1:${relay.port}` };
+      writeFileSync(registry, JSON.stringify(doc));
+      return {
+        cut: () => relay.cut(),
+        restore: () => relay.restore(),
+        blackhole: () => relay.blackhole(),
+        args: (...extra: string[]) => {
+          const args = snapshotArgs(from, joiner, ...extra);
+          args[args.indexOf(`agent://${from.info.name}`)] = 'agent://relayed';
+          return args;
+        },
+        stop: async () => {
+          await relay.stop();
+          delete doc.agents['relayed'];
+          writeFileSync(registry, JSON.stringify(doc));
+        },
+      };
     }
 
     before(async () => {
@@ -295,7 +328,7 @@ for (const fs of ['btrfs', 'zfs'] as const)
         result: {
           refresh: { mode: string };
           bytes: number;
-          snapshot?: { base?: string; fullBytes?: number; received: string };
+          snapshot?: { base?: string; fullBytes?: number; received: string; resumes?: number };
           verify?: { identical: boolean };
         };
       };
@@ -437,6 +470,63 @@ for (const fs of ['btrfs', 'zfs'] as const)
       ]);
       assert.notEqual(again.code, 0);
       assert.match(again.stderr, /no base snapshot kept for/);
+    });
+
+    it('a resumed send that is not the same as the first (a fault makes it so) fails the clone, undone, rather than joining two streams', async () => {
+      await restartAgent(donor, 'send-differs');
+      const relay = await relayTo(donor);
+      try {
+        const run = reseed(relay.args('--resume-timeout', '12s'), {
+          env: REPL_ENV,
+          signal: AbortSignal.timeout(180_000),
+        });
+        await eventually(async () => assert.ok((await donorSnapshots(donor)).length > 0), 60_000);
+        await sleep(1500);
+        relay.cut();
+        await sleep(1000);
+        relay.restore();
+        const r = await run;
+        assert.notEqual(r.code, 0);
+        assert.match(
+          r.stderr,
+          /the snapshot's send stream was not the same when it was run again .* it cannot be resumed/,
+        );
+        assert.match(r.stderr, /as they were/);
+      } finally {
+        await relay.stop();
+        await restartAgent(donor);
+      }
+      await assertDonorClean([]);
+    });
+
+    it('a cut in the middle of the send, and a silent link: the send is resumed from the last byte received, checked, and the replica verified', async () => {
+      const relay = await relayTo(donor);
+      try {
+        const run = reseed(relay.args('--resume-timeout', '12s', '--json'), {
+          env: REPL_ENV,
+          signal: AbortSignal.timeout(180_000),
+        });
+        await eventually(async () => assert.ok((await donorSnapshots(donor)).length > 0), 60_000);
+        await sleep(1500);
+        relay.cut();
+        await sleep(1500);
+        relay.restore();
+        await sleep(1500);
+        relay.blackhole(); // silent this time: the stall timer has to notice
+        await sleep(2500);
+        relay.restore();
+        const r = await run;
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+        const job = jobOf(r);
+        const resumes = job.result.snapshot?.resumes ?? 0;
+        assert.ok(resumes >= 2, `resumed ${resumes} times`);
+        assert.ok(job.result.bytes > 15e6, `${job.result.bytes} bytes sent: too few to have been cut`);
+        assert.equal(job.result.verify?.identical, true);
+        assert.equal(await checksum(joiner, 'shop.items'), await checksum(donor, 'shop.items'));
+      } finally {
+        await relay.stop();
+      }
+      await assertDonorClean([`reseed-base-${joiner.info.name}`]);
     });
   });
 

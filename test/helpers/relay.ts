@@ -14,6 +14,8 @@ export class Relay {
   #silent = false;
   port = 0;
   delayMs = 0;
+  /** bytes per second in each direction of each connection; 0: as fast as they come */
+  rate = 0;
   connections = 0;
 
   constructor(readonly target: { host: string; port: number }) {
@@ -26,8 +28,23 @@ export class Relay {
         [upstream, client],
       ] as const) {
         this.#sockets.add(from);
+        let next = 0;
         from.on('data', (d: Buffer) => {
           if (this.#silent) return;
+          if (this.rate > 0) {
+            // Each direction paced to `rate`: the chunk leaves when the ones before it have.
+            const now = Date.now();
+            const at = Math.max(now, next);
+            next = at + (d.length * 1000) / this.rate;
+            if (at > now) {
+              from.pause();
+              setTimeout(() => {
+                if (!this.#silent && to.writable) to.write(d);
+                from.resume();
+              }, at - now);
+              return;
+            }
+          }
           if (this.delayMs === 0) {
             if (!to.write(d)) from.pause();
           } else setTimeout(() => to.writable && to.write(d), this.delayMs);
