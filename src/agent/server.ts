@@ -438,6 +438,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
             replica: z.string().min(1).max(200),
             incremental: z.boolean().default(false),
             idleTimeoutMs: z.number().int().min(1000).max(86_400_000).default(120_000),
+            /** a stream cut and not asked for again within this long: the snapshot goes */
+            resumeTimeoutMs: z.number().int().min(1000).max(86_400_000).default(30_000),
             lockWaitTimeoutMs: z.number().int().min(100).max(3_600_000).default(10_000),
             maxLockTimeMs: z.number().int().min(100).max(3_600_000).default(5_000),
           })

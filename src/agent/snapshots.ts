@@ -59,6 +59,9 @@ interface Taken {
   base: Snapshot | undefined;
   replica: string;
   idleMs: number;
+  /** how long a cut stream waits to be resumed (from interruptedAt), keepalives or not */
+  resumeMs: number;
+  interruptedAt?: number | undefined;
   lastUsed: number;
   child?: StreamedChild | undefined;
   /** counts the streams started: a stream's end changes the state only while it is the latest */
@@ -129,6 +132,8 @@ export class Snapshots {
     replica: string;
     incremental: boolean;
     idleTimeoutMs: number;
+    /** a stream cut and not asked for again within this long: the snapshot goes */
+    resumeTimeoutMs?: number | undefined;
     lockWaitTimeoutMs: number;
     maxLockTimeMs: number;
     /** the joiner went away: the lock is no longer waited for */
@@ -231,6 +236,7 @@ export class Snapshots {
       base,
       replica: tag,
       idleMs: o.idleTimeoutMs,
+      resumeMs: o.resumeTimeoutMs ?? 30_000,
       lastUsed: Date.now(),
       generation: 0,
       resumes: 0,
@@ -348,7 +354,7 @@ export class Snapshots {
             // The joiner stopped reading (a cut, most likely): kept, for it to resume, until the
             // snapshot's idle timeout.
             t.report.state = 'interrupted';
-            t.lastUsed = Date.now();
+            t.interruptedAt = Date.now();
           } else {
             t.report.state = 'failed';
             t.report.error = failed;
@@ -447,6 +453,14 @@ export class Snapshots {
         this.log.warn(
           { snapshot: t.snapshot.id },
           'snapshot removed: nobody asked for it within its idle timeout',
+        );
+        void this.close(t.id, false);
+      } else if (t.report.state === 'interrupted' && now - t.interruptedAt! > t.resumeMs + 5000) {
+        // The joiner's agent asks after the snapshot while its clone lives, but a joiner that
+        // gave up its stream (its agent killed and started again) never resumes it.
+        this.log.warn(
+          { snapshot: t.snapshot.id },
+          'snapshot removed: its stream was cut and not resumed within the resume timeout',
         );
         void this.close(t.id, false);
       }

@@ -1382,6 +1382,7 @@ async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: 
       // Kept while this agent asks after it (every 20 s, through the swap, the catch-up and the
       // verification); a joiner that died leaves it to go after 2 minutes.
       idleTimeoutMs: 120_000,
+      resumeTimeoutMs: options.stallTimeoutMs,
       lockWaitTimeoutMs: options.lockWaitTimeoutMs,
       maxLockTimeMs: options.maxLockTimeMs,
     },

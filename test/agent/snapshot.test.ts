@@ -192,9 +192,10 @@ for (const fs of ['btrfs', 'zfs'] as const)
       await assertDonorClean([]);
     });
 
-    it("the joiner's agent killed (kill -9) while it receives: its next start undoes the job; the donor drops the snapshot", async () => {
+    it("the joiner's agent killed (kill -9) while it receives: its next start undoes the job; the donor drops the snapshot once it is not resumed", async () => {
       await restartAgent(joiner, 'snapshot-receiving:kill');
-      const r = await reseed(snapshotArgs(donor, joiner), {
+      // The donor keeps a cut stream's snapshot for the resume timeout (and 5 s), then drops it.
+      const r = await reseed(snapshotArgs(donor, joiner, '--resume-timeout', '3s'), {
         env: REPL_ENV,
         signal: AbortSignal.timeout(120_000),
       });
