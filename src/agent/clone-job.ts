@@ -194,6 +194,7 @@ export async function runCloneJob(
       verify: r.verify,
       dryRun: r.dryRun,
       stallTimeoutMs: Math.min(30_000, Math.max(1000, r.resumeTimeoutMs)),
+      resumeTimeoutMs: r.resumeTimeoutMs,
       maxDowntimeMs: r.maxDowntimeMs,
       lockWaitTimeoutMs: r.lockWaitTimeoutMs,
       maxLockTimeMs: r.maxLockTimeMs,

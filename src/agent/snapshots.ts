@@ -62,6 +62,8 @@ interface Taken {
   /** how long a cut stream waits to be resumed (from interruptedAt), keepalives or not */
   resumeMs: number;
   interruptedAt?: number | undefined;
+  /** when the stream last handed bytes on (a socket that takes none: a silent cut) */
+  lastSent: number;
   lastUsed: number;
   child?: StreamedChild | undefined;
   /** counts the streams started: a stream's end changes the state only while it is the latest */
@@ -237,6 +239,7 @@ export class Snapshots {
       replica: tag,
       idleMs: o.idleTimeoutMs,
       resumeMs: o.resumeTimeoutMs ?? 30_000,
+      lastSent: Date.now(),
       lastUsed: Date.now(),
       generation: 0,
       resumes: 0,
@@ -286,6 +289,7 @@ export class Snapshots {
     const current = () => t.generation === generation;
     t.report.state = 'streaming';
     t.report.error = undefined;
+    t.lastSent = Date.now();
     if (from) t.resumes++;
     const child = sendSnapshot(t.snapshot, t.base);
     t.child = child;
@@ -316,7 +320,10 @@ export class Snapshots {
           if (hash.digest() !== from!.digest) throw new SendDiffers(from!.offset);
         }
         if (rest.length === 0) continue;
-        if (current()) t.report.bytes = read;
+        if (current()) {
+          t.report.bytes = read;
+          t.lastSent = Date.now();
+        }
         yield rest;
       }
       await child.done;
@@ -375,6 +382,8 @@ export class Snapshots {
     const t = this.#taken.get(id);
     if (!t) return undefined;
     this.#taken.delete(id);
+    // A stream still running ends without touching the snapshot: it is removed (or kept) here.
+    t.generation++;
     t.child?.kill();
     await t.child?.done.catch(() => undefined);
     const record = join(this.root, `${id}.json`);
@@ -430,6 +439,12 @@ export class Snapshots {
     if (typeof volume === 'string') return false;
     const name = `${BASE_PREFIX}${replicaTag(replica)}`;
     const found = (await listSnapshots(volume, name)).filter((s) => s.id.endsWith(name));
+    const inUse = [...this.#taken.values()].find((t) => found.some((s) => s.id === t.base?.id));
+    if (inUse)
+      throw new ReseedError(
+        'AGENT',
+        `the base kept for ${replica} is in use: an incremental send against it (snapshot ${inUse.report.name}, ${inUse.report.state}) has not ended; remove it once that refresh is over`,
+      );
     for (const s of found) await destroySnapshot(s);
     return found.length > 0;
   }
@@ -453,6 +468,14 @@ export class Snapshots {
         this.log.warn(
           { snapshot: t.snapshot.id },
           'snapshot removed: nobody asked for it within its idle timeout',
+        );
+        void this.close(t.id, false);
+      } else if (t.report.state === 'streaming' && now - t.lastSent > t.resumeMs + 5000) {
+        // A silent cut: the socket takes nothing and reports no error for minutes, while the
+        // joiner gave up after its resume timeout.
+        this.log.warn(
+          { snapshot: t.snapshot.id },
+          'snapshot removed: its stream sent nothing for longer than the resume timeout',
         );
         void this.close(t.id, false);
       } else if (t.report.state === 'interrupted' && now - t.interruptedAt! > t.resumeMs + 5000) {

@@ -13,7 +13,7 @@ import {
   reportError,
 } from './common.js';
 import { parseRate } from '../throttle/donor-throttle.js';
-import { follow } from './jobs.js';
+import { follow, resumeTimeout } from './jobs.js';
 
 export const isAgentRef = (text: string) => /^agent:\/\//.test(text);
 
@@ -264,9 +264,7 @@ export async function runAgentClone(
             maxLockTimeMs: lockDuration(flags.maxLockTime, '--max-lock-time'),
           }
         : {}),
-      ...(flags.resumeTimeout !== undefined
-        ? { resumeTimeoutMs: parseDuration(flags.resumeTimeout, '--resume-timeout') }
-        : {}),
+      ...(flags.resumeTimeout !== undefined ? { resumeTimeoutMs: resumeTimeout(flags.resumeTimeout) } : {}),
     };
     const client = new AgentClient(resolveAgent(to));
     try {

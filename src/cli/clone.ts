@@ -123,7 +123,7 @@ export function cloneCommand(): Command {
     )
     .option(
       '--resume-timeout <duration>',
-      'through agents: how long the data channel may stall before the clone fails (and is undone)',
+      'through agents: how long the data channel may be cut (nothing arriving) before the clone fails and is undone; copy and snapshot sends resume where they stopped within it, a mariabackup stream cannot resume and waits at most 30s (1s to 24h, default 60s; a bare number is seconds)',
     )
     .option(
       '--schemas <list>',

@@ -394,6 +394,13 @@ function renderCloneResult(r: Record<string, unknown>): string[] {
   const phases = Object.entries((r.phases ?? {}) as Record<string, number>)
     .map(([k, v]) => `${k} ${formatMs(v)}`)
     .join(', ');
+  if (refresh?.mode === 'catch-up') {
+    // Nothing was sent or locked: only replication ran.
+    out.push(
+      `  took        ${formatMs(n('durationMs'))}${phases ? ` (${phases})` : ''}; nothing sent, the donor not locked`,
+    );
+    return [...out, ...renderReplicationAndAfter(r)];
+  }
   out.push(
     `  method      ${String(r.method)} in ${formatMs(n('durationMs'))}${phases ? ` (${phases})` : ''}`,
   );
@@ -432,6 +439,12 @@ function renderCloneResult(r: Record<string, unknown>): string[] {
     );
   else if (r.lockMode !== undefined)
     out.push(`  donor lock  ${String(r.lockMode)}, held ${formatMs(n('lockHeldMs'))}`);
+  return [...out, ...renderReplicationAndAfter(r)];
+}
+
+/** A clone result's coordinates, replication, verify, manifest and removed datadir lines. */
+function renderReplicationAndAfter(r: Record<string, unknown>): string[] {
+  const out: string[] = [];
   const c = r.coordinates as
     | { gtid?: string; file?: string; position?: number; binlog?: { file: string; position: number } }
     | undefined;
@@ -455,7 +468,8 @@ function renderCloneResult(r: Record<string, unknown>): string[] {
   return out;
 }
 
-function resumeTimeout(text: string): number {
+/** --resume-timeout: a duration between 1 s and 24 h (a bare number is seconds). */
+export function resumeTimeout(text: string): number {
   const ms = parseDuration(text, '--resume-timeout');
   if (ms < 1000 || ms > 86_400_000)
     throw new ReseedError('USAGE', `--resume-timeout must be between 1s and 24h, not "${text}"`);

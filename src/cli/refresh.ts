@@ -5,7 +5,7 @@ import { resolveAgent } from '../agent/registry.js';
 import { ReseedError } from '../errors.js';
 import { parseDuration, parseHostPort, parsePositiveInt, reportError } from './common.js';
 import { agentName, lockDuration, replicationAccount } from './clone-agents.js';
-import { follow } from './jobs.js';
+import { follow, resumeTimeout } from './jobs.js';
 
 interface RefreshFlags {
   from: string;
@@ -84,7 +84,7 @@ export function refreshCommand(): Command {
     .option('--compress <codec>', 'compress the data channel: none, lz4 or zstd')
     .option(
       '--resume-timeout <duration>',
-      'how long the data channel may stall before the refresh fails (and is undone)',
+      'how long the data channel may be cut (nothing arriving) before the refresh fails and is undone; a send cut for less resumes where it stopped (1s to 24h, default 60s; a bare number is seconds)',
     )
     .option(
       '--lock-wait-timeout <duration>',
@@ -149,9 +149,7 @@ async function runRefresh(flags: RefreshFlags): Promise<number> {
       dryRun: flags.plan === true || flags.dryRun === true,
       parallel: parsePositiveInt('--parallel', flags.parallel, 64),
       ...(flags.compress !== undefined ? { compress: flags.compress } : {}),
-      ...(flags.resumeTimeout !== undefined
-        ? { resumeTimeoutMs: parseDuration(flags.resumeTimeout, '--resume-timeout') }
-        : {}),
+      ...(flags.resumeTimeout !== undefined ? { resumeTimeoutMs: resumeTimeout(flags.resumeTimeout) } : {}),
       lockWaitTimeoutMs: lockDuration(flags.lockWaitTimeout, '--lock-wait-timeout'),
       maxLockTimeMs: lockDuration(flags.maxLockTime, '--max-lock-time'),
     };

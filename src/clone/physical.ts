@@ -94,8 +94,10 @@ export interface PhysicalOptions {
   catchupTimeoutMs: number;
   verify: boolean;
   dryRun: boolean;
-  /** how long the stream may stall before the clone fails */
+  /** how long a stream that cannot be resumed (mariabackup) may stall before the clone fails */
   stallTimeoutMs: number;
+  /** copy and snapshot: how long the data channel may be cut (no byte arriving) before the clone fails */
+  resumeTimeoutMs: number;
   /** copy: the donor's mysqld is started again after this long down, whatever the pass */
   maxDowntimeMs: number;
   /** copy: the bounded wait for the donor's lock before it stops */
@@ -875,7 +877,7 @@ async function preflightPhysical(
       ? [
           `method snapshot: a read-only ${joinerVolume?.fs ?? ''} snapshot of the donor ${d.hostname}:${d.port} (${d.version.text})'s datadir, taken under a read lock (commits blocked, at most ${Math.round(options.maxLockTimeMs)} ms: --max-lock-time), sent to the joiner's agent (${joinerVolume?.fs === 'zfs' ? 'zfs send | zfs recv' : 'btrfs send | btrfs receive'}) and kept there read-only as the base of a later refresh`,
           "mysqld starts on a writable copy of it: InnoDB's crash recovery makes it consistent, as after a power cut at the snapshot's instant",
-          `the donor keeps the snapshot as ${options.replicaName}'s base (reseed-base-${options.replicaName}, the previous one removed); the donor's binary and relay logs and replication settings are removed from the joiner's copy`,
+          `the donor keeps the snapshot as ${options.replicaName}'s base (reseed-base-${options.replicaName}, the previous one removed); the donor's relay logs and replication settings are removed from the joiner's copy, and its binary log, needed by the first start's crash recovery, is emptied by RESET MASTER before replication starts`,
         ]
       : req.method === 'copy'
         ? [
@@ -972,7 +974,8 @@ async function copyBackup(req: PhysicalCloneRequest, staging: string, estimate: 
  */
 async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: string) {
   const { signal, options } = req;
-  const idleTimeoutMs = Math.max(options.stallTimeoutMs * 4, 60_000);
+  // The donor keeps the copy while a cut may still be resumed.
+  const idleTimeoutMs = Math.max(options.stallTimeoutMs * 4, 60_000, options.resumeTimeoutMs + 10_000);
   const opened = await req.donorAgent.call<{
     id: string;
     hot: { id: string; secret: string; bytes: number };
@@ -1017,7 +1020,7 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
       keepMarker: true,
       parallel: options.parallel,
       codec: options.compress,
-      resumeTimeoutMs: options.stallTimeoutMs,
+      resumeTimeoutMs: options.resumeTimeoutMs,
       bestEffort: true,
       // The second pass need not read again what has not changed since.
       keepHashes: true,
@@ -1049,7 +1052,7 @@ async function copyDatadir(req: PhysicalCloneRequest, staging: string, marker: s
       keepMarker: true,
       parallel: options.parallel,
       codec: options.compress,
-      resumeTimeoutMs: options.stallTimeoutMs,
+      resumeTimeoutMs: options.resumeTimeoutMs,
       update: true,
       previous: first.segmentHashes,
       signal,
@@ -1382,7 +1385,7 @@ async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: 
       // Kept while this agent asks after it (every 20 s, through the swap, the catch-up and the
       // verification); a joiner that died leaves it to go after 2 minutes.
       idleTimeoutMs: 120_000,
-      resumeTimeoutMs: options.stallTimeoutMs,
+      resumeTimeoutMs: options.resumeTimeoutMs,
       lockWaitTimeoutMs: options.lockWaitTimeoutMs,
       maxLockTimeMs: options.maxLockTimeMs,
     },
@@ -1396,13 +1399,24 @@ async function copySnapshot(req: PhysicalCloneRequest, staging: string, joiner: 
   /** The donor's snapshot kept as this replica's base, or removed; the base's name when kept. */
   const close = async (keep: boolean): Promise<string | undefined> => {
     clearInterval(keepalive);
+    // On a failure the donor may be out of reach (the cut that failed the clone): asked briefly,
+    // since its agent removes a snapshot nobody asks after by itself.
     const closed = await req.donorAgent
       .call<{ state: string; keptAs?: string; error?: string }>(
         'DELETE',
         `/v1/snapshots/${opened.id}?keep=${keep ? 1 : 0}`,
+        undefined,
+        keep ? undefined : AbortSignal.timeout(5000),
       )
       .catch((err: unknown) => ({ state: 'unknown', keptAs: undefined, error: errorMessage(err) }));
-    if (closed.error) req.emit({ type: 'warning', message: `the donor's agent: ${closed.error}` });
+    if (closed.error)
+      req.emit({
+        type: 'warning',
+        message:
+          closed.state === 'unknown' && !keep
+            ? `the donor's agent could not be told to remove its snapshot (${closed.error}): it removes it by itself once nobody asks after it (the resume timeout, and 5 s)`
+            : `the donor's agent: ${closed.error}`,
+      });
     return closed.keptAs;
   };
   try {
@@ -1586,7 +1600,7 @@ async function pullInto(
     stallTimeoutMs: req.options.stallTimeoutMs,
     // A snapshot is read-only: its send can be run again and resumed from an offset after a cut.
     // A backup is made as it streams, and is never the same twice.
-    resumeTimeoutMs: what === 'snapshots' ? req.options.stallTimeoutMs : undefined,
+    resumeTimeoutMs: what === 'snapshots' ? req.options.resumeTimeoutMs : undefined,
     signal: req.signal,
     onProgress: (bytes, wireBytes) => {
       if (Date.now() - last < 500) return;

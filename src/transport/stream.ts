@@ -109,7 +109,9 @@ export async function receiveStream(
   const tls = o.source.tls;
   const resumable = o.resumeTimeoutMs !== undefined;
   // As for trees (receive.ts): a stream silent for a third of the resume timeout is taken as cut.
-  const stall = resumable ? Math.min(10_000, Math.max(1000, o.resumeTimeoutMs! / 3)) : o.stallTimeoutMs;
+  const stall = resumable
+    ? Math.round(Math.min(10_000, Math.max(1000, o.resumeTimeoutMs! / 3)))
+    : o.stallTimeoutMs;
   const dispatcher = new Agent({
     connect: {
       ca: tls?.ca,
@@ -125,6 +127,7 @@ export async function receiveStream(
   let wireBytes = 0;
   let resumes = 0;
   let lastProgress = Date.now();
+  const left = () => o.resumeTimeoutMs! - (Date.now() - lastProgress);
   // Backpressure: wait for 'drain', or fail when the consumer went away (listeners removed
   // each time: one per write would pile up on the sink).
   // A frame's parts are written together (at most 1 MiB): memory stays bounded.
@@ -158,12 +161,14 @@ export async function receiveStream(
       at.searchParams.set('offset', String(bytes));
       at.searchParams.set('digest', hash.digest());
     }
+    // A resume asks no longer than the resume timeout has left (at least a second).
+    const wait = bytes > 0 && resumable ? Math.min(stall, Math.max(1000, left())) : stall;
     const res = await request(at, {
       method: 'GET',
       dispatcher,
       headers: { authorization: `Bearer ${o.source.secret}` },
       signal: o.signal,
-      headersTimeout: stall,
+      headersTimeout: wait,
       bodyTimeout: stall,
     }).catch((err: unknown) => {
       if (o.signal.aborted) throw abortError(o.signal);
@@ -181,6 +186,13 @@ export async function receiveStream(
       } catch {
         // not JSON: quoted as it is
       }
+      // Refused on a resume: the donor's agent restarted (or dropped the stream after the resume
+      // timeout): the copy was cut short, the credential was good.
+      if (res.statusCode === 401 && bytes > 0)
+        throw new ReseedError(
+          'TRANSPORT_FAILED',
+          `the donor's agent no longer knows this stream (it restarted, or dropped it after the resume timeout), so it cannot be resumed after ${bytes} bytes: run the clone again`,
+        );
       throw new ReseedError(
         res.statusCode === 401 ? 'TRANSPORT_AUTH_FAILED' : 'TRANSPORT_FAILED',
         `the donor agent answered ${res.statusCode}: ${message}`,
@@ -234,7 +246,7 @@ export async function receiveStream(
       } catch (err) {
         if (o.signal.aborted) throw abortError(o.signal);
         if (!resumable || !isReseedError(err) || !err.retryable) throw err;
-        if (Date.now() - lastProgress > o.resumeTimeoutMs!)
+        if (left() <= 0)
           throw new ReseedError(
             'TRANSPORT_FAILED',
             `the data channel was cut for more than ${Math.round(o.resumeTimeoutMs! / 1000)} s (--resume-timeout): ${err.message}`,

@@ -126,6 +126,7 @@ for (const fs of ['btrfs', 'zfs'] as const)
       writeFileSync(registry, JSON.stringify(doc));
       return {
         cut: () => relay.cut(),
+        freeze: () => relay.freeze(),
         restore: () => relay.restore(),
         blackhole: () => relay.blackhole(),
         args: (...extra: string[]) => {
@@ -481,7 +482,12 @@ for (const fs of ['btrfs', 'zfs'] as const)
           env: REPL_ENV,
           signal: AbortSignal.timeout(180_000),
         });
-        await eventually(async () => assert.ok((await donorSnapshots(donor)).length > 0), 60_000);
+        // A message of our own: without one, a failing assert.ok reads the (transpiled, one-line)
+        // source to quote it, which took minutes and blocked the relay's event loop.
+        await eventually(
+          async () => assert.ok((await donorSnapshots(donor)).length > 0, 'no snapshot on the donor yet'),
+          60_000,
+        );
         await sleep(1500);
         relay.cut();
         await sleep(1000);
@@ -500,6 +506,39 @@ for (const fs of ['btrfs', 'zfs'] as const)
       await assertDonorClean([]);
     });
 
+    it('a link that goes silent for longer than --resume-timeout: the clone fails soon after it, undone; the donor drops its blocked stream and snapshot by itself', async () => {
+      const relay = await relayTo(donor);
+      let failedAt = 0;
+      let cutAt = 0;
+      try {
+        const run = reseed(relay.args('--resume-timeout', '3s'), {
+          env: REPL_ENV,
+          signal: AbortSignal.timeout(180_000),
+        }).then((r) => ((failedAt = Date.now()), r));
+        // A message of our own: without one, a failing assert.ok reads the (transpiled, one-line)
+        // source to quote it, which took minutes and blocked the relay's event loop.
+        await eventually(
+          async () => assert.ok((await donorSnapshots(donor)).length > 0, 'no snapshot on the donor yet'),
+          60_000,
+        );
+        await sleep(1500);
+        relay.freeze();
+        cutAt = Date.now();
+        const r = await run;
+        assert.equal(r.code, 6, r.stderr);
+        assert.match(r.stderr, /the data channel was cut for more than 3 s \(--resume-timeout\)/);
+        assert.match(r.stderr, /as they were/);
+        // Not a speed target: a bound on hanging. The resume timeout (3 s), a last attempt and
+        // a short word to the unreachable donor (5 s) before the undo.
+        assert.ok(failedAt - cutAt < 20_000, `failed ${failedAt - cutAt} ms after the cut`);
+        // Still cut: the donor's stream is blocked, not failed; it goes once it sent nothing for
+        // the resume timeout (and 5 s).
+        await assertDonorClean([]);
+      } finally {
+        await relay.stop();
+      }
+    });
+
     it('a cut in the middle of the send, and a silent link: the send is resumed from the last byte received, checked, and the replica verified', async () => {
       const relay = await relayTo(donor);
       try {
@@ -507,7 +546,12 @@ for (const fs of ['btrfs', 'zfs'] as const)
           env: REPL_ENV,
           signal: AbortSignal.timeout(180_000),
         });
-        await eventually(async () => assert.ok((await donorSnapshots(donor)).length > 0), 60_000);
+        // A message of our own: without one, a failing assert.ok reads the (transpiled, one-line)
+        // source to quote it, which took minutes and blocked the relay's event loop.
+        await eventually(
+          async () => assert.ok((await donorSnapshots(donor)).length > 0, 'no snapshot on the donor yet'),
+          60_000,
+        );
         await sleep(1500);
         relay.cut();
         await sleep(1500);

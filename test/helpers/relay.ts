@@ -12,6 +12,7 @@ export class Relay {
   readonly #sockets = new Set<Socket>();
   #down = false;
   #silent = false;
+  #frozen = false;
   port = 0;
   delayMs = 0;
   /** bytes per second in each direction of each connection; 0: as fast as they come */
@@ -21,6 +22,7 @@ export class Relay {
   constructor(readonly target: { host: string; port: number }) {
     this.#server = createServer((client) => {
       if (this.#down) return client.destroy();
+      if (this.#frozen) client.pause();
       this.connections++;
       const upstream = connect(target);
       for (const [from, to] of [
@@ -30,7 +32,8 @@ export class Relay {
         this.#sockets.add(from);
         let next = 0;
         from.on('data', (d: Buffer) => {
-          if (this.#silent) return;
+          if (this.#frozen) from.pause();
+          if (this.#silent || this.#frozen) return;
           if (this.rate > 0) {
             // Each direction paced to `rate`: the chunk leaves when the ones before it have.
             const now = Date.now();
@@ -39,6 +42,7 @@ export class Relay {
             if (at > now) {
               from.pause();
               setTimeout(() => {
+                if (this.#frozen) return;
                 if (!this.#silent && to.writable) to.write(d);
                 from.resume();
               }, at - now);
@@ -49,7 +53,9 @@ export class Relay {
             if (!to.write(d)) from.pause();
           } else setTimeout(() => to.writable && to.write(d), this.delayMs);
         });
-        to.on('drain', () => from.resume());
+        to.on('drain', () => {
+          if (!this.#frozen) from.resume();
+        });
         from.on('error', () => to.destroy());
         from.on('close', () => {
           this.#sockets.delete(from);
@@ -79,9 +85,20 @@ export class Relay {
     this.#silent = true;
   }
 
+  /**
+   * Nothing is read any more, in either direction, and nothing is dropped: each sender's socket
+   * fills and then blocks, as behind a link whose packets are dropped (no ACKs come back), until
+   * restore(), which drops the connections.
+   */
+  freeze(): void {
+    this.#frozen = true;
+    for (const s of this.#sockets) s.pause();
+  }
+
   restore(): void {
-    if (this.#silent) for (const s of this.#sockets) s.destroy();
+    if (this.#silent || this.#frozen) for (const s of this.#sockets) s.destroy();
     this.#silent = false;
+    this.#frozen = false;
     this.#down = false;
   }
 
