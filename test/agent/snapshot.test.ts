@@ -509,7 +509,7 @@ for (const fs of ['btrfs', 'zfs'] as const)
     it('a link that goes silent for longer than --resume-timeout: the clone fails soon after it, undone; the donor drops its blocked stream and snapshot by itself', async () => {
       const relay = await relayTo(donor);
       let failedAt = 0;
-      let cutAt = 0;
+      let cutAt: number;
       try {
         const run = reseed(relay.args('--resume-timeout', '3s'), {
           env: REPL_ENV,
