@@ -129,10 +129,19 @@ for (const fs of ['btrfs', 'zfs'] as const)
         freeze: () => relay.freeze(),
         restore: () => relay.restore(),
         blackhole: () => relay.blackhole(),
-        args: (...extra: string[]) => {
+        /** Starts a clone through the relay; resolves (with its run) once the send is 1.5 s in. */
+        sending: async (...extra: string[]) => {
           const args = snapshotArgs(from, joiner, ...extra);
           args[args.indexOf(`agent://${from.info.name}`)] = 'agent://relayed';
-          return args;
+          const run = reseed(args, { env: REPL_ENV, signal: AbortSignal.timeout(180_000) });
+          // A message of our own: without one, a failing assert.ok reads the (transpiled, one-line)
+          // source to quote it, which took minutes and blocked the relay's event loop.
+          await eventually(
+            async () => assert.ok((await donorSnapshots(donor)).length > 0, 'no snapshot on the donor yet'),
+            60_000,
+          );
+          await sleep(1500);
+          return { run };
         },
         stop: async () => {
           await relay.stop();
@@ -478,17 +487,7 @@ for (const fs of ['btrfs', 'zfs'] as const)
       await restartAgent(donor, 'send-differs');
       const relay = await relayTo(donor);
       try {
-        const run = reseed(relay.args('--resume-timeout', '12s'), {
-          env: REPL_ENV,
-          signal: AbortSignal.timeout(180_000),
-        });
-        // A message of our own: without one, a failing assert.ok reads the (transpiled, one-line)
-        // source to quote it, which took minutes and blocked the relay's event loop.
-        await eventually(
-          async () => assert.ok((await donorSnapshots(donor)).length > 0, 'no snapshot on the donor yet'),
-          60_000,
-        );
-        await sleep(1500);
+        const { run } = await relay.sending('--resume-timeout', '12s');
         relay.cut();
         await sleep(1000);
         relay.restore();
@@ -511,17 +510,9 @@ for (const fs of ['btrfs', 'zfs'] as const)
       let failedAt = 0;
       let cutAt: number;
       try {
-        const run = reseed(relay.args('--resume-timeout', '3s'), {
-          env: REPL_ENV,
-          signal: AbortSignal.timeout(180_000),
-        }).then((r) => ((failedAt = Date.now()), r));
-        // A message of our own: without one, a failing assert.ok reads the (transpiled, one-line)
-        // source to quote it, which took minutes and blocked the relay's event loop.
-        await eventually(
-          async () => assert.ok((await donorSnapshots(donor)).length > 0, 'no snapshot on the donor yet'),
-          60_000,
+        const run = (await relay.sending('--resume-timeout', '3s')).run.then(
+          (r) => ((failedAt = Date.now()), r),
         );
-        await sleep(1500);
         relay.freeze();
         cutAt = Date.now();
         const r = await run;
@@ -542,17 +533,7 @@ for (const fs of ['btrfs', 'zfs'] as const)
     it('a cut in the middle of the send, and a silent link: the send is resumed from the last byte received, checked, and the replica verified', async () => {
       const relay = await relayTo(donor);
       try {
-        const run = reseed(relay.args('--resume-timeout', '12s', '--json'), {
-          env: REPL_ENV,
-          signal: AbortSignal.timeout(180_000),
-        });
-        // A message of our own: without one, a failing assert.ok reads the (transpiled, one-line)
-        // source to quote it, which took minutes and blocked the relay's event loop.
-        await eventually(
-          async () => assert.ok((await donorSnapshots(donor)).length > 0, 'no snapshot on the donor yet'),
-          60_000,
-        );
-        await sleep(1500);
+        const { run } = await relay.sending('--resume-timeout', '12s', '--json');
         relay.cut();
         await sleep(1500);
         relay.restore();
