@@ -59,9 +59,8 @@ interface Taken {
   base: Snapshot | undefined;
   replica: string;
   idleMs: number;
-  /** how long a cut stream waits to be resumed (from interruptedAt), keepalives or not */
+  /** how long a cut stream waits to be resumed (from its last byte sent), keepalives or not */
   resumeMs: number;
-  interruptedAt?: number | undefined;
   /** when the stream last handed bytes on (a socket that takes none: a silent cut) */
   lastSent: number;
   lastUsed: number;
@@ -361,7 +360,6 @@ export class Snapshots {
             // The joiner stopped reading (a cut, most likely): kept, for it to resume, until the
             // snapshot's idle timeout.
             t.report.state = 'interrupted';
-            t.interruptedAt = Date.now();
           } else {
             t.report.state = 'failed';
             t.report.error = failed;
@@ -470,20 +468,16 @@ export class Snapshots {
           'snapshot removed: nobody asked for it within its idle timeout',
         );
         void this.close(t.id, false);
-      } else if (t.report.state === 'streaming' && now - t.lastSent > t.resumeMs + 5000) {
-        // A silent cut: the socket takes nothing and reports no error for minutes, while the
-        // joiner gave up after its resume timeout.
+      } else if (
+        (t.report.state === 'streaming' || t.report.state === 'interrupted') &&
+        now - t.lastSent > t.resumeMs + 5000
+      ) {
+        // Nothing sent for longer than the joiner waits to resume: it gave up. Its agent asks
+        // after the snapshot while its clone lives, but a joiner whose agent was killed never
+        // resumes, and a silent link (the socket takes nothing, no error for minutes) never ends.
         this.log.warn(
-          { snapshot: t.snapshot.id },
+          { snapshot: t.snapshot.id, state: t.report.state },
           'snapshot removed: its stream sent nothing for longer than the resume timeout',
-        );
-        void this.close(t.id, false);
-      } else if (t.report.state === 'interrupted' && now - t.interruptedAt! > t.resumeMs + 5000) {
-        // The joiner's agent asks after the snapshot while its clone lives, but a joiner that
-        // gave up its stream (its agent killed and started again) never resumes it.
-        this.log.warn(
-          { snapshot: t.snapshot.id },
-          'snapshot removed: its stream was cut and not resumed within the resume timeout',
         );
         void this.close(t.id, false);
       }

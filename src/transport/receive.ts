@@ -665,7 +665,8 @@ async function withResume<T>(o: ReceiveOptions, fn: () => Promise<T>): Promise<T
   }
 }
 
-function cutTooLong(o: ReceiveOptions, err: unknown): ReseedError {
+/** A cut that outlasted --resume-timeout (trees and resumable streams alike). */
+export function cutTooLong(o: { resumeTimeoutMs: number }, err: unknown): ReseedError {
   return new ReseedError(
     'TRANSPORT_FAILED',
     `the data channel was cut for more than ${Math.round(o.resumeTimeoutMs / 1000)} s (--resume-timeout): ${errorMessage(err)}`,

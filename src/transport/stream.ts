@@ -11,6 +11,7 @@ import { FRAME, FrameDecoder, encodeFrame } from './frame.js';
 import { framePool } from './frame-pool.js';
 import type { Frame } from './frame.js';
 import { chunkFrames, errorFrame } from './send.js';
+import { cutTooLong } from './receive.js';
 import type { TransferSource } from './receive.js';
 import { runInThread, serializeError, workerModule } from './thread.js';
 
@@ -246,12 +247,7 @@ export async function receiveStream(
       } catch (err) {
         if (o.signal.aborted) throw abortError(o.signal);
         if (!resumable || !isReseedError(err) || !err.retryable) throw err;
-        if (left() <= 0)
-          throw new ReseedError(
-            'TRANSPORT_FAILED',
-            `the data channel was cut for more than ${Math.round(o.resumeTimeoutMs! / 1000)} s (--resume-timeout): ${err.message}`,
-            { cause: err },
-          );
+        if (left() <= 0) throw cutTooLong({ resumeTimeoutMs: o.resumeTimeoutMs! }, err);
         resumes++;
         await sleep(Math.min(1000, 100 * resumes), undefined, { signal: o.signal }).catch(() => undefined);
         continue;
